@@ -1,0 +1,1 @@
+"""collapsewatch server: FastAPI app, storage, pages. Never imports torch."""
