@@ -1,0 +1,67 @@
+"""Settings of the worker deployable (one pydantic-settings class, read through a cached getter).
+
+Environment variables (or a ``.env``): ``SERVER_URL``, ``WORKER_TOKEN``, ``BROKER_URL``,
+``QUEUE_PREFIX``, ``WORKER_GPUS``, ``WORKER_CONCURRENCY``, ``HEARTBEAT_SECONDS``,
+``WORKER_LOG_LEVEL``. ``BROKER_URL`` and ``QUEUE_PREFIX`` must match the server's.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TASK_NAME = "collapsewatch.train_run"
+# Queues by device class: a job with device "cpu" goes to ``cpu``, "cuda"/"cuda:N" to ``gpu`` and
+# "auto" to ``default``, which every worker consumes (GPU workers train it on their GPU).
+QUEUE_CLASSES: tuple[str, ...] = ("cpu", "gpu", "default")
+DEFAULT_BROKER_URL = "sqla+sqlite:///./collapsewatch-broker.db"
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    server_url: str = Field("http://127.0.0.1:8000", description="base URL of the collapsewatch server")
+    worker_token: str | None = Field(None, description="worker token (ingestion only) for the server API")
+    broker_url: str = Field(DEFAULT_BROKER_URL, description="Celery broker: redis://... or sqla+sqlite://...")
+    queue_prefix: str = Field("", pattern=r"^[A-Za-z0-9_.\-]{0,64}$", description="prefix of queue names")
+    worker_gpus: str = Field("none", description="'none', 'auto' or a comma list of GPU indices, e.g. 0,1")
+    worker_concurrency: int = Field(1, ge=1, le=256, description="parallel CPU jobs when no GPU is used")
+    heartbeat_seconds: float = Field(10.0, gt=0.0, le=3600.0, description="upper bound between heartbeats")
+    worker_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("worker_gpus")
+    @classmethod
+    def _gpus(cls, value: str) -> str:
+        parse_gpus(value)
+        return value
+
+    @field_validator("server_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} must start with http:// or https://")
+        return value.rstrip("/")
+
+    def queue_name(self, device_class: str) -> str:
+        return f"{self.queue_prefix}{device_class}"
+
+
+def parse_gpus(value: str) -> list[str] | Literal["auto"]:
+    """``"none"`` -> [], ``"auto"`` -> "auto", ``"0,1"`` -> ["0", "1"]; anything else is a ValueError."""
+    text = value.strip().lower()
+    if text in ("", "none", "cpu"):
+        return []
+    if text == "auto":
+        return "auto"
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() for p in parts) or len(set(parts)) != len(parts):
+        raise ValueError(f"gpus: {value!r} is not allowed; use 'none', 'auto' or distinct indices like '0,1'")
+    return parts
+
+
+@functools.lru_cache
+def get_worker_settings() -> WorkerSettings:
+    return WorkerSettings()
