@@ -1,0 +1,88 @@
+"""Worker-side commands of ``collapsewatch`` (module-level imports stay stdlib-only)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, TextIO
+
+
+def train_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", help="YAML file of job keys (see examples/digits-svmax.yaml)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one job key (value parsed as YAML), e.g. --set lr=0.5; repeatable",
+    )
+    parser.add_argument("--out", help="write the per-epoch JSON lines to this file (default: stdout)")
+    parser.add_argument("--device", help="override the spec's device: auto, cpu, cuda or cuda:N")
+    parser.add_argument("--checkpoint", help="write the latest checkpoint to this file")
+    parser.add_argument("--resume", help="continue from this checkpoint file (same settings)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _fail(message: str) -> int:
+    print(f"collapsewatch train: error: {message}", file=sys.stderr)
+    return 2
+
+
+def train(args: argparse.Namespace) -> int:
+    """``collapsewatch train``: train one job locally and write one JSON line per epoch."""
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from worker.training.checkpoint import FileCheckpoint
+    from worker.training.config import SpecError, load_spec
+    from worker.training.data import DataError
+    from worker.training.engine import TrainingDiverged
+    from worker.training.engine import train as run_training
+    from worker.training.records import EpochRecord
+
+    try:
+        overrides = [*args.overrides, *([f"device={args.device}"] if args.device else [])]
+        spec = load_spec(args.config, overrides)
+        resume = Path(args.resume).read_bytes() if args.resume else None
+    except SpecError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"--resume: cannot read {args.resume!r}: {exc.strerror}")
+    out: TextIO = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    bar: Any = tqdm(total=spec.epochs, desc="train", unit="epoch", file=sys.stderr, disable=args.quiet)
+
+    def on_epoch(record: EpochRecord) -> None:
+        out.write(json.dumps(record.to_line(), allow_nan=False) + "\n")
+        out.flush()
+        stats = record.stats or {}
+        bar.set_postfix(
+            loss=record.metrics.get("train_loss"),
+            val_acc=record.metrics.get("val_acc"),
+            mean_sv=stats.get("mean_sv"),
+        )
+        bar.update(1)
+
+    try:
+        result = run_training(
+            spec,
+            on_epoch=on_epoch,
+            checkpoint=FileCheckpoint(Path(args.checkpoint)) if args.checkpoint else None,
+            resume=resume,
+        )
+    except (DataError, ValueError) as exc:
+        return _fail(str(exc))
+    except TrainingDiverged as exc:
+        print(f"collapsewatch train: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        bar.close()
+        if out is not sys.stdout:
+            out.close()
+    info = result.device
+    where = f"{info['device']} ({info['device_name']}), torch {info['torch']}"
+    notes = "".join(f"; {note}" for note in result.notes)
+    print(f"trained epochs {result.start_epoch}..{result.last_epoch} on {where}{notes}", file=sys.stderr)
+    return 0

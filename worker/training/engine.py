@@ -1,0 +1,195 @@
+"""The training loop: one job spec in, one :class:`EpochRecord` per epoch out (through ``on_epoch``).
+
+No HTTP here: the queue worker wires ``on_epoch``, ``should_stop`` and ``checkpoint`` to the server;
+the CLI wires them to JSON lines and a file.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from app.schemas import JobSpec
+from worker.training import checkpoint as ckpt
+from worker.training.checkpoint import CheckpointIO
+from worker.training.data import Splits, load_splits
+from worker.training.device import device_info, resolve_device
+from worker.training.evaluate import evaluate
+from worker.training.models import Network, build_model
+from worker.training.objectives import objective_loss, regularizer_loss
+from worker.training.records import EpochRecord
+
+SGD_MOMENTUM = 0.9
+# Keys that may differ between the run that wrote a checkpoint and the one resuming from it.
+RESUMABLE_CHANGES = frozenset({"epochs", "device", "checkpoint_every"})
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the embeddings became NaN/Inf; the epoch's record was already handed out."""
+
+
+@dataclass
+class TrainResult:
+    records: list[EpochRecord]  # the epochs run by this call (after ``start_epoch``)
+    start_epoch: int  # 1-based first epoch this call ran (k + 1 after resuming from epoch k)
+    last_epoch: int  # the last finished epoch (0 if none)
+    stopped: bool  # True when ``should_stop`` ended the run early
+    device: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch, numpy and random; return the CPU generator used for shuffling and augmentation."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def make_optimizer(spec: JobSpec, model: Network) -> torch.optim.Optimizer:
+    """SGD (momentum :data:`SGD_MOMENTUM`) or Adam, constant learning rate ``spec.lr``."""
+    if spec.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(), lr=spec.lr, momentum=SGD_MOMENTUM, weight_decay=spec.weight_decay
+    )
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """A seeded shuffle cut into batches; a last batch of one row is dropped (batch statistics need 2)."""
+    order = torch.randperm(n, generator=generator)
+    parts = list(order.split(batch_size))
+    return [p for p in parts if len(p) >= 2]
+
+
+def train_epoch(
+    spec: JobSpec,
+    model: Network,
+    optimizer: torch.optim.Optimizer,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    generator: torch.Generator,
+) -> tuple[dict[str, float], bool]:
+    """One pass over the shuffled training rows: (row-weighted mean of each loss term, diverged).
+
+    Stops at the first batch whose loss or embedding is not finite (then ``train_loss`` is NaN)."""
+    model.train()
+    sums: dict[str, float] = {}
+    seen = 0
+    for idx in batches(len(x_train), spec.batch_size, generator):
+        idx = idx.to(x_train.device)
+        loss, embedding, parts = objective_loss(spec, model, x_train[idx], y_train[idx], generator)
+        reg = regularizer_loss(spec, embedding) if bool(torch.isfinite(embedding).all()) else None
+        total = loss if reg is None else loss + reg
+        if not bool(torch.isfinite(total)) or not bool(torch.isfinite(embedding).all()):
+            return {"train_loss": float("nan")}, True
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        terms = {"train_loss": total, "objective_loss": loss, **parts}
+        if reg is not None:
+            terms["reg_loss"] = reg
+        for key, value in terms.items():
+            sums[key] = sums.get(key, 0.0) + float(value.detach()) * len(idx)
+        seen += len(idx)
+    return {key: value / max(seen, 1) for key, value in sums.items()}, False
+
+
+def _tensors(splits: Splits, device: torch.device) -> dict[str, torch.Tensor]:
+    names = ("x_train", "y_train", "x_val", "y_val", "x_probe")
+    return {name: torch.from_numpy(getattr(splits, name)).to(device) for name in names}
+
+
+def _check_resume(state: dict[str, Any], spec: JobSpec) -> int:
+    stored = state["spec"]
+    changed = sorted(
+        k for k, v in spec.model_dump().items() if k not in RESUMABLE_CHANGES and stored.get(k) != v
+    )
+    if changed:
+        raise ValueError(f"resume: the checkpoint was written with different settings for {changed}")
+    epoch = int(state["epoch"])
+    if epoch > spec.epochs:
+        raise ValueError(f"resume: the checkpoint is at epoch {epoch}, past epochs={spec.epochs}")
+    return epoch
+
+
+def train(
+    spec: JobSpec,
+    *,
+    on_epoch: Callable[[EpochRecord], None],
+    should_stop: Callable[[], bool] | None = None,
+    checkpoint: CheckpointIO | None = None,
+    resume: bytes | None = None,
+    device: str | None = None,
+) -> TrainResult:
+    """Train ``spec`` for ``spec.epochs`` epochs (continuing after the checkpoint ``resume`` if given).
+
+    Each epoch: ``should_stop()`` (True ends the run cooperatively, ``stopped=True``), one pass over the
+    training rows, evaluation, ``on_epoch(record)``, then a checkpoint every ``spec.checkpoint_every``
+    epochs and after the last one (and after the last finished epoch when stopped). ``device``
+    overrides ``spec.device``. Data and device problems raise ``ValueError`` (``DataError``) before
+    the first step; a NaN/Inf loss raises :class:`TrainingDiverged` after its epoch's record.
+    """
+    # --- setup: data, device, seeds, model, optimizer, then the checkpoint if resuming ---
+    splits = load_splits(spec)
+    dev = resolve_device(device or spec.device)
+    generator = seed_everything(spec.seed)
+    model = build_model(spec, splits.input_shape, splits.n_classes).to(dev)
+    optimizer = make_optimizer(spec, model)
+    start = 1
+    if resume is not None:
+        state = ckpt.load(resume)
+        start = _check_resume(state, spec) + 1
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        ckpt.set_rng_state(state["rng"], generator)
+    data = _tensors(splits, dev)
+    result = TrainResult([], start, start - 1, False, device_info(dev), list(splits.notes))
+
+    def save(epoch: int) -> None:
+        if checkpoint is not None:
+            state_bytes = ckpt.dump(
+                epoch=epoch, spec=spec.model_dump(), model=model, optimizer=optimizer, generator=generator
+            )
+            checkpoint.save(epoch, state_bytes)
+
+    for epoch in range(start, spec.epochs + 1):
+        if should_stop is not None and should_stop():
+            result.stopped = True
+            break
+        # --- train one epoch ---
+        began = time.perf_counter()
+        losses, diverged = train_epoch(spec, model, optimizer, data["x_train"], data["y_train"], generator)
+        # --- evaluate on validation and the fixed probe set ---
+        eval_began = time.perf_counter()
+        scores = evaluate(model, data, splits.n_classes, dead_threshold=spec.dead_threshold)
+        metrics: dict[str, float | None] = {"reg_loss": None, **losses}
+        metrics |= {
+            "val_acc": scores.val_acc,
+            "knn_acc": scores.knn_acc,
+            "recall_at_1": scores.recall_at_1,
+            "lr": float(optimizer.param_groups[0]["lr"]),
+            "seconds": time.perf_counter() - began,
+            "eval_seconds": time.perf_counter() - eval_began,
+        }
+        record = EpochRecord(epoch=epoch, metrics=metrics, stats=scores.stats)
+        # --- hand the record out, then checkpoint (a crash in between replays this epoch) ---
+        on_epoch(record)
+        result.records.append(record)
+        if diverged:
+            raise TrainingDiverged(
+                f"training diverged in epoch {epoch}: the loss or the embeddings became NaN/Inf "
+                f"(lr={spec.lr}, optimizer={spec.optimizer}); lower lr or add a regularizer"
+            )
+        result.last_epoch = epoch
+        if epoch % spec.checkpoint_every == 0 or epoch == spec.epochs:
+            save(epoch)
+    if result.stopped and result.last_epoch >= start and result.last_epoch % spec.checkpoint_every:
+        save(result.last_epoch)
+    return result

@@ -1,0 +1,109 @@
+"""Per-epoch evaluation: validation accuracy, kNN accuracy, recall@1 and the collapse statistics.
+
+- ``val_acc``: the classifier head's accuracy for cross-entropy; otherwise a linear probe, closed-form
+  ridge regression (alpha :data:`RIDGE_ALPHA`) from standardised train embeddings (plus a bias) to
+  one-hot labels, in float64 (primal d x d or dual n x n system, whichever is smaller).
+- ``knn_acc``: k = :data:`KNN_K` nearest train embeddings by cosine similarity vote for each
+  validation row (ties go to the smaller label).
+- ``recall_at_1``: the fraction of validation rows whose nearest other validation row (cosine, i.e.
+  Euclidean on L2-normalised embeddings) has the same label.
+- ``stats``: :func:`worker.stats.collapse_stats` of the probe embeddings (float64 inside it).
+Any metric over non-finite embeddings is None.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from worker.stats import collapse_stats
+from worker.training.models import Network, embed_all
+
+KNN_K = 5
+RIDGE_ALPHA = 1e-2
+_CHUNK = 2048
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    val_acc: float | None
+    knn_acc: float | None
+    recall_at_1: float | None
+    stats: dict[str, Any] | None
+
+
+def _finite(t: Tensor) -> bool:
+    return bool(torch.isfinite(t).all())
+
+
+def ridge_probe_accuracy(
+    e_train: Tensor, y_train: Tensor, e_val: Tensor, y_val: Tensor, n_classes: int
+) -> float:
+    """Accuracy of a closed-form ridge classifier fitted on the train embeddings."""
+    a, b = e_train.double(), e_val.double()
+    mean, std = a.mean(0), a.std(0).clamp_min(1e-8)
+    a, b = (a - mean) / std, (b - mean) / std
+    a = torch.cat([a, a.new_ones(len(a), 1)], dim=1)
+    b = torch.cat([b, b.new_ones(len(b), 1)], dim=1)
+    targets = F.one_hot(y_train, n_classes).double()
+    n, p = a.shape
+    if p <= n:
+        w = torch.linalg.solve(
+            a.T @ a + RIDGE_ALPHA * n * torch.eye(p, dtype=a.dtype, device=a.device), a.T @ targets
+        )
+    else:
+        gram = a @ a.T + RIDGE_ALPHA * n * torch.eye(n, dtype=a.dtype, device=a.device)
+        w = a.T @ torch.linalg.solve(gram, targets)
+    return float(((b @ w).argmax(1) == y_val).double().mean())
+
+
+def knn_accuracy(
+    e_train: Tensor, y_train: Tensor, e_val: Tensor, y_val: Tensor, n_classes: int, k: int = KNN_K
+) -> float:
+    a, b = F.normalize(e_train.float(), dim=1), F.normalize(e_val.float(), dim=1)
+    k = min(k, len(a))
+    correct = 0
+    for i in range(0, len(b), _CHUNK):
+        idx = (b[i : i + _CHUNK] @ a.T).topk(k, dim=1).indices
+        votes = F.one_hot(y_train[idx], n_classes).sum(1)
+        correct += int((votes.argmax(1) == y_val[i : i + _CHUNK]).sum())
+    return correct / len(b)
+
+
+def recall_at_1(e: Tensor, y: Tensor) -> float:
+    z = F.normalize(e.float(), dim=1)
+    hits = 0
+    for i in range(0, len(z), _CHUNK):
+        sim = z[i : i + _CHUNK] @ z.T
+        rows = torch.arange(i, min(i + _CHUNK, len(z)), device=z.device)
+        sim[rows - i, rows] = float("-inf")
+        hits += int((y[sim.argmax(1)] == y[i : i + _CHUNK]).sum())
+    return hits / len(z)
+
+
+def evaluate(
+    model: Network,
+    data: dict[str, Tensor],
+    n_classes: int,
+    *,
+    dead_threshold: float,
+) -> Evaluation:
+    """Evaluate ``model`` on the tensors ``data`` (x_train, y_train, x_val, y_val, x_probe)."""
+    e_train = embed_all(model, data["x_train"])
+    e_val = embed_all(model, data["x_val"])
+    e_probe = embed_all(model, data["x_probe"])
+    y_train, y_val = data["y_train"], data["y_val"]
+    stats = collapse_stats(e_probe.double(), dead_threshold=dead_threshold) if _finite(e_probe) else None
+    if not (_finite(e_train) and _finite(e_val)):
+        return Evaluation(None, None, None, stats)
+    with torch.no_grad():
+        if model.head is not None:
+            val_acc = float((model.head(e_val).argmax(1) == y_val).double().mean())
+        else:
+            val_acc = ridge_probe_accuracy(e_train, y_train, e_val, y_val, n_classes)
+    knn = knn_accuracy(e_train, y_train, e_val, y_val, n_classes)
+    return Evaluation(val_acc, knn, recall_at_1(e_val, y_val), stats)
