@@ -1,0 +1,1 @@
+"""HTTP routers. ``app.main.ROUTERS`` lists the ones the app includes."""

@@ -1,0 +1,123 @@
+"""Jobs: submission (grid x seeds) and the worker lifecycle (claim, heartbeat, finish, logs)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request
+
+from app.api.common import RunId, enqueue, publish
+from app.deps import PrincipalDep, SessionDep, SettingsDep, UserDep
+from app.schemas import (
+    AttemptIn,
+    ClaimIn,
+    ClaimPublic,
+    FinishIn,
+    HeartbeatPublic,
+    JobSpec,
+    JobSubmit,
+    LogBatchIn,
+    LogLinePublic,
+    RunPublic,
+)
+from app.services import lifecycle, runs
+
+router = APIRouter(prefix="/api/v1", tags=["jobs"])
+
+
+@router.post("/jobs", status_code=201, response_model=list[RunPublic])
+def submit_jobs(
+    data: JobSubmit, request: Request, session: SessionDep, settings: SettingsDep, user: UserDep
+) -> list[RunPublic]:
+    """One queued run per grid point x seed (sharing a ``sweep_id``), enqueued after the commit."""
+    created, written = runs.create_jobs(
+        session=session, data=data, owner_id=user.user_id, max_attempts=settings.max_attempts
+    )
+    session.commit()
+    publish(request, written.events)
+    enqueue(request, [run.id for run in created])
+    return [runs.run_public(run) for run in created]
+
+
+@router.post("/runs/{run_id}/claim", response_model=ClaimPublic)
+def claim_run(
+    run_id: RunId,
+    data: ClaimIn,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    _caller: PrincipalDep,
+) -> ClaimPublic:
+    """Take the run for a new attempt (409 when someone else holds it or it is finished)."""
+    worker = data.worker.model_dump(mode="json", exclude_none=True)
+    result = lifecycle.claim(
+        session=session, run_id=run_id, worker=worker, lease_seconds=settings.lease_seconds
+    )
+    session.commit()
+    publish(request, result.written.events)
+    if result.run is None:
+        raise HTTPException(409, detail=result.message)
+    run = result.run
+    assert run.lease_until is not None
+    return ClaimPublic(
+        run=runs.run_public(run),
+        attempt=run.attempt,
+        lease_until=run.lease_until,
+        spec=JobSpec.model_validate(run.config),
+        resume_epoch=None,
+    )
+
+
+@router.post("/runs/{run_id}/heartbeat", response_model=HeartbeatPublic)
+def heartbeat(
+    run_id: RunId, data: AttemptIn, session: SessionDep, settings: SettingsDep, _caller: PrincipalDep
+) -> HeartbeatPublic:
+    """Extend the lease; read ``cancel_requested`` to stop cooperatively."""
+    run = lifecycle.heartbeat(
+        session=session, run_id=run_id, attempt=data.attempt, lease_seconds=settings.lease_seconds
+    )
+    session.commit()
+    assert run.lease_until is not None
+    return HeartbeatPublic(lease_until=run.lease_until, cancel_requested=run.cancel_requested)
+
+
+@router.post("/runs/{run_id}/finish", response_model=RunPublic)
+def finish_run(
+    run_id: RunId, data: FinishIn, request: Request, session: SessionDep, _caller: PrincipalDep
+) -> RunPublic:
+    run, written = lifecycle.finish(session=session, run_id=run_id, data=data)
+    session.commit()
+    publish(request, written.events)
+    return runs.run_public(run)
+
+
+@router.post("/runs/{run_id}/logs", status_code=201, response_model=list[LogLinePublic])
+def append_logs(
+    run_id: RunId, data: LogBatchIn, request: Request, session: SessionDep, _caller: PrincipalDep
+) -> list[LogLinePublic]:
+    written = lifecycle.append_logs(session=session, run_id=run_id, attempt=data.attempt, lines=data.lines)
+    session.commit()
+    publish(request, written.events)
+    return [_log_public(event) for event in written.events]
+
+
+@router.get("/runs/{run_id}/logs", response_model=list[LogLinePublic])
+def list_logs(
+    run_id: RunId,
+    session: SessionDep,
+    _user: UserDep,
+    after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[LogLinePublic]:
+    """Log lines with ``id > after`` (oldest first)."""
+    events = lifecycle.list_logs(session=session, run_id=run_id, after=after, limit=limit)
+    return [_log_public(event) for event in events]
+
+
+def _log_public(event: lifecycle.RunEvent) -> LogLinePublic:
+    return LogLinePublic(
+        id=event.id,
+        attempt=int(event.payload.get("attempt", 0)),
+        line=str(event.payload.get("line", "")),
+        created_at=event.created_at,
+    )

@@ -1,0 +1,60 @@
+"""Runs: SDK run creation, listing, one run, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+
+from app.api.common import RunId, publish
+from app.deps import SessionDep, UserDep
+from app.schemas import RunCreate, RunPublic, RunStatus
+from app.services import lifecycle, runs
+from app.services.runs import SORTS
+
+router = APIRouter(prefix="/api/v1", tags=["runs"])
+SORT_PATTERN = "^-?(" + "|".join(SORTS) + ")$"
+
+
+@router.post("/runs", status_code=201, response_model=RunPublic)
+def create_run(data: RunCreate, request: Request, session: SessionDep, user: UserDep) -> RunPublic:
+    """Create a run for the SDK (status running, attempt 1)."""
+    run, written = runs.create_sdk_run(session=session, data=data, owner_id=user.user_id)
+    session.commit()
+    publish(request, written.events)
+    return runs.run_public(run)
+
+
+@router.get("/runs", response_model=list[RunPublic])
+def list_runs(
+    session: SessionDep,
+    _user: UserDep,
+    response: Response,
+    project: Annotated[str | None, Query(max_length=64)] = None,
+    status: Annotated[list[RunStatus] | None, Query()] = None,
+    sweep: Annotated[str | None, Query(max_length=32)] = None,
+    tag: Annotated[str | None, Query(max_length=200)] = None,
+    kind: Literal["job", "sdk"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    sort: Annotated[str, Query(pattern=SORT_PATTERN)] = "-created_at",
+) -> list[RunPublic]:
+    """Runs, newest first; the total matching count is in ``X-Total-Count``."""
+    filt = runs.RunFilter(project=project, status=status, sweep=sweep, tag=tag, kind=kind)
+    found, total = runs.list_runs(session=session, filt=filt, limit=limit, offset=offset, sort=sort)
+    response.headers["X-Total-Count"] = str(total)
+    return [runs.run_public(run) for run in found]
+
+
+@router.get("/runs/{run_id}", response_model=RunPublic)
+def get_run(run_id: RunId, session: SessionDep, _user: UserDep) -> RunPublic:
+    return runs.run_public(runs.get_run(session=session, run_id=run_id))
+
+
+@router.post("/runs/{run_id}/cancel", response_model=RunPublic)
+def cancel_run(run_id: RunId, request: Request, session: SessionDep, _user: UserDep) -> RunPublic:
+    """Queued: cancelled now. Running: ``cancel_requested`` until the worker stops. Finished: 409."""
+    run, written = lifecycle.cancel(session=session, run_id=run_id)
+    session.commit()
+    publish(request, written.events)
+    return runs.run_public(run)

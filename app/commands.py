@@ -1,0 +1,105 @@
+"""Server-side CLI commands (``collapsewatch db|token|serve``). Module-level imports: stdlib only."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def db_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["upgrade", "downgrade"], help="apply (or revert) migrations")
+    parser.add_argument("revision", nargs="?", default=None, help="target (default: head / base)")
+
+
+def db(args: argparse.Namespace) -> int:
+    from app.db import make_engine
+    from app.migrate import downgrade, upgrade
+    from app.settings import get_settings
+
+    engine = make_engine(get_settings())
+    try:
+        if args.action == "upgrade":
+            upgrade(engine, args.revision or "head")
+        else:
+            downgrade(engine, args.revision or "base")
+    finally:
+        engine.dispose()
+    print(f"database {args.action} done", file=sys.stderr)
+    return 0
+
+
+def token_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["create"], help="create a token for the local admin")
+    parser.add_argument("--worker", action="store_true", help="a worker token (ingestion routes only)")
+    parser.add_argument("--name", default=None, help="a label shown in token lists")
+
+
+def token(args: argparse.Namespace) -> int:
+    """Print ONLY the new token on stdout (so `export CW_TOKEN=$(collapsewatch token create)` works)."""
+    from app.db import Database
+    from app.migrate import upgrade
+    from app.services.tokens import create_token, ensure_admin
+    from app.settings import get_settings
+
+    settings = get_settings()
+    database = Database(settings)
+    try:
+        upgrade(database.engine)
+        kind = "worker" if args.worker else "user"
+        with database.transaction() as session:
+            admin = ensure_admin(session=session, email=settings.admin_email)
+            new = create_token(session=session, user=admin, name=args.name or f"{kind} token", kind=kind)
+    finally:
+        database.dispose()
+    print(new.token)
+    return 0
+
+
+def serve_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run("app.main:app", host=args.host, port=args.port, proxy_headers=True)
+    return 0
+
+
+def _not_yet(name: str) -> int:
+    print(f"collapsewatch {name}: not available yet", file=sys.stderr)
+    return 2
+
+
+def up_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+
+
+def up(args: argparse.Namespace) -> int:
+    return _not_yet("up")
+
+
+def beat_args(parser: argparse.ArgumentParser) -> None:
+    return None
+
+
+def beat(args: argparse.Namespace) -> int:
+    return _not_yet("beat")
+
+
+def demo_args(parser: argparse.ArgumentParser) -> None:
+    return None
+
+
+def demo(args: argparse.Namespace) -> int:
+    return _not_yet("demo")
+
+
+def user_args(parser: argparse.ArgumentParser) -> None:
+    return None
+
+
+def user(args: argparse.Namespace) -> int:
+    return _not_yet("user")

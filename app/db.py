@@ -1,0 +1,76 @@
+"""Engines and sessions.
+
+SQLite runs in WAL mode with a busy timeout and foreign keys on; write transactions start with
+``BEGIN IMMEDIATE`` so that concurrent writers queue on the busy timeout instead of failing on a
+read-to-write lock upgrade. PostgreSQL goes through psycopg 3 (``postgresql+psycopg://``).
+
+Sessions are opened at the edge (a FastAPI dependency, a CLI command) and passed keyword-only to
+domain functions, which never create one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.settings import Settings
+
+WRITE_OPTION = "cw_write"
+
+
+def make_engine(settings: Settings) -> Engine:
+    """An engine for ``settings.database_url`` with the per-dialect setup described above."""
+    url = settings.database_url
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    timeout_s = settings.sqlite_busy_timeout_ms / 1000
+    engine = create_engine(url, connect_args={"timeout": timeout_s, "check_same_thread": False})
+    busy_ms = settings.sqlite_busy_timeout_ms
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (below)
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+class Database:
+    """An engine plus two session factories: reads (deferred) and writes (``BEGIN IMMEDIATE`` on SQLite)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine = make_engine(settings)
+        self.read_sessions = sessionmaker(self.engine, expire_on_commit=False)
+        write_engine = self.engine.execution_options(**{WRITE_OPTION: True})
+        self.write_sessions = sessionmaker(write_engine, expire_on_commit=False)
+
+    def session(self, *, write: bool) -> Session:
+        return (self.write_sessions if write else self.read_sessions)()
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[Session]:
+        """A session committed on success and rolled back on error (CLI and background code)."""
+        with self.session(write=write) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,100 @@
+"""FastAPI dependencies, as typed aliases named for what you get (DESIGN.md §7)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from app.db import Database
+from app.security import Principal
+from app.services import tokens
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+AuthBackend = Callable[[Request, Database], Principal | None]
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_database(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session (one transaction) per request; rolled back unless the route committed."""
+    db = get_database(request)
+    with db.session(write=request.method not in READ_METHODS) as session:
+        try:
+            yield session
+        finally:
+            session.rollback()
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def bearer_backend(request: Request, db: Database) -> Principal | None:
+    """``Authorization: Bearer cw_…`` -> the token's principal (None when absent)."""
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("the Authorization header must be 'Bearer <token>'")
+    with db.session(write=False) as session:
+        resolved = tokens.resolve_token(session=session, token=token.strip())
+    if resolved is None:
+        raise _unauthorized("invalid or revoked token; create one with `collapsewatch token create`")
+    if resolved.needs_touch and resolved.principal.token_id is not None:
+        try:
+            with db.transaction(write=True) as session:
+                tokens.touch_token(session=session, token_id=resolved.principal.token_id)
+        except SQLAlchemyError:  # best effort: never fail a request over last_used_at
+            log.warning("could not record token use", exc_info=True)
+    return resolved.principal
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(401, detail=message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def get_principal(request: Request) -> Principal:
+    """The caller, from the first auth backend that recognises the request (401 if none does).
+
+    ``app.state.auth_backends`` is a list so that cookie sessions can be added next to bearer tokens.
+    """
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    backends: list[AuthBackend] = request.app.state.auth_backends
+    for backend in backends:
+        principal = backend(request, get_database(request))
+        if principal is not None:
+            request.state.principal = principal
+            return principal
+    raise _unauthorized("authentication required: send 'Authorization: Bearer <token>'")
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_user(principal: PrincipalDep) -> Principal:
+    """A user (not a worker token): worker tokens may only ingest."""
+    if principal.is_worker:
+        raise HTTPException(403, detail="worker tokens may only call the ingestion and lifecycle routes")
+    return principal
+
+
+UserDep = Annotated[Principal, Depends(get_user)]

@@ -1,0 +1,85 @@
+"""The ASGI application: ``create_app(settings)``; ``uvicorn app.main:app`` serves ``app``.
+
+Routers are listed in ``ROUTERS`` as "module:attribute"; an entry whose module does not exist yet
+is skipped, so features can land module by module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from app.api import errors
+from app.api.common import default_enqueue
+from app.db import Database
+from app.deps import bearer_backend
+from app.events import NullPublisher
+from app.middleware import BodyLimitMiddleware
+from app.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+ROUTERS: list[str] = [
+    "app.api.runs:router",
+    "app.api.jobs:router",
+    "app.api.epochs:router",
+    "app.api.export:router",
+    "app.api.series:router",
+    "app.api.events:router",
+]
+
+
+def _load_router(target: str) -> APIRouter | None:
+    module_name, attribute = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        return None
+    router: APIRouter = getattr(module, attribute)
+    return router
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    db: Database = app.state.db
+    if settings.auto_migrate:
+        from app.migrate import upgrade
+
+        upgrade(db.engine)
+    try:
+        yield
+    finally:
+        db.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A configured app. Nothing touches the database until start-up (migrations run then)."""
+    settings = settings or get_settings()
+    app = FastAPI(title="collapsewatch", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.db = Database(settings)
+    app.state.publisher = NullPublisher()  # replaced by the SSE module's publisher
+    app.state.enqueue = default_enqueue(settings, app.state.db)  # tests inject a recorder
+    app.state.auth_backends = [bearer_backend]
+    errors.install(app)
+    for target in ROUTERS:
+        router = _load_router(target)
+        if router is not None:
+            app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+app = create_app()

@@ -1,0 +1,1 @@
+"""Plain domain functions: each takes a ``session`` keyword-only and never commits."""

@@ -1,0 +1,74 @@
+"""Server settings: one pydantic-settings class, read from the environment or a ``.env`` file.
+
+Use :func:`get_settings` (cached) everywhere; tests build their own :class:`Settings` and pass it to
+``create_app(settings)``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Settings of the collapsewatch server (env vars are the upper-case field names)."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = "sqlite:///./collapsewatch.db"
+    broker_url: str = "sqla+sqlite:///./collapsewatch-broker.db"
+    redis_url: str | None = None
+    queue_prefix: str = ""
+    artifact_dir: Path = Path("./artifacts")
+    secret_key: SecretStr = SecretStr("")
+    public_url: str = "http://127.0.0.1:8000"
+    lease_seconds: int = Field(60, ge=1, le=86_400)
+    max_attempts: int = Field(3, ge=1, le=100)
+    max_body_bytes: int = Field(MIB, ge=1024)
+    max_checkpoint_bytes: int = Field(512 * MIB, ge=1024)
+    auto_migrate: bool = True
+    sqlite_busy_timeout_ms: int = Field(30_000, ge=0)
+    admin_email: str = "admin@localhost"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if value.startswith("postgres://"):
+            value = "postgresql://" + value.removeprefix("postgres://")
+        if value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        if not value.startswith(("sqlite:", "postgresql+psycopg:")):
+            raise ValueError("DATABASE_URL must be sqlite:///PATH or postgresql+psycopg://…")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def resolved_secret_key(self) -> str:
+        """``SECRET_KEY``, or a random key persisted (mode 0600) under ``ARTIFACT_DIR``."""
+        value = self.secret_key.get_secret_value()
+        if value:
+            return value
+        path = self.artifact_dir / ".secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key)
+        return key
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; call ``get_settings.cache_clear()`` after changing env)."""
+    return Settings()
