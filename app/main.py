@@ -30,6 +30,7 @@ ROUTERS: list[str] = [
     "app.api.export:router",
     "app.api.series:router",
     "app.api.events:router",
+    "app.api.checkpoints:router",
 ]
 
 
@@ -73,7 +74,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         router = _load_router(target)
         if router is not None:
             app.include_router(router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    from app.queue import install as install_queue
+
+    install_queue(app)  # app.state.enqueue bound to the broker + the reaper/sweeper loop
+    # Checkpoint uploads enforce MAX_CHECKPOINT_BYTES themselves (app/api/checkpoints.py).
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, exempt_suffixes=("/checkpoint",)
+    )
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

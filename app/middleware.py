@@ -11,12 +11,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 class BodyLimitMiddleware:
     """Refuse bodies over ``max_bytes`` with 413 before the route reads or writes anything."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, *, exempt_suffixes: tuple[str, ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # Routes that enforce their own (larger) limit, e.g. checkpoint uploads.
+        self.exempt_suffixes = exempt_suffixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        exempt = bool(self.exempt_suffixes) and str(scope.get("path", "")).endswith(self.exempt_suffixes)
+        if scope["type"] != "http" or exempt:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")

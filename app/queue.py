@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from celery import Celery
+    from fastapi import FastAPI
 
     from app.db import Database
+    from app.maintenance import MaintenanceLoop
 
 TASK_NAME = "collapsewatch.train_run"
 QUEUE_CLASSES: tuple[str, ...] = ("cpu", "gpu", "default")
@@ -112,3 +114,87 @@ def make_enqueue(queue: JobQueue, *, database: Database) -> Callable[[int], bool
         return queue.send(run_id, device)
 
     return enqueue
+
+
+# -- wiring into the app ----------------------------------------------------------------------------
+
+_default_queue: JobQueue | None = None
+_default_database: Database | None = None
+
+
+def enqueue_run(run_id: int) -> bool:
+    """Module-level fallback for ``app.state.enqueue`` (process-wide settings)."""
+    global _default_queue, _default_database
+    from app.db import Database
+    from app.settings import get_settings
+
+    settings = get_settings()
+    if _default_queue is None or _default_database is None:
+        _default_queue = JobQueue(settings.broker_url, queue_prefix=queue_prefix(settings))
+        _default_database = Database(settings)
+    return make_enqueue(_default_queue, database=_default_database)(run_id)
+
+
+def queue_prefix(settings: Any) -> str:
+    return str(getattr(settings, "queue_prefix", "") or "")
+
+
+def install(app: FastAPI) -> None:
+    """Bind ``app.state.enqueue`` to this app's broker and database, and run the reaper/sweeper loop
+    (:mod:`app.maintenance`) while the app is up, unless ``MAINTENANCE_INTERVAL_SECONDS=0``."""
+    from contextlib import asynccontextmanager
+
+    from app.artifacts import CheckpointStore
+
+    settings = app.state.settings
+    database: Database = app.state.db
+    queue = JobQueue(settings.broker_url, queue_prefix=queue_prefix(settings))
+    app.state.job_queue = queue
+    app.state.enqueue = make_enqueue(queue, database=database)
+    if getattr(app.state, "checkpoints", None) is None:
+        app.state.checkpoints = CheckpointStore(
+            settings.artifact_dir, max_bytes=settings.max_checkpoint_bytes
+        )
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(asgi_app: Any) -> AsyncIterator[Any]:
+        async with inner(asgi_app) as state:
+            loop = start_maintenance(app)
+            try:
+                yield state
+            finally:
+                if loop is not None:
+                    loop.stop()
+                queue.close()
+
+    app.router.lifespan_context = lifespan
+
+
+def start_maintenance(app: FastAPI) -> MaintenanceLoop | None:
+    """Start the leader-locked reaper/sweeper thread for ``app`` (None when disabled)."""
+    from datetime import timedelta
+
+    from app.maintenance import LeaderLock, MaintenanceLoop, tick
+
+    settings = app.state.settings
+    interval = float(getattr(settings, "maintenance_interval_seconds", 5.0))
+    if interval <= 0:
+        return None
+    sweep_after = timedelta(seconds=float(getattr(settings, "sweep_after_seconds", 60.0)))
+    database: Database = app.state.db
+
+    def run_tick() -> object:
+        return tick(
+            database=database,
+            queue=app.state.job_queue,
+            store=app.state.checkpoints,
+            sweep_after=sweep_after,
+            publish=app.state.publisher.publish,
+        )
+
+    loop = MaintenanceLoop(
+        lock=LeaderLock(database, settings.database_url), interval=interval, run_tick=run_tick
+    )
+    loop.start()
+    return loop
