@@ -75,10 +75,17 @@ def _not_yet(name: str) -> int:
 def up_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--gpus", default="auto", help="the embedded worker's GPUs: auto (default), none, or indices like 0,1"
+    )
+    parser.add_argument("--no-worker", action="store_true", help="serve only (workers run elsewhere)")
 
 
 def up(args: argparse.Namespace) -> int:
-    return _not_yet("up")
+    """Migrate, then serve with one embedded worker (see app/embedded.py)."""
+    from app.embedded import run_up
+
+    return run_up(host=args.host, port=args.port, gpus=args.gpus, worker=not args.no_worker)
 
 
 def beat_args(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +93,10 @@ def beat_args(parser: argparse.ArgumentParser) -> None:
 
 
 def beat(args: argparse.Namespace) -> int:
-    return _not_yet("beat")
+    """Run the reaper/sweeper loop without serving (leader-locked: safe next to the web servers)."""
+    from app.embedded import run_beat
+
+    return run_beat()
 
 
 def demo_args(parser: argparse.ArgumentParser) -> None:

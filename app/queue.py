@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from app.db import Database
     from app.maintenance import MaintenanceLoop
+    from app.settings import Settings
 
 TASK_NAME = "collapsewatch.train_run"
 QUEUE_CLASSES: tuple[str, ...] = ("cpu", "gpu", "default")
@@ -118,25 +119,9 @@ def make_enqueue(queue: JobQueue, *, database: Database) -> Callable[[int], bool
 
 # -- wiring into the app ----------------------------------------------------------------------------
 
-_default_queue: JobQueue | None = None
-_default_database: Database | None = None
 
-
-def enqueue_run(run_id: int) -> bool:
-    """Module-level fallback for ``app.state.enqueue`` (process-wide settings)."""
-    global _default_queue, _default_database
-    from app.db import Database
-    from app.settings import get_settings
-
-    settings = get_settings()
-    if _default_queue is None or _default_database is None:
-        _default_queue = JobQueue(settings.broker_url, queue_prefix=queue_prefix(settings))
-        _default_database = Database(settings)
-    return make_enqueue(_default_queue, database=_default_database)(run_id)
-
-
-def queue_prefix(settings: Any) -> str:
-    return str(getattr(settings, "queue_prefix", "") or "")
+def queue_prefix(settings: Settings) -> str:
+    return settings.queue_prefix
 
 
 def install(app: FastAPI) -> None:
@@ -177,11 +162,11 @@ def start_maintenance(app: FastAPI) -> MaintenanceLoop | None:
 
     from app.maintenance import LeaderLock, MaintenanceLoop, tick
 
-    settings = app.state.settings
-    interval = float(getattr(settings, "maintenance_interval_seconds", 5.0))
+    settings: Settings = app.state.settings
+    interval = settings.maintenance_interval_seconds
     if interval <= 0:
         return None
-    sweep_after = timedelta(seconds=float(getattr(settings, "sweep_after_seconds", 60.0)))
+    sweep_after = timedelta(seconds=settings.sweep_after_seconds)
     database: Database = app.state.db
 
     def run_tick() -> object:

@@ -36,6 +36,14 @@ class Settings(BaseSettings):
     auto_migrate: bool = True
     sqlite_busy_timeout_ms: int = Field(30_000, ge=0)
     admin_email: str = "admin@localhost"
+    # Dashboard local mode: a browser without a session is signed in as the local admin. Unset = on
+    # for the embedded SQLite set-up (`collapsewatch up`), off for PostgreSQL (team mode).
+    local_autologin: bool | None = None
+    # Job queue (app/queue.py, app/maintenance.py): queue names are QUEUE_PREFIX + cpu|gpu|default
+    # (the workers use the same prefix); the reaper/sweeper loop ticks every MAINTENANCE_INTERVAL_SECONDS
+    # (0 = not in this process; run `collapsewatch beat`), re-sending runs queued for SWEEP_AFTER_SECONDS.
+    maintenance_interval_seconds: float = Field(5.0, ge=0.0, le=3600.0)
+    sweep_after_seconds: float = Field(60.0, gt=0.0, le=86_400.0)
 
     @field_validator("database_url")
     @classmethod

@@ -86,3 +86,16 @@ def train(args: argparse.Namespace) -> int:
     notes = "".join(f"; {note}" for note in result.notes)
     print(f"trained epochs {result.start_epoch}..{result.last_epoch} on {where}{notes}", file=sys.stderr)
     return 0
+
+
+def worker_args(parser: argparse.ArgumentParser) -> None:
+    from worker.launch import worker_args as add_args
+
+    add_args(parser)
+
+
+def worker(args: argparse.Namespace) -> int:
+    """``collapsewatch worker``: a Celery worker for submitted jobs (see :mod:`worker.launch`)."""
+    from worker.launch import worker as run_worker
+
+    return run_worker(args)

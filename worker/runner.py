@@ -94,13 +94,18 @@ class Uploader:
             raise Fenced(exc.message) from exc
 
 
-def pinned_device() -> str | None:
-    """The device every job of this pool child uses: ``cuda:0`` (its one visible GPU) or ``cpu``
-    when ``collapsewatch worker`` pinned it; None for an unpinned worker (the spec decides)."""
+def training_device(spec_device: str) -> str | None:
+    """The device override for a job in this pool child. A child that ``collapsewatch worker`` pinned
+    to one GPU sees it as ``cuda:0`` and trains every non-CPU job there (``cuda:N`` names a device
+    class, the pinning picks the physical GPU); a pinned CPU child trains ``auto`` jobs on the CPU.
+    None: the spec decides (unpinned workers, and ``cuda`` jobs that reached a CPU worker fail with
+    the engine's "CUDA is not available")."""
     slots = os.environ.get(GPU_SLOTS_ENV)
     if slots is None:
         return None
-    return "cuda:0" if slots.strip() else "cpu"
+    if slots.strip():
+        return "cpu" if spec_device == "cpu" else "cuda:0"
+    return "cpu" if spec_device in ("cpu", "auto") else None
 
 
 def collect_worker_info(device: str | None) -> WorkerInfo:
@@ -131,13 +136,17 @@ def run_job(run_id: int, *, settings: WorkerSettings, client: Client | None = No
     own_client = client is None
     client = client or make_client(settings)
     try:
-        device = pinned_device()
+        # Where an "auto" job would run: the claim records it (CUDA initialises here, in the task).
+        info = collect_worker_info(training_device("auto"))
         try:
-            claim = client.claim(run_id, collect_worker_info(device))
+            claim = client.claim(run_id, info)
         except NotClaimable as exc:
             log.info("run %s not claimable (%s); nothing to do", run_id, exc.message)
             return "not-claimable"
-        return _run_claimed(client, claim, settings=settings, device=device)
+        device = training_device(claim.spec.device)
+        if (device or claim.spec.device) != info.device and device is not None:
+            info = collect_worker_info(device)
+        return _run_claimed(client, claim, settings=settings, device=device, info=info)
     finally:
         if own_client:
             client.close()
@@ -148,7 +157,9 @@ def _heartbeat_interval(claim: ClaimPublic, settings: WorkerSettings) -> float:
     return max(0.2, min(settings.heartbeat_seconds, remaining / 3))
 
 
-def _run_claimed(client: Client, claim: ClaimPublic, *, settings: WorkerSettings, device: str | None) -> str:
+def _run_claimed(
+    client: Client, claim: ClaimPublic, *, settings: WorkerSettings, device: str | None, info: WorkerInfo
+) -> str:
     from worker.training.engine import train
 
     run_id, attempt, spec = claim.run.id, claim.attempt, claim.spec
