@@ -321,6 +321,9 @@ class SeriesPublic(BaseModel):
     key: str
     points: list[SeriesPoint]
     total: int
+    source: Literal["epoch", "metric"] | None = Field(
+        None, description="where the key was found: epoch records (x = epoch) or SDK scalars (x = step)"
+    )
 
 
 class MetricBatchPublic(BaseModel):

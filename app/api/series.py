@@ -1,0 +1,59 @@
+"""``GET /api/v1/series``: one downsampled series per run, aligned by epoch/step (``app.series_query``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+from sqlalchemy import select
+
+from app.api.common import MAX_ID
+from app.deps import SessionDep, UserDep
+from app.models import Run
+from app.schemas import KEY_PATTERN, SeriesPublic
+from app.series_query import load_series
+from app.services.errors import NotFound
+
+router = APIRouter(prefix="/api/v1", tags=["series"])
+MAX_RUNS = 50
+
+
+@router.get("/series", response_model=list[SeriesPublic])
+def get_series(
+    session: SessionDep,
+    _user: UserDep,
+    run: Annotated[
+        list[Annotated[int, Query(ge=1, le=MAX_ID)]],
+        Query(min_length=1, max_length=MAX_RUNS, description=f"run ids (repeat; at most {MAX_RUNS})"),
+    ],
+    key: Annotated[str, Query(pattern=KEY_PATTERN, description="statistic, epoch metric or SDK key")],
+    max_points: Annotated[int, Query(ge=2, le=10_000)] = 1000,
+    source: Annotated[
+        Literal["auto", "epoch", "metric"],
+        Query(description="auto: statistic column, else the run's SDK scalars, else epoch metrics"),
+    ] = "auto",
+) -> Response:
+    """Points ``{x, y, y_min, y_max}`` per run: x is the epoch (source epoch) or the step (metric).
+
+    At most ``max_points`` per run; the first, last, min and max points are always kept and every
+    point carries the min/max envelope of its bucket. ``total`` counts the stored points.
+    """
+    wanted = list(dict.fromkeys(run))
+    found = set(session.scalars(select(Run.id).where(Run.id.in_(wanted))))
+    missing = [r for r in wanted if r not in found]
+    if missing:
+        names = ", ".join(str(r) for r in missing)
+        raise NotFound(f"run {names} does not exist" if len(missing) == 1 else f"runs {names} do not exist")
+    results = load_series(session, run_ids=wanted, key=key, max_points=max_points, source=source)
+    body = [
+        {
+            "run": r.run,
+            "key": key,
+            "source": r.source,
+            "total": r.total,
+            "points": [{"x": p.x, "y": p.y, "y_min": p.y_min, "y_max": p.y_max} for p in r.points],
+        }
+        for r in results
+    ]
+    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")

@@ -1,0 +1,190 @@
+"""``GET /api/v1/series`` in SQL: the contract of :mod:`app.series`, aggregated by the database.
+
+Where a key is looked up (``source``):
+
+- ``epoch``: an epoch statistic column (``mean_sv``, ``sv_position``, ``effective_rank``, ``dead_dims``
+  …, see :data:`EPOCH_COLUMNS`) or, for any other key, the epoch record's ``metrics`` JSON
+  (``train_loss``, ``val_acc``, ``knn_acc``, ``recall_at_1`` …); x is the epoch.
+- ``metric``: the free scalars logged with ``POST /runs/{id}/metrics`` (the SDK); x is the step.
+- ``auto`` (default): an epoch statistic column if the key is one; otherwise, per run, the metrics
+  table when that run has points for the key, else the epoch ``metrics`` JSON.
+
+Null values (non-finite numbers sent as null) are left out. Buckets are computed with integer
+arithmetic shared by SQLite and PostgreSQL; the database returns one row per non-empty bucket (count,
+min, max and the bucket's last point), and only the rows of the few buckets holding a series' first,
+min and max point travel in full.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import BigInteger, ColumnElement, and_, func, literal_column, or_, select, true
+from sqlalchemy.orm import Session, aliased
+
+from app.models import Epoch, Metric
+from app.series import Bucket, Point, assemble, bucket_count, bucket_width, exact, required_points
+
+EPOCH_COLUMNS: tuple[str, ...] = (
+    "mean_sv",
+    "sv_lower",
+    "sv_upper",
+    "sv_position",
+    "effective_rank",
+    "dead_dims",
+    "cov_offdiag",
+    "l2_std",
+)
+SourceName = Literal["auto", "epoch", "metric"]
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesResult:
+    run: int
+    source: Literal["epoch", "metric"]
+    total: int
+    points: list[Point]
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """Where one series lives: an ORM table, plus how to read run, x and y from an alias of it."""
+
+    source: Literal["epoch", "metric"]
+    key: str
+
+    def columns(self) -> tuple[Any, Any, Any, ColumnElement[bool]]:
+        return self.entity_columns()[1:]
+
+    def entity_columns(self) -> tuple[Any, Any, Any, Any, ColumnElement[bool]]:
+        """A fresh alias of the table, and its run, x, y and filter expressions."""
+        if self.source == "metric":
+            m = aliased(Metric)
+            return m, m.run_id, m.step, m.value, m.key == self.key
+        e = aliased(Epoch)
+        if self.key in EPOCH_COLUMNS:
+            return e, e.run_id, e.epoch, getattr(e, self.key), true()
+        return e, e.run_id, e.epoch, e.metrics[self.key].as_float(), true()
+
+
+def _stats(session: Session, spec: _Spec, run_ids: Sequence[int]) -> dict[int, tuple[int, int, int]]:
+    run, x, y, cond = spec.columns()
+    rows = session.execute(
+        select(run, func.count(), func.min(x), func.max(x))
+        .where(run.in_(run_ids), cond, y.is_not(None))
+        .group_by(run)
+    )
+    return {int(r): (int(n), int(a), int(b)) for r, n, a, b in rows if n}
+
+
+def _raw(session: Session, spec: _Spec, run_ids: Sequence[int]) -> dict[int, list[Point]]:
+    run, x, y, cond = spec.columns()
+    rows = session.execute(
+        select(run, x, y).where(run.in_(run_ids), cond, y.is_not(None)).order_by(run, x)
+    ).all()
+    out: dict[int, list[Point]] = {r: [] for r in run_ids}
+    for r, xv, yv in rows:
+        out[int(r)].extend(exact([xv], [yv]))
+    return out
+
+
+def _aggregate(
+    session: Session, spec: _Spec, run_ids: Sequence[int], *, lo: int, width: int
+) -> dict[int, list[Bucket]]:
+    run, x, y, cond = spec.columns()
+    offset = (x - literal_column(str(int(lo)), BigInteger)).self_group()
+    bucket = offset.op("/", return_type=BigInteger)(literal_column(str(int(width)), BigInteger))
+    agg = (
+        select(
+            run.label("run"),
+            bucket.label("b"),
+            func.count().label("n"),
+            func.min(y).label("y_min"),
+            func.max(y).label("y_max"),
+            func.max(x).label("last_x"),
+        )
+        .where(run.in_(run_ids), cond, y.is_not(None))
+        .group_by(run, bucket)
+        .subquery()
+    )
+    table2, run2, x2, y2, cond2 = spec.entity_columns()
+    rows = session.execute(
+        select(agg.c.run, agg.c.b, agg.c.n, agg.c.y_min, agg.c.y_max, agg.c.last_x, y2).join_from(
+            agg, table2, and_(run2 == agg.c.run, x2 == agg.c.last_x, cond2)
+        )
+    )
+    out: dict[int, list[Bucket]] = {r: [] for r in run_ids}
+    for r, b, n, mn, mx, lx, ly in rows:
+        out[int(r)].append(Bucket(int(b), int(n), float(mn), float(mx), int(lx), int(lx), float(ly)))
+    return out
+
+
+def _required(
+    session: Session, spec: _Spec, buckets: dict[int, list[Bucket]], *, lo: int, width: int
+) -> dict[int, list[Any]]:
+    """First, min and max point of each run, read from the rows of the (at most 3) buckets holding them."""
+    wanted: dict[int, set[int]] = {}
+    for r, bs in buckets.items():
+        if bs:
+            first = min(bs, key=lambda b: b.index)
+            low = min(bs, key=lambda b: (b.y_min, b.index))
+            high = min(bs, key=lambda b: (-b.y_max, b.index))
+            wanted[r] = {first.index, low.index, high.index}
+    if not wanted:
+        return {}
+    run, x, y, cond = spec.columns()
+    ranges = [
+        and_(run == r, x.between(lo + b * width, lo + (b + 1) * width - 1))
+        for r, bs in wanted.items()
+        for b in sorted(bs)
+    ]
+    rows = session.execute(select(run, x, y).where(or_(*ranges), cond, y.is_not(None)).order_by(run, x))
+    per_run: dict[int, tuple[list[int], list[float]]] = {r: ([], []) for r in wanted}
+    for r, xv, yv in rows:
+        per_run[int(r)][0].append(int(xv))
+        per_run[int(r)][1].append(float(yv))
+    return {r: required_points(xs, xs, ys, lo=lo, width=width) for r, (xs, ys) in per_run.items()}
+
+
+def load_series(
+    session: Session, *, run_ids: Sequence[int], key: str, max_points: int, source: SourceName = "auto"
+) -> list[SeriesResult]:
+    """One downsampled series per run (in ``run_ids`` order), aligned on a shared x range."""
+    run_ids = list(dict.fromkeys(run_ids))
+    epoch_spec, metric_spec = _Spec("epoch", key), _Spec("metric", key)
+    stats: dict[int, tuple[_Spec, tuple[int, int, int]]] = {}
+    if source == "metric":
+        stats = {r: (metric_spec, s) for r, s in _stats(session, metric_spec, run_ids).items()}
+    elif source == "epoch" or key in EPOCH_COLUMNS:
+        stats = {r: (epoch_spec, s) for r, s in _stats(session, epoch_spec, run_ids).items()}
+    else:
+        stats = {r: (metric_spec, s) for r, s in _stats(session, metric_spec, run_ids).items()}
+        rest = [r for r in run_ids if r not in stats]
+        if rest:
+            stats |= {r: (epoch_spec, s) for r, s in _stats(session, epoch_spec, rest).items()}
+    points: dict[int, list[Point]] = {}
+    if stats:
+        lo = min(s[1] for _, s in stats.values())
+        hi = max(s[2] for _, s in stats.values())
+        width = bucket_width(lo, hi, bucket_count(max_points))
+        for spec in (epoch_spec, metric_spec):
+            small = [r for r, (sp, s) in stats.items() if sp is spec and s[0] <= max_points]
+            big = [r for r, (sp, s) in stats.items() if sp is spec and s[0] > max_points]
+            if small:
+                points |= _raw(session, spec, small)
+            if big:
+                buckets = _aggregate(session, spec, big, lo=lo, width=width)
+                required = _required(session, spec, buckets, lo=lo, width=width)
+                points |= {r: assemble(buckets[r], required.get(r, [])) for r in big}
+    default: Literal["epoch", "metric"] = "epoch" if source != "metric" else "metric"
+    return [
+        SeriesResult(
+            run=r,
+            source=stats[r][0].source if r in stats else default,
+            total=stats[r][1][0] if r in stats else 0,
+            points=points.get(r, []),
+        )
+        for r in run_ids
+    ]
