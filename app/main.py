@@ -20,6 +20,7 @@ from app.deps import bearer_backend
 from app.events import NullPublisher
 from app.middleware import BodyLimitMiddleware
 from app.settings import Settings, get_settings
+from app.web import cookie_backend
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,13 @@ ROUTERS: list[str] = [
     "app.api.series:router",
     "app.api.events:router",
     "app.api.checkpoints:router",
+    # The dashboard (issue 5): static files, then the pages.
+    "app.web:router",
+    "app.pages.auth:router",
+    "app.pages.runs:router",
+    "app.pages.run:router",
+    "app.pages.jobs:router",
+    "app.pages.compare:router",
 ]
 
 
@@ -68,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = Database(settings)
     app.state.publisher = NullPublisher()  # replaced by the SSE module's publisher
     app.state.enqueue = default_enqueue(settings, app.state.db)  # tests inject a recorder
-    app.state.auth_backends = [bearer_backend]
+    app.state.auth_backends = [bearer_backend, cookie_backend]  # cookie: app.web (browser sessions)
     errors.install(app)
     for target in ROUTERS:
         router = _load_router(target)

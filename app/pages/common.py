@@ -1,0 +1,146 @@
+"""What every page shares: the Jinja2 environment, the signed-in browser, CSRF checks, responses.
+
+``BrowserDep`` resolves the ``cw_session`` cookie to a user; without one it either signs the
+browser in as the local admin (local mode, see :func:`autologin_enabled`) or redirects to /login.
+A session created during the request is attached to the response by :func:`render` / :func:`redirect`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from app.deps import get_database
+from app.services.tokens import ensure_admin
+from app.settings import Settings
+from app.web_auth import SESSION_COOKIE, SESSION_TTL, create_session, csrf_token, csrf_valid, resolve_session
+
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates"
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
+templates = Jinja2Templates(directory=str(TEMPLATE_DIR))
+
+
+def _tojson_safe(value: Any) -> Any:
+    """NaN/Inf become null so the page's JSON parses (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _tojson_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_tojson_safe(v) for v in value]
+    return value
+
+
+def _static_url(name: str) -> str:
+    path = STATIC_DIR / name
+    version = int(path.stat().st_mtime) if path.exists() else 0
+    return f"/static/{name}?v={version}"
+
+
+templates.env.globals["static_url"] = _static_url
+templates.env.filters["jsonsafe"] = _tojson_safe
+templates.env.filters["compact_json"] = lambda v: json.dumps(v, sort_keys=True, separators=(", ", ": "))
+
+
+def autologin_enabled(settings: Settings) -> bool:
+    """Local mode: ``LOCAL_AUTOLOGIN`` when set, else on for the embedded SQLite set-up only."""
+    explicit = settings.local_autologin
+    return settings.is_sqlite if explicit is None else explicit
+
+
+@dataclass(frozen=True)
+class Browser:
+    user_id: int
+    email: str
+    is_admin: bool
+    session_token: str
+    csrf: str
+    local_mode: bool
+
+
+def _login_redirect(request: Request) -> HTTPException:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return HTTPException(303, detail="sign in first", headers={"Location": f"/login?next={quote(target)}"})
+
+
+def get_browser(request: Request) -> Browser:
+    settings: Settings = request.app.state.settings
+    db = get_database(request)
+    token = request.cookies.get(SESSION_COOKIE)
+    local = autologin_enabled(settings)
+    with db.session(write=False) as session:
+        user = resolve_session(session, token=token)
+        found = (user.id, user.email, user.is_admin) if user is not None else None
+    if found is None:
+        if not local:
+            raise _login_redirect(request)
+        with db.transaction(write=True) as session:
+            admin = ensure_admin(session=session, email=settings.admin_email)
+            token = create_session(session, user_id=admin.id)
+            found = (admin.id, admin.email, admin.is_admin)
+        request.state.new_session_token = token
+    assert token is not None
+    secret = settings.resolved_secret_key()
+    return Browser(found[0], found[1], found[2], token, csrf_token(secret, token), local)
+
+
+BrowserDep = Annotated[Browser, Depends(get_browser)]
+
+
+def check_csrf(request: Request, browser: Browser, submitted: str | None) -> None:
+    """403 unless the form carried this session's CSRF token."""
+    secret = request.app.state.settings.resolved_secret_key()
+    if not csrf_valid(secret, browser.session_token, submitted):
+        raise HTTPException(403, detail="invalid or missing CSRF token; reload the page and try again")
+
+
+def attach_session(request: Request, response: Response) -> Response:
+    token: str | None = getattr(request.state, "new_session_token", None)
+    if token:
+        set_session_cookie(request, response, token)
+    return response
+
+
+def set_session_cookie(request: Request, response: Response, token: str) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(SESSION_TTL.total_seconds()),
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+
+
+def render(
+    request: Request,
+    browser: Browser | None,
+    name: str,
+    context: dict[str, Any],
+    *,
+    status_code: int = 200,
+) -> HTMLResponse:
+    base: dict[str, Any] = {
+        "user": browser,
+        "csrf": browser.csrf if browser else "",
+        "local_mode": browser.local_mode if browser else False,
+        "flashes": [],
+    }
+    response = templates.TemplateResponse(request, name, base | context, status_code=status_code)
+    attach_session(request, response)
+    return response
+
+
+def redirect(request: Request, url: str) -> RedirectResponse:
+    response = RedirectResponse(url, status_code=303)
+    attach_session(request, response)
+    return response

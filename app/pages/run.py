@@ -1,0 +1,119 @@
+"""The run page (live over SSE) and its buttons: cancel, re-run, clone-and-edit."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+
+from app.api.common import enqueue, publish
+from app.collapse_alert import DEFAULT_RHO_THRESHOLD
+from app.deps import SessionDep
+from app.pages.common import BrowserDep, check_csrf, redirect, render
+from app.run_view import alerts_for, alerts_from_db, epoch_rows, metric_keys, recent_logs, status_history
+from app.schemas import TERMINAL_STATUSES, JobSubmit
+from app.services import lifecycle, runs
+from app.services.errors import DomainError
+
+router = APIRouter(include_in_schema=False)
+RhoQuery = Annotated[float, Query(ge=0.0, le=1.0)]
+
+
+def _load(session: Any, run_id: int) -> Any:
+    try:
+        return runs.get_run(session=session, run_id=run_id)
+    except DomainError as exc:
+        raise HTTPException(404, detail=exc.message) from exc
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+def run_page(
+    run_id: int,
+    request: Request,
+    browser: BrowserDep,
+    session: SessionDep,
+    rho: RhoQuery = DEFAULT_RHO_THRESHOLD,
+) -> HTMLResponse:
+    run = _load(session, run_id)
+    rows = epoch_rows(session=session, run_id=run_id)
+    page_data = {
+        "run": {"id": run.id, "status": run.status, "config": run.config, "summary": run.summary},
+        "epochs": rows,
+        "rho_threshold": rho,
+        "terminal": sorted(TERMINAL_STATUSES),
+    }
+    return render(
+        request,
+        browser,
+        "run.html",
+        {
+            "nav": "runs",
+            "run": run,
+            "rows": rows,
+            "alerts": alerts_for(rows, rho_threshold=rho),
+            "rho_threshold": rho,
+            "metric_keys": metric_keys(rows),
+            "history": status_history(session=session, run_id=run_id),
+            "logs": recent_logs(session=session, run_id=run_id),
+            "terminal": run.status in TERMINAL_STATUSES,
+            "page_data": page_data,
+        },
+    )
+
+
+@router.get("/runs/{run_id}/alerts")
+def run_alerts(
+    run_id: int, browser: BrowserDep, session: SessionDep, rho: RhoQuery = DEFAULT_RHO_THRESHOLD
+) -> JSONResponse:
+    """The current collapse alerts (the run page refreshes its banner from this after each epoch)."""
+    _load(session, run_id)
+    alerts = alerts_from_db(session=session, run_id=run_id, rho_threshold=rho)
+    body = [{"kind": a.kind, "began_epoch": a.began_epoch, "message": a.message} for a in alerts]
+    return JSONResponse(body)
+
+
+@router.post("/runs/{run_id}/cancel")
+def cancel_run(
+    run_id: int,
+    request: Request,
+    browser: BrowserDep,
+    session: SessionDep,
+    csrf_token: Annotated[str, Form()] = "",
+) -> RedirectResponse:
+    check_csrf(request, browser, csrf_token)
+    _load(session, run_id)
+    try:
+        _run, written = lifecycle.cancel(session=session, run_id=run_id)
+    except DomainError as exc:
+        raise HTTPException(exc.status_code, detail=exc.message) from exc
+    session.commit()
+    publish(request, written.events)
+    return redirect(request, f"/runs/{run_id}")
+
+
+@router.post("/runs/{run_id}/rerun")
+def rerun(
+    run_id: int,
+    request: Request,
+    browser: BrowserDep,
+    session: SessionDep,
+    csrf_token: Annotated[str, Form()] = "",
+) -> RedirectResponse:
+    """A new queued run with the same spec, project and tags."""
+    check_csrf(request, browser, csrf_token)
+    run = _load(session, run_id)
+    if run.kind != "job":
+        raise HTTPException(409, detail=f"run {run_id} was logged by the SDK; only jobs can be re-run")
+    data = JobSubmit(project=run.project.name, name=run.name, tags=list(run.tags), spec=dict(run.config))
+    settings = request.app.state.settings
+    try:
+        created, written = runs.create_jobs(
+            session=session, data=data, owner_id=browser.user_id, max_attempts=settings.max_attempts
+        )
+    except DomainError as exc:
+        raise HTTPException(exc.status_code, detail=exc.message) from exc
+    session.commit()
+    publish(request, written.events)
+    enqueue(request, [r.id for r in created])
+    return redirect(request, f"/runs/{created[0].id}")

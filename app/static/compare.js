@@ -1,0 +1,60 @@
+// Compare page: overlaid curves, grouped mean ± std bands, sweep plot with error bars, histograms.
+(function () {
+  "use strict";
+  const cw = window.cw;
+  const data = cw.json("compare-data");
+  const form = document.getElementById("view-form");
+  if (form) {
+    // Keep bookmarkable URLs short: drop empty parameters.
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const params = new URLSearchParams();
+      new FormData(form).forEach((v, k) => { if (String(v).trim()) params.append(k, String(v).trim()); });
+      window.location.href = "/compare?" + params.toString();
+    });
+  }
+  const onlyDiff = document.getElementById("only-diff");
+  if (onlyDiff) onlyDiff.addEventListener("change", () => {
+    document.querySelectorAll("#diff-table tr.same").forEach((tr) => { tr.style.display = onlyDiff.checked ? "none" : ""; });
+  });
+  if (!data) return;
+  const color = (i) => cw.palette[i % cw.palette.length];
+
+  const overlay = data.runs.map((r) => {
+    const pts = data.curves[String(r.id)] || [];
+    return cw.line("#" + r.id + " " + r.name, pts.map((p) => p[0]), pts.map((p) => p[1]), color(r.group),
+      { mode: "lines", legendgroup: "g" + r.group, line: { color: color(r.group), width: 1.5 } });
+  });
+  cw.plot("chart-overlay", overlay, cw.layout(data.stat + " per run (colour = group)", { hovermode: "closest" }));
+
+  let grouped = [];
+  data.groups.forEach((g, i) => {
+    grouped = grouped.concat(cw.band(g.label + " (n=" + g.runs.length + ")", g.x, g.mean, g.std, color(i)));
+  });
+  const gel = cw.plot("chart-grouped", grouped, cw.layout(data.stat + ": mean ± std per group", { hovermode: "closest" }));
+  if (gel) gel.dataset.traces = String(grouped.length);
+
+  if (data.sweep.length) {
+    const traces = data.sweep.map((s, i) => cw.line(s.label, s.x, s.mean, color(i), {
+      error_y: { type: "data", array: s.std, visible: true, color: color(i), thickness: 1.2, width: 4 },
+      customdata: s.n, hovertemplate: "%{y:.4g} ± %{error_y.array:.3g} (n=%{customdata})<extra>" + s.label + "</extra>" }));
+    if (data.upper_bound.length) {
+      traces.push(cw.line("upper bound U", data.upper_bound.map((p) => p[0]), data.upper_bound.map((p) => p[1]), "#1f8a4c",
+        { mode: "lines", line: { color: "#1f8a4c", dash: "dash", width: 1.5 } }));
+    }
+    const numeric = data.sweep.every((s) => s.x.every((v) => typeof v === "number" && v > 0));
+    const spread = numeric ? Math.max.apply(null, data.sweep.flatMap((s) => s.x)) / Math.min.apply(null, data.sweep.flatMap((s) => s.x)) : 1;
+    cw.plot("chart-sweep", traces, cw.layout("Final " + data.metric + " vs " + data.x, {
+      xaxis: { title: { text: data.x }, type: spread >= 20 ? "log" : "linear" }, hovermode: "closest" }));
+  } else {
+    cw.plot("chart-sweep", [], cw.layout("Sweep plot: pick a numeric config key as x"));
+  }
+
+  Object.keys(data.hists).forEach((id) => {
+    const h = data.hists[id];
+    const centers = h.edges.slice(0, -1).map((e, i) => (e + h.edges[i + 1]) / 2);
+    const r = data.runs.find((x) => String(x.id) === id);
+    cw.plot("hist-" + id, [{ type: "bar", x: centers, y: h.counts, marker: { color: color(r ? r.group : 0) } }],
+      cw.layout("", { margin: { l: 32, r: 8, t: 8, b: 28 }, xaxis: { title: { text: "" } }, showlegend: false, hovermode: "closest" }));
+  });
+})();

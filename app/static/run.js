@@ -1,0 +1,180 @@
+// Run page: draws every chart from the page's JSON, then stays live over SSE (epoch + status events).
+(function () {
+  "use strict";
+  const cw = window.cw;
+  const data = cw.json("run-data");
+  const runId = data.run.id;
+  const epochs = new Map(data.epochs.map((r) => [r.epoch, r]));
+  let status = data.run.status;
+  let histEpoch = null; // null = follow the newest epoch
+  const slider = document.getElementById("hist-slider");
+
+  function sorted() { return Array.from(epochs.values()).sort((a, b) => a.epoch - b.epoch); }
+  function col(rows, key) { return rows.map((r) => (r[key] === undefined ? null : r[key])); }
+  function metric(rows, key) { return rows.map((r) => (r.metrics && r.metrics[key] !== undefined ? r.metrics[key] : null)); }
+  function metricKeys(rows, test) {
+    const keys = new Set();
+    rows.forEach((r) => Object.keys(r.metrics || {}).forEach((k) => { if (test(k)) keys.add(k); }));
+    return Array.from(keys).sort();
+  }
+
+  function drawSv(rows) {
+    const x = rows.map((r) => r.epoch);
+    const traces = [
+      cw.line("U (upper bound)", x, col(rows, "sv_upper"), "#1f8a4c", { mode: "lines", line: { color: "#1f8a4c", dash: "dash", width: 1 } }),
+      cw.line("L (lower bound)", x, col(rows, "sv_lower"), "#c62a2a", { mode: "lines", fill: "tonexty", fillcolor: "rgba(53,89,214,0.07)",
+        line: { color: "#c62a2a", dash: "dash", width: 1 } }),
+      cw.line("mean singular value s̄", x, col(rows, "mean_sv"), "#3559d6"),
+      cw.line("ρ (position in [L, U])", x, col(rows, "sv_position"), "#b86e00", { yaxis: "y2", line: { color: "#b86e00", width: 1.5 } }),
+      cw.line("ρ threshold", x, x.map(() => data.rho_threshold), "#b86e00", { yaxis: "y2", mode: "lines", line: { color: "#b86e00", dash: "dot", width: 1 }, hoverinfo: "skip" }),
+    ];
+    const el = cw.plot("chart-sv", traces, cw.layout("Mean singular value in its [L, U] band, and ρ", {
+      yaxis: { title: { text: "s̄", font: { size: 11 } } },
+      yaxis2: { title: { text: "ρ", font: { size: 11 } }, overlaying: "y", side: "right", range: [0, 1.05], showgrid: false },
+    }));
+    const plotted = rows.filter((r) => r.mean_sv !== null && r.mean_sv !== undefined).length;
+    document.getElementById("chart-sv").dataset.points = String(plotted);
+    return el;
+  }
+
+  function drawLines(id, title, rows, keys, getter) {
+    const x = rows.map((r) => r.epoch);
+    const traces = keys.map((k, i) => cw.line(k, x, getter(rows, k), cw.palette[i % cw.palette.length]));
+    cw.plot(id, traces, cw.layout(title));
+  }
+
+  function drawHist(rows) {
+    const withHist = rows.filter((r) => r.std_hist && r.std_hist.counts);
+    if (!withHist.length) { cw.plot("chart-hist", [], cw.layout("Per-dimension std histogram (no data yet)")); return; }
+    const edges = withHist[withHist.length - 1].std_hist.edges;
+    const centers = edges.slice(0, -1).map((e, i) => (e + edges[i + 1]) / 2);
+    const z = centers.map((_, b) => withHist.map((r) => r.std_hist.counts[b]));
+    cw.plot("chart-hist", [{ type: "heatmap", x: withHist.map((r) => r.epoch), y: centers, z: z, colorscale: "Viridis",
+      colorbar: { title: { text: "dims" } }, hovertemplate: "epoch %{x}<br>std ≈ %{y:.3f}<br>%{z} dims<extra></extra>" }],
+    cw.layout("Per-dimension std histogram (epoch × bin)", { yaxis: { title: { text: "std of dimension" } }, hovermode: "closest" }));
+    slider.min = String(withHist[0].epoch);
+    slider.max = String(withHist[withHist.length - 1].epoch);
+    const chosen = histEpoch === null ? withHist[withHist.length - 1] : (epochs.get(histEpoch) || withHist[withHist.length - 1]);
+    slider.value = String(chosen.epoch);
+    document.getElementById("hist-epoch").textContent = String(chosen.epoch);
+    if (chosen.std_hist) {
+      cw.plot("chart-hist-one", [{ type: "bar", x: centers, y: chosen.std_hist.counts, marker: { color: "#3559d6" } }],
+        cw.layout("Std histogram at epoch " + chosen.epoch, { xaxis: { title: { text: "std of dimension" } }, yaxis: { title: { text: "dimensions" } }, hovermode: "closest" }));
+    }
+  }
+
+  function drawSpectrum(rows) {
+    const withSv = rows.filter((r) => Array.isArray(r.singular_values) && r.singular_values.length);
+    if (!withSv.length) { cw.plot("chart-spectrum", [], cw.layout("Singular-value spectrum (no data yet)")); return; }
+    const k = Math.max.apply(null, withSv.map((r) => r.singular_values.length));
+    const idx = Array.from({ length: k }, (_, i) => i + 1);
+    const z = idx.map((i) => withSv.map((r) => {
+      const v = r.singular_values[i - 1];
+      return v === undefined || v === null || v <= 0 ? null : Math.log10(v);
+    }));
+    cw.plot("chart-spectrum", [{ type: "heatmap", x: withSv.map((r) => r.epoch), y: idx, z: z, colorscale: "Magma",
+      colorbar: { title: { text: "log₁₀ s" } }, hovertemplate: "epoch %{x}<br>s_%{y}: 10^%{z:.2f}<extra></extra>" }],
+    cw.layout("Singular-value spectrum (log scale)", { yaxis: { title: { text: "index (descending)" }, autorange: "reversed" }, hovermode: "closest" }));
+  }
+
+  function draw() {
+    const rows = sorted();
+    drawSv(rows);
+    drawLines("chart-rank", "Effective rank (RankMe)", rows, ["effective_rank"], col);
+    drawLines("chart-dead", "Dead dimensions", rows, ["dead_dims"], col);
+    drawLines("chart-loss", "Losses", rows, metricKeys(rows, (k) => k.indexOf("loss") >= 0), metric);
+    drawLines("chart-acc", "Accuracy and recall", rows,
+      metricKeys(rows, (k) => /(acc|accuracy)$/.test(k) || k.indexOf("recall") === 0), metric);
+    drawLines("chart-l2", "l2_std (lightly's monitor) and VICReg covariance", rows, ["l2_std", "cov_offdiag"], col);
+    drawHist(rows);
+    drawSpectrum(rows);
+    const last = rows.length ? rows[rows.length - 1].epoch : "—";
+    document.getElementById("last-epoch").textContent = String(last);
+  }
+
+  let pending = false;
+  function schedule() {
+    if (pending) return;
+    pending = true;
+    window.requestAnimationFrame(() => { pending = false; draw(); });
+  }
+
+  slider.addEventListener("input", () => {
+    const rows = sorted();
+    const newest = rows.length ? rows[rows.length - 1].epoch : null;
+    histEpoch = Number(slider.value) === newest ? null : Number(slider.value);
+    drawHist(rows);
+  });
+
+  function toRow(d) {
+    const st = d.stats || {};
+    const row = { epoch: d.epoch, metrics: d.metrics || {}, std_hist: st.std_hist || null, singular_values: st.singular_values || null };
+    ["mean_sv", "sv_lower", "sv_upper", "sv_position", "effective_rank", "dead_dims", "l2_std", "cov_offdiag"]
+      .forEach((k) => { row[k] = st[k] === undefined ? null : st[k]; });
+    return row;
+  }
+
+  function refreshAlerts() {
+    fetch("/runs/" + runId + "/alerts?rho=" + encodeURIComponent(data.rho_threshold), { credentials: "same-origin" })
+      .then((r) => (r.ok ? r.json() : null))
+      .then((alerts) => {
+        if (!alerts) return;
+        const box = document.getElementById("alerts");
+        box.innerHTML = "";
+        alerts.forEach((a) => {
+          const div = document.createElement("div");
+          div.className = "alert";
+          div.dataset.kind = a.kind;
+          div.dataset.began = String(a.began_epoch);
+          div.textContent = "⚠ " + a.message;
+          box.appendChild(div);
+        });
+      }).catch(() => {});
+  }
+  let alertTimer = null;
+  function scheduleAlerts() { clearTimeout(alertTimer); alertTimer = setTimeout(refreshAlerts, 150); }
+
+  function onEpoch(d) {
+    if (d.metrics === undefined && d.stats === undefined) {
+      fetch("/api/v1/runs/" + runId + "/epochs?since=" + d.epoch, { credentials: "same-origin" })
+        .then((r) => (r.ok ? r.json() : [])).then((list) => { list.forEach((e) => epochs.set(e.epoch, toRow(e))); schedule(); });
+    } else {
+      epochs.set(d.epoch, toRow(d));
+      schedule();
+    }
+    scheduleAlerts();
+  }
+
+  function onStatus(d) {
+    if (!d.status) return;
+    status = d.status;
+    const badge = document.querySelector('[data-run-status="' + runId + '"]');
+    if (badge) { badge.textContent = status; badge.className = "badge s-" + status; }
+    if (data.terminal.indexOf(status) >= 0) {
+      const form = document.getElementById("cancel-form");
+      if (form) form.remove();
+    }
+    if (d.cancel_requested && data.terminal.indexOf(status) < 0 && !document.getElementById("cancel-note")) {
+      const note = document.createElement("span");
+      note.id = "cancel-note"; note.className = "muted"; note.textContent = "cancel requested";
+      document.getElementById("status").after(note);
+    }
+  }
+
+  function onLog(d) {
+    const pre = document.getElementById("logs");
+    if (pre.textContent.indexOf("(no log lines yet)") === 0) pre.textContent = "";
+    pre.textContent += "[" + (d.attempt || "") + "] " + (d.line || "") + "\n";
+  }
+
+  draw();
+  if (!window.EventSource) return;
+  const live = document.getElementById("live");
+  const source = new EventSource("/api/v1/runs/" + runId + "/events");
+  const parse = (fn) => (ev) => { try { fn(JSON.parse(ev.data)); } catch (e) { console.error("bad event", e); } };
+  source.addEventListener("open", () => { live.textContent = "live"; live.classList.add("on"); });
+  source.addEventListener("error", () => { live.textContent = "reconnecting"; live.classList.remove("on"); });
+  source.addEventListener("epoch", parse(onEpoch));
+  source.addEventListener("status", parse(onStatus));
+  source.addEventListener("log", parse(onLog));
+})();

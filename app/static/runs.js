@@ -1,0 +1,37 @@
+// Runs list: bulk selection for compare, live status badges over SSE (GET /api/v1/events).
+(function () {
+  "use strict";
+  const picks = () => Array.from(document.querySelectorAll("input.pick"));
+  const count = document.getElementById("selected-count");
+  const button = document.getElementById("compare-selected");
+  function refresh() {
+    const n = picks().filter((p) => p.checked).length;
+    count.textContent = n ? n + " selected" : "select runs to compare";
+    button.disabled = n === 0;
+  }
+  const all = document.getElementById("select-all");
+  if (all) all.addEventListener("change", () => { picks().forEach((p) => { p.checked = all.checked; }); refresh(); });
+  picks().forEach((p) => p.addEventListener("change", refresh));
+  // Submit a compact URL: /compare?runs=1,2,3
+  document.getElementById("bulk").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const ids = picks().filter((p) => p.checked).map((p) => p.value);
+    if (ids.length) window.location.href = "/compare?runs=" + ids.join(",");
+  });
+  refresh();
+
+  if (!window.EventSource) return;
+  const live = document.getElementById("live");
+  const source = new EventSource("/api/v1/events");
+  source.addEventListener("open", () => { live.textContent = "live"; live.classList.add("on"); });
+  source.addEventListener("error", () => { live.textContent = "reconnecting"; live.classList.remove("on"); });
+  source.addEventListener("status", (ev) => {
+    let data;
+    try { data = JSON.parse(ev.data); } catch (e) { return; }
+    const id = data.run_id !== undefined ? data.run_id : data.id;
+    document.querySelectorAll('[data-run-status="' + id + '"]').forEach((el) => {
+      el.textContent = data.status;
+      el.className = "badge s-" + data.status;
+    });
+  });
+})();
