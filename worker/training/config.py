@@ -3,6 +3,7 @@ name the field and what is allowed."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,9 @@ import yaml
 from pydantic import ValidationError
 
 from app.schemas import JobSpec
+
+# YAML 1.1 reads "1e-2" as a string; numbers in that form are read as floats here.
+_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 class SpecError(ValueError):
@@ -41,9 +45,10 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
         if not sep or not key:
             raise SpecError(f"--set {item!r}: expected key=value, e.g. --set lr=0.5")
         try:
-            values[key] = yaml.safe_load(raw) if raw.strip() else None
+            value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as exc:
             raise SpecError(f"{key}: cannot parse {raw!r} as a YAML value ({exc})") from exc
+        values[key] = float(value) if isinstance(value, str) and _FLOAT.match(value) else value
     return values
 
 
