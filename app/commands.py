@@ -100,11 +100,40 @@ def beat(args: argparse.Namespace) -> int:
 
 
 def demo_args(parser: argparse.ArgumentParser) -> None:
-    return None
+    parser.add_argument("--url", default=None, help="the server (default: PUBLIC_URL, http://127.0.0.1:8000)")
+    parser.add_argument(
+        "--token", default=None, help="an API token (default: $COLLAPSEWATCH_TOKEN, else a new local one)"
+    )
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per run (default 5)")
+    parser.add_argument("--seeds", type=int, default=2, help="seeds per grid point (default 2)")
+    parser.add_argument("--project", default="demo", help="project for the demo runs (default: demo)")
 
 
 def demo(args: argparse.Namespace) -> int:
-    return _not_yet("demo")
+    """Submit the seed's two digits experiments as sweeps (see app/demo.py); print compare URLs."""
+    import os
+
+    from app.demo import compare_url as url_for
+    from app.demo import experiments, local_token, submit_all
+
+    if not 1 <= args.epochs <= 1000 or not 1 <= args.seeds <= 16:
+        print("demo: --epochs must be 1..1000 and --seeds 1..16", file=sys.stderr)
+        return 2
+    if args.url is None:
+        from app.settings import get_settings
+
+        args.url = get_settings().public_url
+    token = args.token or os.environ.get("COLLAPSEWATCH_TOKEN") or local_token()
+    items = experiments(epochs=args.epochs, seeds=args.seeds, project=args.project)
+    try:
+        done = submit_all(base_url=args.url, token=token, items=items)
+    except Exception as exc:  # connection refused, 401, 422: say what happened and how to fix it
+        print(f"demo: could not submit to {args.url}: {exc}\nIs `collapsewatch up` running?", file=sys.stderr)
+        return 1
+    for item, sweep_id, count in done:
+        print(f"{item.title}: {count} runs (sweep {sweep_id})")
+        print(f"  {url_for(args.url, sweep_id, item.view)}")
+    return 0
 
 
 def user_args(parser: argparse.ArgumentParser) -> None:

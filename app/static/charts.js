@@ -6,9 +6,9 @@ window.cw = (function () {
   function layout(title, extra) {
     return Object.assign({
       title: { text: title, font: { size: 14 }, x: 0.02 },
-      margin: { l: 52, r: 18, t: 36, b: 38 },
-      legend: { orientation: "h", y: -0.18, font: { size: 11 } },
-      xaxis: { title: { text: "epoch", font: { size: 11 } }, zeroline: false },
+      margin: { l: 52, r: 18, t: 36, b: 40 },
+      legend: { orientation: "h", y: -0.22, yanchor: "top", font: { size: 11 } },
+      xaxis: { title: { text: "epoch", font: { size: 11 }, standoff: 2 }, zeroline: false },
       yaxis: { zeroline: false },
       hovermode: "x unified",
       paper_bgcolor: "#fff", plot_bgcolor: "#fff",

@@ -72,7 +72,10 @@
       const v = r.singular_values[i - 1];
       return v === undefined || v === null || v <= 0 ? null : Math.log10(v);
     }));
-    cw.plot("chart-spectrum", [{ type: "heatmap", x: withSv.map((r) => r.epoch), y: idx, z: z, colorscale: "Magma",
+    const flat = z.flat().filter((v) => v !== null);
+    const zmax = Math.max.apply(null, flat);
+    const zmin = Math.max(Math.min.apply(null, flat), zmax - 6);
+    cw.plot("chart-spectrum", [{ type: "heatmap", x: withSv.map((r) => r.epoch), y: idx, z: z, colorscale: "Magma", zmin: zmin, zmax: zmax,
       colorbar: { title: { text: "log₁₀ s" } }, hovertemplate: "epoch %{x}<br>s_%{y}: 10^%{z:.2f}<extra></extra>" }],
     cw.layout("Singular-value spectrum (log scale)", { yaxis: { title: { text: "index (descending)" }, autorange: "reversed" }, hovermode: "closest" }));
   }
@@ -145,14 +148,33 @@
     scheduleAlerts();
   }
 
+  // Summary, worker, attempts and logs come from the server: re-read them when the status changes.
+  function refreshDetails() {
+    fetch(window.location.pathname + window.location.search, { credentials: "same-origin" })
+      .then((r) => (r.ok ? r.text() : null))
+      .then((html) => {
+        if (!html) return;
+        const doc = new DOMParser().parseFromString(html, "text/html");
+        ["details", "logs-card"].forEach((id) => {
+          const fresh = doc.getElementById(id);
+          const old = document.getElementById(id);
+          if (fresh && old) old.innerHTML = fresh.innerHTML;
+        });
+      }).catch(() => {});
+  }
+
   function onStatus(d) {
     if (!d.status) return;
+    const changed = d.status !== status;
     status = d.status;
+    if (changed) refreshDetails();
     const badge = document.querySelector('[data-run-status="' + runId + '"]');
     if (badge) { badge.textContent = status; badge.className = "badge s-" + status; }
     if (data.terminal.indexOf(status) >= 0) {
       const form = document.getElementById("cancel-form");
       if (form) form.remove();
+      const note = document.getElementById("cancel-note");
+      if (note) note.remove();
     }
     if (d.cancel_requested && data.terminal.indexOf(status) < 0 && !document.getElementById("cancel-note")) {
       const note = document.createElement("span");
@@ -175,6 +197,11 @@
   source.addEventListener("open", () => { live.textContent = "live"; live.classList.add("on"); });
   source.addEventListener("error", () => { live.textContent = "reconnecting"; live.classList.remove("on"); });
   source.addEventListener("epoch", parse(onEpoch));
-  source.addEventListener("status", parse(onStatus));
+  source.addEventListener("status", parse((d) => {
+    onStatus(d);
+    if (data.terminal.indexOf(d.status) >= 0) {  // the server ends the stream: stop reconnecting
+      setTimeout(() => { source.close(); live.textContent = "finished"; live.classList.remove("on"); }, 1500);
+    }
+  }));
   source.addEventListener("log", parse(onLog));
 })();
