@@ -85,6 +85,15 @@ def recall_at_1(e: Tensor, y: Tensor) -> float:
     return hits / len(z)
 
 
+def _probe_stats(e_probe: Tensor, dead_threshold: float) -> dict[str, Any] | None:
+    if not _finite(e_probe):
+        return None
+    try:
+        return collapse_stats(e_probe, dead_threshold=dead_threshold)
+    except ValueError:  # e.g. magnitudes whose squares overflow float64: a diverging run
+        return None
+
+
 def evaluate(
     model: Network,
     data: dict[str, Tensor],
@@ -97,13 +106,16 @@ def evaluate(
     e_val = embed_all(model, data["x_val"])
     e_probe = embed_all(model, data["x_probe"])
     y_train, y_val = data["y_train"], data["y_val"]
-    stats = collapse_stats(e_probe.double(), dead_threshold=dead_threshold) if _finite(e_probe) else None
+    stats = _probe_stats(e_probe, dead_threshold)
     if not (_finite(e_train) and _finite(e_val)):
         return Evaluation(None, None, None, stats)
     with torch.no_grad():
         if model.head is not None:
-            val_acc = float((model.head(e_val).argmax(1) == y_val).double().mean())
+            val_acc: float | None = float((model.head(e_val).argmax(1) == y_val).double().mean())
         else:
-            val_acc = ridge_probe_accuracy(e_train, y_train, e_val, y_val, n_classes)
+            try:
+                val_acc = ridge_probe_accuracy(e_train, y_train, e_val, y_val, n_classes)
+            except RuntimeError:  # torch.linalg.LinAlgError: a numerically singular system
+                val_acc = None
     knn = knn_accuracy(e_train, y_train, e_val, y_val, n_classes)
     return Evaluation(val_acc, knn, recall_at_1(e_val, y_val), stats)

@@ -1,9 +1,11 @@
-"""The networks: an encoder whose last layer (width ``d = embedding_dim``, linear, no activation) is
-the embedding, plus a classifier head (cross-entropy) and a VICReg projector.
+"""The networks: an encoder whose output (width ``d = embedding_dim``, after a ReLU) is the
+embedding, i.e. the penultimate layer of the classifier (like a ResNet's pooled features), plus a
+classifier head (cross-entropy) and a VICReg projector. The ReLU lets dimensions die (std 0 on every
+input), the dimensional collapse that ``dead_dims`` counts.
 
-- MLP encoder: F -> 256 -> ReLU -> 256 -> ReLU -> d.
+- MLP encoder: F -> 256 -> ReLU -> 256 -> ReLU -> d -> ReLU.
 - CNN encoder (images C x H x W): conv3x3(C->32) -> ReLU -> conv3x3(32->64) -> ReLU ->
-  adaptive average pool to 4x4 -> flatten (1024) -> d.
+  adaptive average pool to 4x4 -> flatten (1024) -> d -> ReLU.
 - Head: Linear(d -> n_classes) on the embedding.
 - Projector (VICReg, as the official code's Linear-BN-ReLU-Linear): d -> p -> BN -> ReLU -> p, with
   p = min(4d, 2048).

@@ -13,7 +13,8 @@
   noise (std :data:`NOISE_STD`, in standardised units) and random feature masking (each feature zeroed
   with probability :data:`MASK_PROB`); images get a random shift of up to :data:`MAX_SHIFT` pixels
   (zero padded) plus the same noise.
-- Regularizer on the embedding E, added to any objective: ``svmax`` ->
+- Regularizer on the embedding E (for ``vicreg``: both views' embeddings stacked), added to any
+  objective: ``svmax`` ->
   ``svmax_loss(E, spec.reg_lambda, spec.svmax_bounded)``; ``vicreg_variance`` ->
   ``spec.reg_lambda * vicreg_variance(E, spec.vicreg_gamma)``.
 """

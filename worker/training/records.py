@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 # Keys every record's ``metrics`` carries (value None when not applicable or not finite).
@@ -35,7 +35,6 @@ class EpochRecord:
     epoch: int
     metrics: dict[str, float | None]
     stats: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self, attempt: int = 1) -> dict[str, Any]:
         """The ``PUT /api/v1/runs/{id}/epochs/{epoch}`` body (``app.schemas.EpochIn``)."""
