@@ -182,13 +182,13 @@ class Run:
         self.log_epoch(epoch, metrics, stats)
         return stats
 
-    def log_lines(self, lines: list[str]) -> None:
-        """Append text lines to the run's log (shown on the run page)."""
+    def log_lines(self, lines: Sequence[str]) -> None:
+        """Append text lines (each cut to 10,000 characters) to the run's log."""
         self._check_open()
-        if lines:
-            self._outbox.put(
-                {"kind": "logs", "run": self.id, "body": {"attempt": self.attempt, "lines": lines}}
-            )
+        clipped = [str(line)[:10_000] for line in lines]
+        for start in range(0, len(clipped), 1000):
+            body = {"attempt": self.attempt, "lines": clipped[start : start + 1000]}
+            self._outbox.put({"kind": "logs", "run": self.id, "body": body})
 
     # -- ending -----------------------------------------------------------------------------------
 

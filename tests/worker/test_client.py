@@ -408,8 +408,11 @@ def test_finish_leaves_the_spool_when_the_server_stays_down_and_flush_spool_rese
     with make_client(server, tmp_path) as fresh:
         assert fresh.flush_spool() == (3, 0)  # the epoch, the scalar batch, the finish
         assert not list(fresh.spool_dir.glob("*.jsonl"))
-    assert [m + " " + p for m, p, _, _ in server.requests[1:]] == [
-        "PUT /api/v1/runs/7/epochs/1", "POST /api/v1/runs/7/metrics", "POST /api/v1/runs/7/finish"]  # fmt: skip
+    assert [f"{m} {p}" for m, p, _, _ in server.requests[1:]] == [
+        "PUT /api/v1/runs/7/epochs/1",
+        "POST /api/v1/runs/7/metrics",
+        "POST /api/v1/runs/7/finish",
+    ]
 
 
 def test_start_run_resends_leftovers_in_the_background(server: ScriptedServer, tmp_path: Path) -> None:
