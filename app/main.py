@@ -17,8 +17,8 @@ from app.api import errors
 from app.api.common import default_enqueue
 from app.db import Database
 from app.deps import bearer_backend
-from app.events import NullPublisher
 from app.middleware import BodyLimitMiddleware
+from app.pubsub import make_broker
 from app.settings import Settings, get_settings
 from app.web import cookie_backend
 
@@ -65,6 +65,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        close = getattr(app.state.publisher, "aclose", None)  # the Redis listener, if any
+        if close is not None:
+            await close()
         db.dispose()
 
 
@@ -74,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="collapsewatch", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.db = Database(settings)
-    app.state.publisher = NullPublisher()  # replaced by the SSE module's publisher
+    app.state.publisher = make_broker(settings.redis_url)  # in-process, or Redis pub/sub (app.pubsub)
     app.state.enqueue = default_enqueue(settings, app.state.db)  # tests inject a recorder
     app.state.auth_backends = [bearer_backend, cookie_backend]  # cookie: app.web (browser sessions)
     errors.install(app)
