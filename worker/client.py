@@ -341,8 +341,9 @@ class Client:
         return delivered, left
 
     def start_recovery(self) -> None:
-        """Re-send leftover spool files in a background thread until they are gone (once per client)."""
-        if self._recovery is not None or not leftover_files(self.spool_dir):
+        """Re-send leftover spool files in a background thread until they are gone."""
+        running = self._recovery is not None and self._recovery.is_alive()
+        if running or not leftover_files(self.spool_dir):
             return
         self._recovery = threading.Thread(target=self._recover, name="collapsewatch-recovery", daemon=True)
         self._recovery.start()

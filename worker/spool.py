@@ -130,21 +130,32 @@ class Spool:
 
     def _append_to_disk(self, line: bytes) -> int:
         if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not self.path.exists():  # never let a stale sidecar skip the entries of a new file
-                with contextlib.suppress(FileNotFoundError):
-                    self._offset_path.unlink()
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            self._fd = fd
-            _fsync_dir(self.path.parent)
+            self._fd = self._open_for_append()
         view = memoryview(line)
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
         os.fsync(self._fd)
         return os.fstat(self._fd).st_size
+
+    def _open_for_append(self) -> int:
+        """Open (or create) the journal, locked. A new file is created and locked under a temporary
+        name first, so a concurrent :func:`replay_file` can never see it unlocked."""
+        if self.path.exists():  # re-opened after release() by a late write of this writer
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self._offset_path.unlink()  # never let a stale sidecar skip the entries of a new file
+        tmp = self.path.with_suffix(".jsonl.new")
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.replace(tmp, self.path)
+        _fsync_dir(self.path.parent)
+        return fd
 
     def peek(self) -> Entry | None:
         return self._pending[0][0] if self._pending else None

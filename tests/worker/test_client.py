@@ -446,3 +446,48 @@ def test_init_reads_the_environment_and_owns_its_client(
     assert server.bodies("POST", "/api/v1/runs") == [
         {"project": "demo", "name": "first", "config": {"lr": None, "layers": [2, 3]}, "tags": []}
     ]
+
+
+def test_log_embeddings_accepts_numpy_and_sends_the_collapse_statistics(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    np = pytest.importorskip("numpy")
+    from worker.stats import collapse_stats
+
+    embeddings = np.random.default_rng(0).normal(size=(32, 8))
+    with make_client(server, tmp_path) as client:
+        run = client.start_run()
+        stats = run.log_embeddings(embeddings, 2, {"train_loss": 0.5})
+        run.finish()
+    (body,) = server.bodies("PUT", "/epochs/2")
+    assert stats is not None
+    assert body["stats"] == stats == collapse_stats(embeddings)
+    assert body["metrics"] == {"train_loss": 0.5}
+
+
+def test_log_embeddings_with_nan_logs_the_epoch_without_statistics(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    np = pytest.importorskip("numpy")
+    embeddings = np.ones((4, 3))
+    embeddings[1, 2] = np.nan
+    with make_client(server, tmp_path) as client:
+        run = client.start_run()
+        assert run.log_embeddings(embeddings, 1, {"train_loss": np.float32(1.5)}) is None
+        run.finish()
+    assert server.bodies("PUT", "/epochs/1") == [
+        {"attempt": 1, "metrics": {"train_loss": 1.5}, "stats": None}
+    ]
+
+
+def test_an_unauthorized_token_is_raised_by_the_next_call(server: ScriptedServer, tmp_path: Path) -> None:
+    with make_client(server, tmp_path) as client:
+        run = client.attach(7, attempt=1)
+        server.plan = [401]
+        run.log_epoch(1)
+        run.flush(timeout=10)
+        with pytest.raises(ApiError) as info:
+            run.log({"loss": 1.0})
+        assert info.value.status_code == 401
+        with pytest.raises(ApiError):
+            run.finish()
