@@ -169,7 +169,7 @@ def train(
         # --- evaluate on validation and the fixed probe set ---
         eval_began = time.perf_counter()
         scores = evaluate(model, data, splits.n_classes, dead_threshold=spec.dead_threshold)
-        metrics: dict[str, float | None] = {"reg_loss": None, **losses}
+        metrics: dict[str, float | None] = {"train_loss": None, "reg_loss": None, **losses}
         metrics |= {
             "val_acc": scores.val_acc,
             "knn_acc": scores.knn_acc,
