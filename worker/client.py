@@ -26,14 +26,11 @@ Importing this module does not import torch; ``Run.log_embeddings`` does, when c
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
@@ -63,10 +60,8 @@ from worker.sdk_errors import (
     error_message,
     retry_after_seconds,
 )
-from worker.spool import Entry, leftover_files, replay_file
-
-if TYPE_CHECKING:
-    from worker.sdk_run import Run
+from worker.sdk_run import Run, jsonable, log_rejection
+from worker.spool import Entry, leftover_files, replay_file, spool_dir_for
 
 API = "/api/v1"
 __all__ = [
@@ -116,8 +111,7 @@ class Client:
         self.backoff_max = backoff_max
         self.flush_interval = flush_interval
         self.finish_timeout = finish_timeout
-        root = Path(spool_dir or os.environ.get("COLLAPSEWATCH_SPOOL_DIR") or _default_spool_root())
-        self.spool_dir = root / _server_dirname(self.url)
+        self.spool_dir = spool_dir_for(self.url, spool_dir or os.environ.get("COLLAPSEWATCH_SPOOL_DIR"))
         self._http = httpx.Client(
             base_url=self.url,
             timeout=timeout,
@@ -296,8 +290,6 @@ class Client:
         """Create a run and return a :class:`Run` to log into. Raises ``ValueError`` for a bad project,
         name or tag and :class:`ServerUnavailable` if the server cannot be reached (a run needs its id).
         Leftover spooled writes of earlier processes are re-sent in the background."""
-        from worker.sdk_run import Run, jsonable
-
         body = RunCreate(project=project, name=name, config=jsonable(dict(config or {})), tags=list(tags))
         info = self.create_run(body)
         self.start_recovery()
@@ -305,8 +297,6 @@ class Client:
 
     def attach(self, run_id: int, attempt: int) -> Run:
         """A :class:`Run` for an existing run and attempt (a worker after ``claim``)."""
-        from worker.sdk_run import Run
-
         return Run(self, run_id, attempt)
 
     def send_entry(self, entry: Entry, *, retries: int | None = None) -> None:
@@ -327,8 +317,6 @@ class Client:
         """Re-send the writes left in the spool by earlier runs (e.g. a process that ended while the
         server was down), in order. Safe to repeat: every write is idempotent on the server.
         Returns ``(delivered, left)``; ``left`` > 0 means the server is still unreachable."""
-        from worker.sdk_run import log_rejection
-
         delivered = left = 0
         for path in leftover_files(self.spool_dir):
             done, rest = replay_file(
@@ -387,16 +375,6 @@ def init(
         raise
     run.owns_client = True
     return run
-
-
-def _default_spool_root() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "collapsewatch" / "spool"
-
-
-def _server_dirname(url: str) -> str:
-    readable = re.sub(r"[^A-Za-z0-9]+", "_", url.split("://", 1)[-1]).strip("_")[:60]
-    return f"{readable}-{hashlib.sha256(url.encode()).hexdigest()[:8]}"
 
 
 def _clip(text: str | None, limit: int = 20_000) -> str | None:

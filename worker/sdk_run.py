@@ -10,7 +10,7 @@ import threading
 import traceback
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.schemas import (
     KEY_PATTERN,
@@ -22,9 +22,12 @@ from app.schemas import (
     MetricBatchIn,
     RunPublic,
 )
-from worker.client import ApiError, Client, Conflict, ServerUnavailable, StaleAttempt
 from worker.outbox import Outbox
+from worker.sdk_errors import ApiError, Conflict, ServerUnavailable, StaleAttempt
 from worker.spool import Entry, Spool
+
+if TYPE_CHECKING:
+    from worker.client import Client
 
 log = logging.getLogger("collapsewatch.sdk")
 _KEY = re.compile(KEY_PATTERN)

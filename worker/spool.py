@@ -22,9 +22,11 @@ Leftover files of a process that died are re-sent by :func:`replay_file` (``Clie
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
+import re
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -232,3 +234,13 @@ def replay_file(
         return delivered, len(spool)
     finally:
         spool.release()
+
+
+def spool_dir_for(url: str, root: str | os.PathLike[str] | None = None) -> Path:
+    """The spool directory of one server: ``<root>/<host_port>-<hash of the URL>``, where ``root``
+    defaults to ``$XDG_CACHE_HOME/collapsewatch/spool`` (``~/.cache/collapsewatch/spool``)."""
+    if root is None:
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = Path(cache) / "collapsewatch" / "spool"
+    readable = re.sub(r"[^A-Za-z0-9]+", "_", url.split("://", 1)[-1]).strip("_")[:60]
+    return Path(root) / f"{readable}-{hashlib.sha256(url.encode()).hexdigest()[:8]}"
