@@ -5,10 +5,10 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from app.models import Base
+from app.models import import_all_models
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = import_all_models()
 
 
 def _run(connection: Connection) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.services.errors import DomainError, InvalidInput
@@ -64,7 +65,15 @@ async def http_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def out_of_range(_request: Request, _exc: Exception) -> JSONResponse:
+    """Safety net: a number the database cannot store is the client's error, not a 500."""
+    message = "a number in the request is out of the range the server can store"
+    return JSONResponse({"detail": message, "message": message}, status_code=422)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(DomainError, domain_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(OverflowError, out_of_range)
+    app.add_exception_handler(DataError, out_of_range)

@@ -17,11 +17,12 @@ from sqlalchemy.orm import Session
 
 from app.models import Epoch, Run, utcnow
 from app.schemas import CollapseStatsIn, EpochIn, EpochPublic
-from app.services.errors import Conflict
+from app.services.errors import Conflict, InvalidInput
 from app.services.runs import Written, record_event, writable_run
 from app.services.upsert import upsert
 
 MAX_EPOCH = 2**31 - 1
+MAX_DIMS = 2**31 - 1
 SCALAR_STATS = (
     "mean_sv",
     "sv_lower",
@@ -108,6 +109,10 @@ def recompute_summary(*, session: Session, run: Run) -> None:
 
 def put_epoch(*, session: Session, run_id: int, epoch: int, data: EpochIn) -> EpochWrite:
     """Store one epoch record (see the module docstring for the rules)."""
+    if data.stats is not None and data.stats.dead_dims > MAX_DIMS:
+        raise InvalidInput(
+            ["body", "stats", "dead_dims"], f"{data.stats.dead_dims} is not a dimension count (at most {MAX_DIMS})"
+        )
     run = writable_run(session=session, run_id=run_id, attempt=data.attempt)
     existing = session.scalars(select(Epoch).where(Epoch.run_id == run_id, Epoch.epoch == epoch)).first()
     if existing is not None and existing.attempt == data.attempt:
