@@ -300,16 +300,13 @@ class Client:
         return Run(self, run_id, attempt)
 
     def send_entry(self, entry: Entry, *, retries: int | None = None) -> None:
-        """Deliver one spooled write (see :mod:`worker.spool`)."""
-        run_id, body, kind = int(entry["run"]), entry["body"], entry["kind"]
+        """Deliver one queued or spooled write (see :mod:`worker.spool`). Its body was validated
+        when it was logged, and the server validates it again."""
+        run_id, kind = int(entry["run"]), entry["kind"]
         if kind == "epoch":
-            self.put_epoch(run_id, int(entry["epoch"]), EpochIn.model_validate(body), retries=retries)
-        elif kind == "metrics":
-            self.post_metrics(run_id, MetricBatchIn.model_validate(body), retries=retries)
-        elif kind == "logs":
-            self.post_logs(run_id, int(body["attempt"]), body["lines"], retries=retries)
-        elif kind == "finish":
-            self.finish(run_id, int(body["attempt"]), body["status"], body.get("error"), retries=retries)
+            self._fenced("PUT", f"/runs/{run_id}/epochs/{int(entry['epoch'])}", entry["body"], retries)
+        elif kind in ("metrics", "logs", "finish"):
+            self._fenced("POST", f"/runs/{run_id}/{kind}", entry["body"], retries)
         else:
             raise ValueError(f"unknown spool entry kind {kind!r}")
 
