@@ -128,6 +128,10 @@ def run_up(*, host: str, port: int, gpus: str, worker: bool = True) -> int:
     server = uvicorn.Server(config)
     print(f"collapsewatch is up at {url}  (broker {_redact(settings.broker_url)}; Ctrl-C stops)", flush=True)
     started = time.monotonic()
+    # uvicorn re-raises the signal that stopped it once it is done: handle it here, so that the
+    # worker is stopped (below) instead of this process dying with it still running.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
     try:
         server.run()
     finally:
