@@ -10,7 +10,10 @@ import contextlib
 import json
 import logging
 import math
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -491,3 +494,34 @@ def test_an_unauthorized_token_is_raised_by_the_next_call(server: ScriptedServer
         assert info.value.status_code == 401
         with pytest.raises(ApiError):
             run.finish()
+
+
+CRASHING_SCRIPT = """
+import os, signal, sys
+from worker.client import Client
+
+client = Client(sys.argv[1], "t", spool_dir=sys.argv[2], max_retries=0, backoff=0.01, backoff_max=0.05)
+run = client.attach(9, attempt=1)
+for epoch in range(1, 4):
+    run.log_epoch(epoch, {"val_acc": epoch / 10})
+run.log({"loss": 0.5}, step=3)
+run.flush(timeout=1.0)  # the server is down: everything is in the spool now
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_writes_spooled_by_a_killed_process_are_recovered(server: ScriptedServer, tmp_path: Path) -> None:
+    url = server.url
+    server.stop()
+    spool = tmp_path / "spool"
+    child = subprocess.run([sys.executable, "-c", CRASHING_SCRIPT, url, str(spool)], timeout=120, check=False)
+    assert child.returncode == -signal.SIGKILL
+    server.start()
+    with make_client(server, tmp_path) as client:
+        assert client.flush_spool() == (4, 0)
+    assert [p for m, p, _, _ in server.requests] == [
+        "/api/v1/runs/9/epochs/1",
+        "/api/v1/runs/9/epochs/2",
+        "/api/v1/runs/9/epochs/3",
+        "/api/v1/runs/9/metrics",
+    ]
