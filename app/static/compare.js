@@ -22,10 +22,12 @@
 
   const overlay = data.runs.map((r) => {
     const pts = data.curves[String(r.id)] || [];
-    return cw.line("#" + r.id + " " + r.name, pts.map((p) => p[0]), pts.map((p) => p[1]), color(r.group),
-      { mode: "lines", legendgroup: "g" + r.group, line: { color: color(r.group), width: 1.5 } });
+    return cw.line("#" + r.id, pts.map((p) => p[0]), pts.map((p) => p[1]), color(r.group),
+      { mode: "lines", legendgroup: "g" + r.group, line: { color: color(r.group), width: 1.5 },
+        hovertemplate: "%{y:.4g}<extra>#" + r.id + " " + r.name.replace(/</g, "&lt;") + "</extra>" });
   });
-  cw.plot("chart-overlay", overlay, cw.layout(data.stat + " per run (colour = group)", { hovermode: "closest" }));
+  cw.plot("chart-overlay", overlay, cw.layout(data.stat + " per run (colour = group)",
+    { hovermode: "closest", showlegend: overlay.length <= 12 }));
 
   let grouped = [];
   data.groups.forEach((g, i) => {
@@ -45,7 +47,7 @@
     const numeric = data.sweep.every((s) => s.x.every((v) => typeof v === "number" && v > 0));
     const spread = numeric ? Math.max.apply(null, data.sweep.flatMap((s) => s.x)) / Math.min.apply(null, data.sweep.flatMap((s) => s.x)) : 1;
     cw.plot("chart-sweep", traces, cw.layout("Final " + data.metric + " vs " + data.x, {
-      xaxis: { title: { text: data.x }, type: spread >= 20 ? "log" : "linear" }, hovermode: "closest" }));
+      xaxis: { title: { text: data.x }, type: spread >= 8 ? "log" : "linear" }, hovermode: "closest" }));
   } else {
     cw.plot("chart-sweep", [], cw.layout("Sweep plot: pick a numeric config key as x"));
   }

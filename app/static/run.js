@@ -39,8 +39,9 @@
 
   function drawLines(id, title, rows, keys, getter) {
     const x = rows.map((r) => r.epoch);
-    const traces = keys.map((k, i) => cw.line(k, x, getter(rows, k), cw.palette[i % cw.palette.length]));
-    cw.plot(id, traces, cw.layout(title));
+    const traces = keys.map((k, i) => cw.line(k, x, getter(rows, k), cw.palette[i % cw.palette.length]))
+      .filter((t) => t.y.some((v) => v !== null));
+    cw.plot(id, traces, cw.layout(traces.length ? title : title + " (no data yet)"));
   }
 
   function drawHist(rows) {
@@ -136,6 +137,8 @@
   }
   let alertTimer = null;
   function scheduleAlerts() { clearTimeout(alertTimer); alertTimer = setTimeout(refreshAlerts, 150); }
+  let detailsTimer = null;
+  function scheduleDetails() { clearTimeout(detailsTimer); detailsTimer = setTimeout(refreshDetails, 1500); }
 
   function onEpoch(d) {
     if (d.metrics === undefined && d.stats === undefined) {
@@ -146,6 +149,7 @@
       schedule();
     }
     scheduleAlerts();
+    scheduleDetails();
   }
 
   // Summary, worker, attempts and logs come from the server: re-read them when the status changes.
