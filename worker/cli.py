@@ -34,24 +34,32 @@ def train(args: argparse.Namespace) -> int:
     """``collapsewatch train``: train one job locally and write one JSON line per epoch."""
     from pathlib import Path
 
+    from worker.training.config import SpecError, load_spec
+    from worker.training.data import DataError, read_npz
+
+    # Validate before importing torch, so that a bad config fails at once.
+    try:
+        overrides = [*args.overrides, *([f"device={args.device}"] if args.device else [])]
+        spec = load_spec(args.config, overrides)
+        if spec.dataset == "npz":
+            read_npz(spec.data_path)
+        resume = Path(args.resume).read_bytes() if args.resume else None
+    except (SpecError, DataError) as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"--resume: cannot read {args.resume!r}: {exc.strerror}")
+
     from tqdm import tqdm
 
     from worker.training.checkpoint import FileCheckpoint
-    from worker.training.config import SpecError, load_spec
-    from worker.training.data import DataError
     from worker.training.engine import TrainingDiverged
     from worker.training.engine import train as run_training
     from worker.training.records import EpochRecord
 
     try:
-        overrides = [*args.overrides, *([f"device={args.device}"] if args.device else [])]
-        spec = load_spec(args.config, overrides)
-        resume = Path(args.resume).read_bytes() if args.resume else None
-    except SpecError as exc:
-        return _fail(str(exc))
+        out: TextIO = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
     except OSError as exc:
-        return _fail(f"--resume: cannot read {args.resume!r}: {exc.strerror}")
-    out: TextIO = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+        return _fail(f"--out: cannot write {args.out!r}: {exc.strerror}")
     bar: Any = tqdm(total=spec.epochs, desc="train", unit="epoch", file=sys.stderr, disable=args.quiet)
 
     def on_epoch(record: EpochRecord) -> None:
