@@ -109,11 +109,12 @@ def mean_singular_value(E: Tensor, *, method: Method = "auto") -> Tensor:
     ``(s_i/√floor)·u_i v_iᵀ / k`` (norm <= 1/k) instead of ``u_i v_iᵀ / k``. In float32 that damps
     only singular values below ≈2.8e-3·s_max, which are within the Gram solver's rounding noise.
 
-    At exact collapse (rank 1) value and gradient stay finite. The gradient is ≈ u₁v₁ᵀ/k plus damped
-    noise directions. The svd path gives L up to rounding. The Gram path in float32 gives slightly
-    more than L: each of the k-1 zero eigenvalues comes out as rounding noise (|λ| <~ 1e-6·λ_max), and
-    the positive ones add their square roots. Measured: +0.1 % at (256, 2048), +2 % at (2048, 256).
-    In float64 the excess is < 1e-5 relative.
+    At exact collapse (rank 1) value and gradient stay finite. The gradient is ~ u1 v1ᵀ/k plus damped
+    noise directions. The svd path gives L up to rounding. The Gram path in float32 gives a little
+    more than L: each of the k-1 zero eigenvalues comes out as rounding noise (|λ| up to ~1e-6·λ_max)
+    and the positive ones add their square roots. Measured (bench/stats.py shapes, 1-2 threads):
+    +0.1 % to +3 % at (256..1024, 2048..8192), up to +4 % at (4096, 512); in float64 < 1e-5 relative.
+    Reported statistics use ``worker.stats`` (float64, svdvals), never this path.
     """
     _check_matrix(E, "E")
     compute = E.float() if E.dtype in (torch.float16, torch.bfloat16) else E

@@ -35,6 +35,7 @@ DEFAULT_HIST_EDGES: tuple[float, ...] = tuple(HIST_MAX * i / HIST_BINS for i in 
 MAX_SINGULAR_VALUES = 256
 """``singular_values`` holds the top 256 when k is larger."""
 
+_DEFAULT_EDGES = torch.tensor(DEFAULT_HIST_EDGES, dtype=torch.float64)
 MAX_HIST_EDGES = 1025
 RANKME_EPS = 1e-7
 MAX_ABS = 1e150
@@ -49,20 +50,21 @@ def _as_matrix(E: Any) -> Tensor:
     if tensor.is_complex() or tensor.dtype == torch.bool:
         raise ValueError(f"E must hold real numbers, got {tensor.dtype}")
     x = tensor.detach().to("cpu", torch.float64)
-    bad = int((~torch.isfinite(x)).sum())
-    if bad:
+    largest = float(x.abs().max())  # NaN if any entry is NaN, Inf if any is infinite
+    if not math.isfinite(largest):
+        bad = int((~torch.isfinite(x)).sum())
         raise ValueError(
             f"E contains {bad} NaN/Inf value(s) out of {x.numel()}; collapse statistics need finite "
             "embeddings (check the training loss for divergence)"
         )
-    if float(x.abs().max()) > MAX_ABS:
-        raise ValueError(f"E has values up to {float(x.abs().max()):.3g}; above {MAX_ABS:g} squares overflow")
+    if largest > MAX_ABS:
+        raise ValueError(f"E has values up to {largest:.3g}; above {MAX_ABS:g} squares overflow")
     return x
 
 
 def _check_edges(hist_edges: Sequence[float] | Tensor | None) -> Tensor:
     if hist_edges is None:
-        return torch.tensor(DEFAULT_HIST_EDGES, dtype=torch.float64)
+        return _DEFAULT_EDGES
     edges = torch.as_tensor(hist_edges, dtype=torch.float64).detach().cpu()
     if edges.dim() != 1 or not 2 <= edges.numel() <= MAX_HIST_EDGES:
         raise ValueError(
@@ -80,7 +82,8 @@ def std_histogram(std: Tensor, edges: Tensor) -> list[int]:
     values below the first edge in the first, so the counts always sum to d."""
     bins = edges.numel() - 1
     index = (torch.searchsorted(edges, std, right=True) - 1).clamp(0, bins - 1)
-    return [int(c) for c in torch.bincount(index, minlength=bins)]
+    counts: list[int] = torch.bincount(index, minlength=bins).tolist()
+    return counts
 
 
 def _unbiased_std(x: Tensor) -> Tensor:
@@ -133,10 +136,10 @@ def collapse_stats(
             "sv_lower": lower,
             "sv_upper": upper,
             "sv_position": position,
-            "singular_values": [float(s) for s in sv_normed[:MAX_SINGULAR_VALUES]],
+            "singular_values": sv_normed[:MAX_SINGULAR_VALUES].tolist(),
             "effective_rank": rankme(torch.linalg.svdvals(x)),
-            "dim_std": [float(s) for s in dim_std],
-            "std_hist": {"edges": [float(e) for e in edges], "counts": std_histogram(dim_std, edges)},
+            "dim_std": dim_std.tolist(),
+            "std_hist": {"edges": edges.tolist(), "counts": std_histogram(dim_std, edges)},
             "dead_dims": int((dim_std < dead_threshold).sum()),
             "cov_offdiag": max(cov_offdiag, 0.0),
             "l2_std": float(_unbiased_std(normed).mean()),

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks: ``python -m bench.<name>``, each printing a table of ratios."""
