@@ -55,7 +55,6 @@ class Outbox:
         self._inflight = False
         self._failures = 0
         self._retry_at = 0.0
-        self._closing = False
         self._abandon = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -165,7 +164,10 @@ class Outbox:
                 self._cond.notify_all()
             return
         except Exception as exc:
-            self._on_rejected(entry, exc)
+            try:
+                self._on_rejected(entry, exc)
+            except Exception:  # reporting must never stop delivery
+                log.exception("on_rejected failed")
         with self._cond:
             self._failures = 0
             if from_spool:

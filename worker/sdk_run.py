@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import logging
 import math
+import operator
 import re
 import threading
 import traceback
@@ -19,7 +20,6 @@ from app.schemas import (
     EpochIn,
     FinalStatus,
     FinishIn,
-    MetricBatchIn,
     RunPublic,
 )
 from worker.outbox import Outbox
@@ -99,10 +99,7 @@ class Run:
         NaN and ±Inf values are dropped (the server accepts only finite scalars), with one
         warning per run naming the first such key."""
         self._check_open()
-        if step is None:
-            step = self._last_step + 1
-        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= 2**53:
-            raise ValueError(f"step: {step!r} must be an integer between 0 and 2**53")
+        step = _index("step", self._last_step + 1 if step is None else step, 2**53)
         points: dict[tuple[str, int], float] = {}
         for key, raw in data.items():
             if not isinstance(key, str) or not _KEY.match(key):
@@ -141,8 +138,7 @@ class Run:
         NaN and ±Inf metric values are sent as null ("not finite"), so the epoch still appears;
         ``stats`` must be finite (``ValueError`` otherwise, as for a bad key)."""
         self._check_open()
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch: {epoch!r} must be an integer >= 0")
+        epoch = _index("epoch", epoch, 2**31 - 1)
         clean = {str(k): _finite_or_none(str(k), v) for k, v in (metrics or {}).items()}
         parsed = (
             stats
@@ -255,7 +251,6 @@ class Run:
                     "attempt": self.attempt,
                     "points": [{"key": k, "step": s, "value": v} for (k, s), v in chunk],
                 }
-                MetricBatchIn.model_validate(body)
                 self._outbox.put({"kind": "metrics", "run": self.id, "body": body})
             if then is not None:
                 self._outbox.put(then)
@@ -278,6 +273,17 @@ class Run:
         log.warning("run %s was not finished; call run.finish() or use `with`", self.id)
         self._flush_scalars()
         self._outbox.close(min(5.0, self.client.finish_timeout))
+
+
+def _index(name: str, value: Any, upper: int) -> int:
+    """An integer in [0, upper] (numpy / torch integers too); ``ValueError`` naming ``name`` otherwise."""
+    try:
+        number = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        number = None
+    if number is None or not 0 <= number <= upper:
+        raise ValueError(f"{name}: {value!r} must be an integer between 0 and {upper}")
+    return number
 
 
 def _to_float(key: str, raw: Any) -> float:

@@ -163,16 +163,20 @@ class Spool:
         return self._pending[0][0] if self._pending else None
 
     def pop(self) -> None:
-        """Mark the first entry delivered; deletes the files once nothing is left."""
+        """Mark the first entry delivered; deletes the files once nothing is left. A failure to
+        record that on disk only means the entry may be sent again later (which is harmless)."""
         _entry, end = self._pending.popleft()
         if self._fd is None:
             return
-        if not self._pending:
-            self._delete()
-        elif end is not None:
-            tmp = self._offset_path.with_suffix(".offset.tmp")
-            tmp.write_text(str(end))
-            os.replace(tmp, self._offset_path)
+        try:
+            if not self._pending:
+                self._delete()
+            elif end is not None:
+                tmp = self._offset_path.with_suffix(".offset.tmp")
+                tmp.write_text(str(end))
+                os.replace(tmp, self._offset_path)
+        except OSError as exc:
+            log.warning("spool %s: could not record a delivery (%s); it may be re-sent", self.path, exc)
 
     def _delete(self) -> None:
         with contextlib.suppress(FileNotFoundError):

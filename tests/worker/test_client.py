@@ -525,3 +525,22 @@ def test_writes_spooled_by_a_killed_process_are_recovered(server: ScriptedServer
         "/api/v1/runs/9/epochs/3",
         "/api/v1/runs/9/metrics",
     ]
+
+
+def test_log_accepts_numpy_integers_as_steps_and_rejects_negative_ones(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    np = pytest.importorskip("numpy")
+    with make_client(server, tmp_path) as client:
+        run = client.start_run()
+        run.log({"loss": np.float64(0.5)}, step=np.int64(4))
+        run.log_epoch(np.int32(2), {"val_acc": 0.5})
+        with pytest.raises(ValueError, match="step: -1 must be an integer"):
+            run.log({"loss": 1.0}, step=-1)
+        with pytest.raises(ValueError, match=r"epoch: 1\.5 must be an integer"):
+            run.log_epoch(1.5)  # type: ignore[arg-type]
+        run.finish()
+    assert server.bodies("POST", "/metrics") == [
+        {"attempt": 1, "points": [{"key": "loss", "step": 4, "value": 0.5}]}
+    ]
+    assert len(server.bodies("PUT", "/epochs/2")) == 1
