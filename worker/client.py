@@ -310,15 +310,18 @@ class Client:
         else:
             raise ValueError(f"unknown spool entry kind {kind!r}")
 
-    def flush_spool(self) -> tuple[int, int]:
+    def flush_spool(self, *, retries: int | None = None) -> tuple[int, int]:
         """Re-send the writes left in the spool by earlier runs (e.g. a process that ended while the
-        server was down), in order. Safe to repeat: every write is idempotent on the server.
-        Returns ``(delivered, left)``; ``left`` > 0 means the server is still unreachable."""
+        server was down), file by file, in order; each request is retried ``retries`` times (default
+        ``max_retries``). Safe to repeat: every write is idempotent on the server.
+
+        Returns ``(delivered, left)``; ``left`` > 0 means the server is still unreachable (or a live
+        run, here or in another process, still holds its spool file)."""
         delivered = left = 0
         for path in leftover_files(self.spool_dir):
             done, rest = replay_file(
                 path,
-                lambda e: self.send_entry(e, retries=0),
+                lambda e: self.send_entry(e, retries=retries),
                 retryable=(ServerUnavailable,),
                 on_rejected=log_rejection,
             )
@@ -336,7 +339,7 @@ class Client:
     def _recover(self) -> None:
         failures = 0
         while not self._closed.is_set():
-            _, left = self.flush_spool()
+            _, left = self.flush_spool(retries=0)
             if not left:
                 return
             failures += 1
