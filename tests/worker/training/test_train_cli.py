@@ -8,9 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from app.schemas import EpochIn
 
 ROOT = Path(__file__).resolve().parents[3]
+
+pytestmark = pytest.mark.slow
 
 
 def _collapsewatch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -22,6 +22,8 @@ from worker.training.records import EpochRecord
 
 TIMING_KEYS = {"seconds", "eval_seconds"}
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(autouse=True)
 def _one_thread() -> Iterator[None]:
