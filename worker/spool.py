@@ -94,7 +94,11 @@ class Spool:
     def _load(self) -> None:
         assert self._fd is not None
         offset = self._read_offset()
-        data = os.pread(self._fd, os.fstat(self._fd).st_size, 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        chunks = []
+        while chunk := os.read(self._fd, 1 << 20):
+            chunks.append(chunk)
+        data = b"".join(chunks)
         if offset > len(data):
             offset = 0  # inconsistent sidecar: re-send everything (writes are idempotent)
         complete = data.rfind(b"\n") + 1
