@@ -14,8 +14,9 @@ status) goes through an :class:`worker.outbox.Outbox`, drained by one background
 
 Re-sending is safe because every write is idempotent on the server: epoch records are keyed by
 ``(run, epoch)`` and a replay from the same attempt is a no-op, scalars upsert by ``(run, key, step)``,
-and finishing is accepted once per attempt (a replayed finish that gets 409 is dropped). Only log
-lines may appear twice after a replay.
+and replaying the same finish is a no-op. Only log lines can appear twice (when a response is lost
+after the server stored them). Writes keep their order, so the finish always comes last.
+
 Leftover files of a process that died are re-sent by :func:`replay_file` (``Client.flush_spool()``).
 """
 
