@@ -134,7 +134,7 @@ def test_epoch_writes_when_replayed_reordered_or_stale_match_model(database: Dat
     run_state_machine_as_test(
         lambda: EpochMachine(database),
         settings=settings(
-            max_examples=10 if postgres else 25,
+            max_examples=10 if postgres else 20,
             stateful_step_count=20,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
