@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import socket
@@ -19,8 +20,12 @@ import uvicorn
 from conftest import STATS
 from fastapi import FastAPI
 
+from app import sse
+from app.db import Database
 from app.main import create_app
-from app.pubsub import RedisBroker
+from app.models import Project, Run
+from app.pubsub import InProcessBroker, RedisBroker
+from app.services.runs import record_event
 from app.services.tokens import create_token, ensure_admin
 from app.settings import Settings
 
@@ -289,3 +294,35 @@ def test_stream_when_redis_delivers_across_two_apps_sharing_the_database(
     finally:
         writer.stop()
         streamer.stop()
+
+
+def test_stream_when_subscriber_lagged_rereads_missed_events_from_database(database: Database) -> None:
+    """A full queue or a Redis reconnect flags the subscription; the stream re-reads from the DB."""
+    with database.transaction() as session:
+        project = Project(name="lag")
+        session.add(project)
+        session.flush()
+        run = Run(project_id=project.id, kind="sdk", status="running", attempt=1)
+        session.add(run)
+        session.flush()
+        first = record_event(session=session, run_id=run.id, type="log", payload={"line": "a"}).id
+    broker = InProcessBroker()
+
+    async def scenario() -> list[bytes]:
+        stream = sse.run_events(database, broker, run=run, newest=first, last_event_id=0, keepalive_s=0.05)
+        out = [await anext(stream), await anext(stream)]  # retry line, then the replayed log line
+        with database.transaction() as session:  # written but never published
+            for line in ("b", "c"):
+                record_event(session=session, run_id=run.id, type="log", payload={"line": line})
+        [sub] = broker.hub._subs[run.id]
+        sub.lagged = True
+        out += [await anext(stream), await anext(stream)]
+        await stream.aclose()
+        return out
+
+    chunks = asyncio.run(scenario())
+    assert chunks[0].startswith(b"retry:")
+    lines = [json.loads(c.decode().split("data: ")[1]) for c in chunks[1:]]
+    assert lines == [{"line": "a"}, {"line": "b"}, {"line": "c"}]
+    ids = [int(c.decode().split("\n")[0].removeprefix("id: ")) for c in chunks[1:]]
+    assert ids == [first, first + 1, first + 2]
