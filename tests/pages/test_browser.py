@@ -222,3 +222,22 @@ def test_login_page_renders(page: Page, artifacts: Path) -> None:
     page.goto("/login")
     assert page.is_visible("#password")
     page.screenshot(path=artifacts / "login.png", full_page=True)
+
+
+def test_demo_command_submits_both_sweeps_and_prints_their_compare_urls(live: LiveServer) -> None:
+    import subprocess
+    import sys
+
+    import httpx
+
+    command = [sys.executable, "-m", "app.cli", "demo", "--url", live.url, "--token", live.token]
+    done = subprocess.run(
+        [*command, "--epochs", "1", "--seeds", "1"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    urls = [line.strip() for line in done.stdout.splitlines() if line.strip().startswith("http")]
+    assert len(urls) == 2 and all("/compare?sweep=" in url for url in urls)
+    assert "6 runs" in done.stdout and "8 runs" in done.stdout
+    for url in urls:
+        response = httpx.get(url, follow_redirects=True, timeout=30.0)  # local mode signs the client in
+        assert response.status_code == 200 and 'id="chart-grouped"' in response.text
