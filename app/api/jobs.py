@@ -59,12 +59,13 @@ def claim_run(
         raise HTTPException(409, detail=result.message)
     run = result.run
     assert run.lease_until is not None
+    store = getattr(request.app.state, "checkpoints", None)  # app.artifacts.CheckpointStore
     return ClaimPublic(
         run=runs.run_public(run),
         attempt=run.attempt,
         lease_until=run.lease_until,
         spec=JobSpec.model_validate(run.config),
-        resume_epoch=None,
+        resume_epoch=store.latest_epoch(run.id) if store is not None else None,
     )
 
 

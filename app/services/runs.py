@@ -102,6 +102,12 @@ def writable_run(*, session: Session, run_id: int, attempt: int) -> Run:
     if run.status in TERMINAL_STATUSES:
         raise Conflict(f"run {run_id} is {run.status}; it accepts no more writes")
     check_attempt(run, attempt)
+    if run.status == "queued":
+        raise Conflict(
+            f"run {run_id} is queued again (the lease of attempt {attempt} expired); stop this attempt"
+            if attempt
+            else f"run {run_id} is queued; claim it before writing"
+        )
     return run
 
 

@@ -152,3 +152,42 @@ def test_logs_when_attempt_stale_returns_409_and_writes_nothing(api: Api) -> Non
     )
     assert response.status_code == 409
     assert api.client.get(f"/api/v1/runs/{job['id']}/logs", headers=api.user).json() == []
+
+
+def test_put_epoch_when_run_was_requeued_after_lease_loss_returns_409(api: Api) -> None:
+    job = api.job()
+    api.claim(job["id"])
+    with api.db.transaction() as session:  # what the reaper does with an expired lease
+        from sqlalchemy import update
+
+        from app.models import Run
+
+        session.execute(update(Run).where(Run.id == job["id"]).values(status="queued", lease_until=None))
+    response = api.put_epoch(job["id"], 0, attempt=1)
+    assert response.status_code == 409 and "queued again" in response.json()["message"]
+    assert api.claim(job["id"]).json()["attempt"] == 2
+
+
+def test_create_run_when_project_new_makes_caller_its_owner(api: Api) -> None:
+    from sqlalchemy import select
+
+    from app.models import Project, ProjectMember
+
+    api.sdk_run(project="fresh")
+    api.job(project="fresh")
+    with api.db.session(write=False) as session:
+        rows = session.execute(
+            select(ProjectMember.role)
+            .join(Project, Project.id == ProjectMember.project_id)
+            .where(Project.name == "fresh")
+        ).all()
+    assert [row.role for row in rows] == ["owner"]
+
+
+def test_claim_when_checkpoint_stored_reports_resume_epoch(api: Api) -> None:
+    job = api.job()
+    assert api.claim(job["id"]).json()["resume_epoch"] is None
+    store = api.client.app.state.checkpoints  # type: ignore[attr-defined]
+    store.write_bytes(job["id"], 1, 4, b"weights")
+    api.expire_lease(job["id"])
+    assert api.claim(job["id"]).json()["resume_epoch"] == 4
