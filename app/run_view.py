@@ -24,7 +24,7 @@ SCALARS = (
     "l2_std",
     "cov_offdiag",
 )
-MAX_EPOCH_ROWS = 5000
+MAX_EPOCH_ROWS = 2000
 
 
 def epoch_rows(*, session: Session, run_id: int, limit: int = MAX_EPOCH_ROWS) -> list[dict[str, Any]]:

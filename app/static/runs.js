@@ -22,6 +22,7 @@
 
   if (!window.EventSource) return;
   const live = document.getElementById("live");
+  const fresh = new Set();
   const source = new EventSource("/api/v1/events");
   source.addEventListener("open", () => { live.textContent = "live"; live.classList.add("on"); });
   source.addEventListener("error", () => { live.textContent = "reconnecting"; live.classList.remove("on"); });
@@ -29,7 +30,14 @@
     let data;
     try { data = JSON.parse(ev.data); } catch (e) { return; }
     const id = data.run_id !== undefined ? data.run_id : data.id;
-    document.querySelectorAll('[data-run-status="' + id + '"]').forEach((el) => {
+    const badges = document.querySelectorAll('[data-run-status="' + id + '"]');
+    if (!badges.length && data.status === "queued") {
+      fresh.add(id);
+      const link = document.getElementById("new-runs");
+      link.hidden = false;
+      link.textContent = fresh.size + " new run" + (fresh.size > 1 ? "s" : "") + " — refresh";
+    }
+    badges.forEach((el) => {
       el.textContent = data.status;
       el.className = "badge s-" + data.status;
     });

@@ -241,3 +241,28 @@ def test_demo_command_submits_both_sweeps_and_prints_their_compare_urls(live: Li
     for url in urls:
         response = httpx.get(url, follow_redirects=True, timeout=30.0)  # local mode signs the client in
         assert response.status_code == 200 and 'id="chart-grouped"' in response.text
+
+
+def test_pages_degrade_to_tables_without_javascript(
+    browser: Browser, live: LiveServer, artifacts: Path
+) -> None:
+    context = browser.new_context(
+        base_url=live.url, java_script_enabled=False, viewport={"width": 1400, "height": 900}
+    )
+    tab = context.new_page()
+    try:
+        tab.goto("/runs?status=succeeded")
+        boxes = tab.locator("input.pick")
+        assert boxes.count() >= 2
+        boxes.nth(0).check()
+        boxes.nth(1).check()
+        tab.click("#compare-selected")  # a plain GET form: /compare?run=..&run=..
+        tab.wait_for_url("**/compare?run=*")
+        assert tab.locator("#group-table tbody tr").count() >= 1
+        assert tab.locator("#diff-table tbody tr").count() > 5
+        first = tab.locator("#diff-table thead a").first.get_attribute("href")
+        tab.goto(str(first))
+        assert tab.locator("#epoch-table tbody tr").count() >= 1
+        tab.screenshot(path=artifacts / "run_without_js.png", full_page=True)
+    finally:
+        context.close()
