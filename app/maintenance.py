@@ -128,7 +128,8 @@ def tick(
     for run_id, status in actions.reaped.items():
         log.info("reaper: run %s -> %s", run_id, status)
     for item in actions.send:
-        queue.send(item.run_id, item.device)
+        if queue.send(item.run_id, item.device):
+            log.info("sweeper/reaper: sent run %s to its queue", item.run_id)
     if publish is not None:
         for run_id, event_type, payload in published:
             publish(run_id, event_type, payload)
