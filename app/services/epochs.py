@@ -110,9 +110,8 @@ def recompute_summary(*, session: Session, run: Run) -> None:
 def put_epoch(*, session: Session, run_id: int, epoch: int, data: EpochIn) -> EpochWrite:
     """Store one epoch record (see the module docstring for the rules)."""
     if data.stats is not None and data.stats.dead_dims > MAX_DIMS:
-        raise InvalidInput(
-            ["body", "stats", "dead_dims"], f"{data.stats.dead_dims} is not a dimension count (at most {MAX_DIMS})"
-        )
+        message = f"{data.stats.dead_dims} is not a dimension count (at most {MAX_DIMS})"
+        raise InvalidInput(["body", "stats", "dead_dims"], message)
     run = writable_run(session=session, run_id=run_id, attempt=data.attempt)
     existing = session.scalars(select(Epoch).where(Epoch.run_id == run_id, Epoch.epoch == epoch)).first()
     if existing is not None and existing.attempt == data.attempt:
