@@ -9,10 +9,12 @@ Where a key is looked up (``source``):
 - ``auto`` (default): an epoch statistic column if the key is one; otherwise, per run, the metrics
   table when that run has points for the key, else the epoch ``metrics`` JSON.
 
-Null values (non-finite numbers sent as null) are left out. Buckets are computed with integer
-arithmetic shared by SQLite and PostgreSQL; the database returns one row per non-empty bucket (count,
-min, max and the bucket's last point), and only the rows of the few buckets holding a series' first,
-min and max point travel in full.
+Null values (non-finite numbers sent as null) are left out of the points; the shared x range of
+SDK scalars is read from the index (first and last stored step, null values included).
+
+Buckets are computed with integer arithmetic shared by SQLite and PostgreSQL; the database returns one
+row per non-empty bucket (count, min, max and the bucket's last point), and only the rows of the few
+buckets holding a series' first, min and max point travel in full.
 """
 
 from __future__ import annotations
@@ -148,43 +150,69 @@ def _required(
     return {r: required_points(xs, xs, ys, lo=lo, width=width) for r, (xs, ys) in per_run.items()}
 
 
+def _metric_ranges(session: Session, spec: _Spec, run_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """Per run, the first and last stored step (index lookups only: no scan of the values)."""
+    columns = []
+    for r in run_ids:
+        for agg in (func.min, func.max):
+            _, run, x, _, cond = spec.entity_columns()
+            columns.append(select(agg(x)).where(run == r, cond).scalar_subquery())
+    row = session.execute(select(*columns)).one()
+    found = {r: (row[2 * i], row[2 * i + 1]) for i, r in enumerate(run_ids)}
+    return {r: (int(a), int(b)) for r, (a, b) in found.items() if a is not None}
+
+
+def _series_for(
+    session: Session, spec: _Spec, runs: dict[int, tuple[int, int]], *, max_points: int, lo: int, width: int
+) -> dict[int, tuple[int, list[Point]]]:
+    """(total, points) per run: aggregated in SQL, or raw when a run has at most ``max_points``."""
+    big = [r for r, (n, _) in runs.items() if n > max_points]
+    small = [r for r, (n, _) in runs.items() if n <= max_points]
+    out: dict[int, tuple[int, list[Point]]] = {}
+    if small:
+        out |= {r: (len(p), p) for r, p in _raw(session, spec, small).items()}
+    if big:
+        buckets = _aggregate(session, spec, big, lo=lo, width=width)
+        totals = {r: sum(b.count for b in bs) for r, bs in buckets.items()}
+        fits = [r for r in big if totals[r] <= max_points]  # null values made it small after all
+        if fits:
+            out |= {r: (len(p), p) for r, p in _raw(session, spec, fits).items()}
+        rest = {r: bs for r, bs in buckets.items() if r not in fits}
+        required = _required(session, spec, rest, lo=lo, width=width)
+        out |= {r: (totals[r], assemble(bs, required.get(r, []))) for r, bs in rest.items()}
+    return out
+
+
 def load_series(
     session: Session, *, run_ids: Sequence[int], key: str, max_points: int, source: SourceName = "auto"
 ) -> list[SeriesResult]:
     """One downsampled series per run (in ``run_ids`` order), aligned on a shared x range."""
     run_ids = list(dict.fromkeys(run_ids))
     epoch_spec, metric_spec = _Spec("epoch", key), _Spec("metric", key)
-    stats: dict[int, tuple[_Spec, tuple[int, int, int]]] = {}
-    if source == "metric":
-        stats = {r: (metric_spec, s) for r, s in _stats(session, metric_spec, run_ids).items()}
-    elif source == "epoch" or key in EPOCH_COLUMNS:
-        stats = {r: (epoch_spec, s) for r, s in _stats(session, epoch_spec, run_ids).items()}
-    else:
-        stats = {r: (metric_spec, s) for r, s in _stats(session, metric_spec, run_ids).items()}
-        rest = [r for r in run_ids if r not in stats]
-        if rest:
-            stats |= {r: (epoch_spec, s) for r, s in _stats(session, epoch_spec, rest).items()}
-    points: dict[int, list[Point]] = {}
-    if stats:
-        lo = min(s[1] for _, s in stats.values())
-        hi = max(s[2] for _, s in stats.values())
+    # per run: (spec, (count estimate, first x, last x)); metric counts are upper bounds (nulls)
+    plan: dict[int, tuple[_Spec, tuple[int, int, int]]] = {}
+    if source == "metric" or (source == "auto" and key not in EPOCH_COLUMNS):
+        ranges = _metric_ranges(session, metric_spec, run_ids)
+        plan = {r: (metric_spec, (max_points + 1, a, b)) for r, (a, b) in ranges.items()}
+    if source == "epoch" or (source == "auto" and len(plan) < len(run_ids)):
+        rest = [r for r in run_ids if r not in plan]
+        plan |= {r: (epoch_spec, s) for r, s in _stats(session, epoch_spec, rest).items()}
+    results: dict[int, tuple[int, list[Point]]] = {}
+    if plan:
+        lo = min(s[1] for _, s in plan.values())
+        hi = max(s[2] for _, s in plan.values())
         width = bucket_width(lo, hi, bucket_count(max_points))
         for spec in (epoch_spec, metric_spec):
-            small = [r for r, (sp, s) in stats.items() if sp is spec and s[0] <= max_points]
-            big = [r for r, (sp, s) in stats.items() if sp is spec and s[0] > max_points]
-            if small:
-                points |= _raw(session, spec, small)
-            if big:
-                buckets = _aggregate(session, spec, big, lo=lo, width=width)
-                required = _required(session, spec, buckets, lo=lo, width=width)
-                points |= {r: assemble(buckets[r], required.get(r, [])) for r in big}
+            runs = {r: (s[0], s[1]) for r, (sp, s) in plan.items() if sp is spec}
+            if runs:
+                results |= _series_for(session, spec, runs, max_points=max_points, lo=lo, width=width)
     default: Literal["epoch", "metric"] = "epoch" if source != "metric" else "metric"
     return [
         SeriesResult(
             run=r,
-            source=stats[r][0].source if r in stats else default,
-            total=stats[r][1][0] if r in stats else 0,
-            points=points.get(r, []),
+            source=plan[r][0].source if r in plan else default,
+            total=results[r][0] if r in results else 0,
+            points=results[r][1] if r in results else [],
         )
         for r in run_ids
     ]
