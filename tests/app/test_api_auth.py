@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import Api
+from apikit import Api
 
 from app.services.tokens import revoke_token
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import STATS, Api
+from apikit import STATS, Api
 from sqlalchemy import func, select
 
 from app.models import Epoch, Metric, Run, RunEvent

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from conftest import STATS, Api
+from apikit import STATS, Api
 from sqlalchemy import func, select
 
 from app.models import Metric

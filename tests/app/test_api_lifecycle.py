@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Api
+from apikit import Api
 
 
 def test_claim_when_queued_starts_attempt_one_with_lease(api: Api) -> None:

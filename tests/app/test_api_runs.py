@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Api
+from apikit import Api
 
 
 def test_create_run_when_sdk_body_returns_running_attempt_one(api: Api) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import STATS
+from apikit import STATS
 from sqlalchemy import func, select
 
 from app.db import Database
