@@ -17,6 +17,7 @@ from app.services.errors import NotFound
 
 router = APIRouter(prefix="/api/v1", tags=["series"])
 MAX_RUNS = 50
+POINT = '{"x":%d,"y":%r,"y_min":%r,"y_max":%r}'  # values are finite floats: repr is valid JSON
 
 
 @router.get("/series", response_model=list[SeriesPublic])
@@ -46,14 +47,9 @@ def get_series(
         names = ", ".join(str(r) for r in missing)
         raise NotFound(f"run {names} does not exist" if len(missing) == 1 else f"runs {names} do not exist")
     results = load_series(session, run_ids=wanted, key=key, max_points=max_points, source=source)
-    body = [
-        {
-            "run": r.run,
-            "key": key,
-            "source": r.source,
-            "total": r.total,
-            "points": [{"x": p.x, "y": p.y, "y_min": p.y_min, "y_max": p.y_max} for p in r.points],
-        }
-        for r in results
-    ]
-    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+    parts = []
+    for r in results:  # hand-written JSON: 20,000 points are the hot path of the compare page
+        head = json.dumps({"run": r.run, "key": key, "source": r.source, "total": r.total})
+        points = ",".join([POINT % (p.x, p.y, p.y_min, p.y_max) for p in r.points])
+        parts.append(f'{head[:-1]},"points":[{points}]}}')
+    return Response(f"[{','.join(parts)}]", media_type="application/json")

@@ -13,6 +13,7 @@ from sqlalchemy import insert
 
 from app.db import Database
 from app.models import Epoch, Metric, Project, Run
+from app.schemas import SeriesPublic
 from app.series import Point, downsample
 from app.series_query import load_series
 
@@ -187,6 +188,7 @@ def test_get_series_when_sources_differ_looks_up_stat_sdk_scalar_then_epoch_metr
     response = api.client.post(f"/api/v1/runs/{sdk}/metrics", json=body, headers=api.user)
     assert response.status_code == 200, response.text
     stat = _series(api, [sdk, job_like], "mean_sv").json()
+    assert [SeriesPublic.model_validate(s).run for s in stat] == [sdk, job_like]
     assert [s["source"] for s in stat] == ["epoch", "epoch"]
     assert stat[0]["points"][0] == {"x": 0, "y": 0.5, "y_min": 0.5, "y_max": 0.5}
     loss = _series(api, [sdk, job_like], "loss").json()
