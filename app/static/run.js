@@ -159,7 +159,7 @@
       .then((html) => {
         if (!html) return;
         const doc = new DOMParser().parseFromString(html, "text/html");
-        ["details", "logs-card"].forEach((id) => {
+        ["details", "logs-card", "epoch-table"].forEach((id) => {
           const fresh = doc.getElementById(id);
           const old = document.getElementById(id);
           if (fresh && old) old.innerHTML = fresh.innerHTML;
@@ -199,7 +199,11 @@
   const source = new EventSource("/api/v1/runs/" + runId + "/events");
   const parse = (fn) => (ev) => { try { fn(JSON.parse(ev.data)); } catch (e) { console.error("bad event", e); } };
   source.addEventListener("open", () => { live.textContent = "live"; live.classList.add("on"); });
-  source.addEventListener("error", () => { live.textContent = "reconnecting"; live.classList.remove("on"); });
+  source.addEventListener("error", () => {
+    live.classList.remove("on");
+    if (data.terminal.indexOf(status) >= 0) { source.close(); live.textContent = "finished"; return; }
+    live.textContent = "reconnecting";
+  });
   source.addEventListener("epoch", parse(onEpoch));
   source.addEventListener("status", parse((d) => {
     onStatus(d);
