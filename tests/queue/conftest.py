@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.queue.harness import Stack
+
+if TYPE_CHECKING:
+    from app.db import Database
 
 
 @pytest.fixture(scope="module")
@@ -30,3 +35,44 @@ def sqlite_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
     finally:
         stack.close()
+
+
+@pytest.fixture(scope="session")
+def pg_queue_url(pg_database_url: str) -> str:
+    """The session's PostgreSQL database, migrated once (emptied per test by ``queue_db``)."""
+    from sqlalchemy import create_engine
+
+    from app.migrate import upgrade
+
+    engine = create_engine(pg_database_url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    return pg_database_url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def queue_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A migrated, empty database on a SQLite file and on PostgreSQL."""
+    from sqlalchemy import text
+
+    from app.db import Database
+    from app.migrate import upgrade
+    from app.models import import_all_models
+    from app.settings import Settings
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'queue.db'}"
+    else:
+        url = request.getfixturevalue("pg_queue_url")
+    database = Database(Settings(database_url=url, _env_file=None))  # type: ignore[call-arg]
+    upgrade(database.engine)
+    if request.param == "postgres":
+        names = ", ".join(f'"{t.name}"' for t in import_all_models().sorted_tables)
+        with database.engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    try:
+        yield database
+    finally:
+        database.dispose()

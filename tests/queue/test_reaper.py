@@ -1,0 +1,170 @@
+"""The reaper, the sweeper and the leader lock, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from app.artifacts import CheckpointStore
+from app.db import Database
+from app.maintenance import LeaderLock, tick
+from app.models import Run, utcnow
+from app.queue import JobQueue
+from app.reaper import cancel_unclaimed, reap_expired, sweep_queued
+from app.services import lifecycle
+from app.services.runs import ensure_project
+
+
+def add_run(database: Database, **values: Any) -> int:
+    now = utcnow()
+    fields: dict[str, Any] = {
+        "kind": "job", "status": "queued", "attempt": 0, "max_attempts": 3, "config": {"device": "cpu"},
+        "summary": {}, "tags": [], "created_at": now, "updated_at": now,
+    } | values  # fmt: skip
+    with database.transaction() as session:
+        project = ensure_project(session=session, name="default", owner_id=None)
+        run = Run(project=project, **fields)
+        session.add(run)
+        session.flush()
+        return run.id
+
+
+def get(database: Database, run_id: int) -> Run:
+    with database.session(write=False) as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        return run
+
+
+def expired(seconds: float = 5) -> Any:
+    return utcnow() - timedelta(seconds=seconds)
+
+
+def test_reap_expired_lease_marks_lost_and_resends_when_attempts_remain(queue_db: Database) -> None:
+    run_id = add_run(queue_db, status="running", attempt=1, lease_until=expired())
+    with queue_db.transaction() as session:
+        actions = reap_expired(session=session)
+    assert [s.run_id for s in actions.send] == [run_id] and actions.send[0].device == "cpu"
+    run = get(queue_db, run_id)
+    assert run.status == "lost" and run.attempt == 1
+    assert run.error is not None and "re-queued as attempt 2 of 3" in run.error
+    with queue_db.transaction() as session:  # the re-sent message is claimable: attempt 2
+        claim = lifecycle.claim(session=session, run_id=run_id, worker={}, lease_seconds=60)
+    assert claim.run is not None and claim.run.attempt == 2 and claim.run.status == "running"
+
+
+def test_reap_expired_lease_on_last_attempt_fails_with_reason(queue_db: Database) -> None:
+    run_id = add_run(queue_db, status="running", attempt=3, max_attempts=3, lease_until=expired())
+    with queue_db.transaction() as session:
+        actions = reap_expired(session=session)
+    assert actions.send == [] and actions.reaped == {run_id: "failed"}
+    run = get(queue_db, run_id)
+    assert run.status == "failed" and run.finished_at is not None
+    assert run.error is not None and "attempt 3 of 3" in run.error and "no attempts left" in run.error
+
+
+def test_reap_expired_lease_with_cancel_requested_ends_cancelled(queue_db: Database) -> None:
+    run_id = add_run(queue_db, status="running", attempt=1, lease_until=expired(), cancel_requested=True)
+    with queue_db.transaction() as session:
+        actions = reap_expired(session=session)
+    assert actions.send == [] and get(queue_db, run_id).status == "cancelled"
+
+
+def test_reap_leaves_live_leases_sdk_runs_and_finished_runs_alone(queue_db: Database) -> None:
+    live = add_run(queue_db, status="running", attempt=1, lease_until=utcnow() + timedelta(seconds=30))
+    sdk = add_run(queue_db, kind="sdk", status="running", attempt=1, lease_until=expired())
+    done = add_run(queue_db, status="succeeded", attempt=1, lease_until=expired())
+    with queue_db.transaction() as session:
+        actions = reap_expired(session=session)
+    assert actions.reaped == {}
+    assert [get(queue_db, i).status for i in (live, sdk, done)] == ["running", "running", "succeeded"]
+
+
+def test_reap_twice_changes_a_run_once(queue_db: Database) -> None:
+    add_run(queue_db, status="running", attempt=1, lease_until=expired())
+    with queue_db.transaction() as session:
+        first = reap_expired(session=session)
+    with queue_db.transaction() as session:
+        second = reap_expired(session=session)
+    assert len(first.events) == 1 and second.reaped == {} and second.send == []
+
+
+def test_heartbeat_after_reap_revives_the_same_attempt(queue_db: Database) -> None:
+    run_id = add_run(queue_db, status="running", attempt=1, lease_until=expired())
+    with queue_db.transaction() as session:
+        reap_expired(session=session)
+    with queue_db.transaction() as session:  # a slow worker comes back before anyone claimed
+        lifecycle.heartbeat(session=session, run_id=run_id, attempt=1, lease_seconds=60)
+    with queue_db.transaction() as session:  # so the re-sent message finds nothing to claim
+        claim = lifecycle.claim(session=session, run_id=run_id, worker={}, lease_seconds=60)
+    assert claim.run is None and get(queue_db, run_id).attempt == 1
+
+
+def test_sweep_resends_long_queued_runs_once_per_window(queue_db: Database) -> None:
+    old = utcnow() - timedelta(minutes=5)
+    stuck = add_run(queue_db, updated_at=old)
+    lost = add_run(queue_db, status="lost", attempt=1, lease_until=expired(), updated_at=old)
+    add_run(queue_db)  # just submitted: its message is probably on its way
+    add_run(queue_db, updated_at=old, cancel_requested=True)
+    add_run(queue_db, status="lost", attempt=3, max_attempts=3, updated_at=old)  # the claim fails it
+    with queue_db.transaction() as session:
+        first = sweep_queued(session=session, older_than=timedelta(minutes=1))
+    with queue_db.transaction() as session:
+        again = sweep_queued(session=session, older_than=timedelta(minutes=1))
+    assert sorted(s.run_id for s in first.send) == [stuck, lost]
+    assert again.send == []
+
+
+def test_cancel_unclaimed_ends_lost_runs_whose_cancel_was_requested(queue_db: Database) -> None:
+    run_id = add_run(queue_db, status="lost", attempt=1, lease_until=expired(), cancel_requested=True)
+    with queue_db.transaction() as session:
+        actions = cancel_unclaimed(session=session)
+    assert actions.reaped == {run_id: "cancelled"} and get(queue_db, run_id).status == "cancelled"
+
+
+def test_leader_lock_admits_one_holder_at_a_time(queue_db: Database) -> None:
+    url = str(queue_db.engine.url.render_as_string(hide_password=False))
+    other = Database(_settings(url))
+    first, second = LeaderLock(queue_db, url), LeaderLock(other, url)
+    try:
+        assert first.acquire() and first.acquire()  # re-entrant for its holder
+        assert not second.acquire()
+        first.release()
+        assert second.acquire()
+    finally:
+        first.release()
+        second.release()
+        other.dispose()
+
+
+def _settings(url: str) -> Any:
+    from app.settings import Settings
+
+    return Settings(database_url=url, _env_file=None)  # type: ignore[call-arg]
+
+
+def test_tick_sends_reaped_runs_and_removes_checkpoints_of_deleted_runs(
+    queue_db: Database, tmp_path: Path
+) -> None:
+    broker = tmp_path / "broker.db"
+    queue = JobQueue(f"sqla+sqlite:///{broker}", queue_prefix="tick-")
+    store = CheckpointStore(tmp_path / "artifacts", max_bytes=1 << 20)
+    run_id = add_run(queue_db, status="running", attempt=1, lease_until=expired())
+    store.write_bytes(run_id, 1, 1, b"kept")
+    store.write_bytes(run_id + 1000, 1, 1, b"orphan")  # a run that no longer exists
+    published: list[tuple[int, str, dict[str, Any]]] = []
+    actions = tick(
+        database=queue_db, queue=queue, store=store, sweep_after=timedelta(minutes=1),
+        publish=lambda *event: published.append(event),
+    )  # fmt: skip
+    queue.close()
+    assert actions.reaped == {run_id: "lost"}
+    assert [(r, t, p["status"]) for r, t, p in published] == [(run_id, "status", "lost")]
+    with sqlite3.connect(broker) as conn:
+        rows = conn.execute(
+            "SELECT q.name, m.payload FROM kombu_message m JOIN kombu_queue q ON q.id = m.queue_id"
+        ).fetchall()
+    assert len(rows) == 1 and rows[0][0] == "tick-cpu" and "collapsewatch.train_run" in rows[0][1]
+    assert store.stored_run_ids() == [run_id]

@@ -1,0 +1,106 @@
+"""Queue names, task names, GPU pinning and the worker command's argument handling."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from app import queue as server_queue
+from worker import celery_app, launch, runner, tasks
+from worker import settings as worker_settings
+
+
+@pytest.mark.parametrize(
+    ("device", "queue"),
+    [("cpu", "cpu"), ("cuda", "gpu"), ("cuda:1", "gpu"), ("auto", "default"), (None, "default")],
+)
+def test_device_class_routes_jobs_by_device(device: str | None, queue: str) -> None:
+    assert server_queue.JobQueue("memory://", queue_prefix="p-").queue_name(device) == f"p-{queue}"
+
+
+def test_server_and_worker_agree_on_task_and_queue_names() -> None:
+    assert server_queue.TASK_NAME == worker_settings.TASK_NAME
+    assert server_queue.QUEUE_CLASSES == worker_settings.QUEUE_CLASSES
+    assert tasks.train_run.name == worker_settings.TASK_NAME
+    assert worker_settings.TASK_NAME in celery_app.app.tasks
+    assert celery_app.worker_queues("p-", use_gpus=True) == ["p-gpu", "p-default"]
+    assert celery_app.worker_queues("p-", use_gpus=False) == ["p-cpu", "p-default"]
+
+
+def test_worker_celery_app_acks_early_and_prefetches_one() -> None:
+    app = celery_app.create_celery("redis://127.0.0.1:1/0", queue_prefix="x-")
+    assert app.conf.task_acks_late is False and app.conf.worker_prefetch_multiplier == 1
+    assert app.conf.worker_disable_prefetch is True and app.conf.task_default_queue == "x-default"
+    sqlite = celery_app.create_celery("sqla+sqlite:///tmp/b.db", queue_prefix="")
+    assert sqlite.conf.worker_enable_remote_control is False  # the SQL transport has no fanout
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"), [("none", []), ("", []), ("auto", "auto"), ("0", ["0"]), ("0, 2", ["0", "2"])]
+)
+def test_parse_gpus_accepts_none_auto_and_indices(value: str, parsed: object) -> None:
+    assert worker_settings.parse_gpus(value) == parsed
+
+
+@pytest.mark.parametrize("value", ["0,0", "gpu0", "-1", "0;1"])
+def test_parse_gpus_rejects_bad_lists_naming_the_field(value: str) -> None:
+    with pytest.raises(ValueError, match="gpus"):
+        worker_settings.parse_gpus(value)
+
+
+def test_each_pool_child_is_pinned_to_one_gpu() -> None:
+    assert [celery_app.pin_child_device(i, "3,5") for i in range(4)] == ["3", "5", "3", "5"]
+    assert celery_app.pin_child_device(0, "") == ""  # CPU worker: GPUs hidden
+    assert celery_app.pin_child_device(0, None) is None  # not started by `collapsewatch worker`
+
+
+def test_celery_command_runs_one_child_per_gpu() -> None:
+    argv, env = launch.celery_command(
+        gpus=["0", "1"], concurrency=8, queues=["gpu"], name="n", loglevel="INFO"
+    )
+    assert argv[argv.index("--concurrency") + 1] == "2" and env == {launch.GPU_SLOTS_ENV: "0,1"}
+    argv, env = launch.celery_command(gpus=[], concurrency=3, queues=["cpu"], name="n", loglevel="INFO")
+    assert argv[argv.index("--concurrency") + 1] == "3" and env == {launch.GPU_SLOTS_ENV: ""}
+    assert launch.GPU_SLOTS_ENV == celery_app.GPU_SLOTS_ENV == runner.GPU_SLOTS_ENV
+
+
+@pytest.mark.parametrize(
+    ("slots", "spec_device", "device"),
+    [("0", "auto", "cuda:0"), ("0", "cuda:3", "cuda:0"), ("0", "cpu", "cpu"), ("", "auto", "cpu"),
+     ("", "cuda", None), (None, "cuda:1", None)],
+)  # fmt: skip
+def test_training_device_follows_the_pinning(
+    monkeypatch: pytest.MonkeyPatch, slots: str | None, spec_device: str, device: str | None
+) -> None:
+    if slots is None:
+        monkeypatch.delenv(runner.GPU_SLOTS_ENV, raising=False)
+    else:
+        monkeypatch.setenv(runner.GPU_SLOTS_ENV, slots)
+    assert runner.training_device(spec_device) == device
+
+
+def _args(**values: object) -> argparse.Namespace:
+    defaults = dict(
+        gpus=None, concurrency=None, queues=None, server=None, broker=None, name=None, loglevel=None
+    )
+    return argparse.Namespace(**(defaults | values))
+
+
+def test_worker_command_without_token_says_how_to_get_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("WORKER_TOKEN", raising=False)
+    monkeypatch.chdir("/")  # no .env
+    assert launch.worker(_args()) == 2
+    assert "WORKER_TOKEN" in capsys.readouterr().err
+
+
+def test_worker_command_rejects_unknown_queue_and_bad_gpus(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WORKER_TOKEN", "cw_x")
+    assert launch.worker(_args(queues="cpu,fast")) == 2
+    assert "--queues" in capsys.readouterr().err
+    assert launch.worker(_args(gpus="zero")) == 2
+    assert "gpus" in capsys.readouterr().err
