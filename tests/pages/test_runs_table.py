@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dashboard_fakes import Seeder
 from sqlalchemy import create_engine, text
 
 from app.compare_view import CompareQuery, build_compare
@@ -15,8 +16,6 @@ from app.models import import_all_models
 from app.runs_table import TableQuery, runs_table
 from app.services.tokens import ensure_admin
 from app.settings import Settings
-
-from .conftest import Seeder
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -23,7 +23,7 @@ from app.web_auth import (
 )
 
 if TYPE_CHECKING:
-    from tests.pages.conftest import Pages
+    from conftest import Pages
 
 
 @pytest.fixture

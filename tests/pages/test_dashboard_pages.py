@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from app.models import Run
 
 if TYPE_CHECKING:
-    from tests.pages.conftest import Pages
+    from conftest import Pages
 
 
 def _run_count(pages: Pages) -> int:

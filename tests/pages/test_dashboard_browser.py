@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from dashboard_live import LiveServer
     from playwright.sync_api import Browser, Page
-
-    from .live import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -38,7 +37,7 @@ def artifacts() -> Path:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    from .live import start_live_server
+    from dashboard_live import start_live_server
 
     server = start_live_server(tmp_path_factory.mktemp("live"))
     try:
@@ -115,7 +114,7 @@ def test_submit_job_from_form_and_watch_the_run_page_gain_points_without_reload(
 def test_epoch_written_shows_up_in_the_open_page_within_two_seconds(
     page: Page, live: LiveServer, artifacts: Path
 ) -> None:
-    from .fakes import fake_stats
+    from dashboard_fakes import fake_stats
 
     run = live.api("POST", "/api/v1/runs", json={"project": "latency", "name": "sdk latency"})
     page.goto(f"/runs/{run['id']}")
