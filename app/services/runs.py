@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, Select, String, cast, exists, func, select, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager
 
 from app.models import Project, ProjectMember, Run, RunEvent, utcnow
 from app.schemas import TERMINAL_STATUSES, JobSpec, JobSubmit, RunCreate, RunPublic
@@ -220,7 +220,7 @@ def _has_tag(session: Session, tag: str) -> ColumnElement[bool]:
 
 
 def _filtered(session: Session, filt: RunFilter) -> Select[Any]:
-    stmt = select(Run).join(Run.project)
+    stmt = select(Run).join(Run.project).options(contains_eager(Run.project))
     if filt.project:
         stmt = stmt.where(Project.name == filt.project)
     if filt.status:
