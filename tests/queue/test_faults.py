@@ -87,7 +87,10 @@ def test_two_workers_on_one_broker_never_run_the_same_attempt_twice(redis_url: s
         stack.start_server()
         stack.start_worker()
         stack.start_worker()
-        runs = stack.submit(TINY_SPEC, seeds=[1, 2, 3, 4, 5, 6])
+        runs = stack.submit(
+            TINY_SPEC, sweep={"lr": [0.05, 0.1], "regularizer": ["none", "svmax"]}, seeds=[1, 2]
+        )
+        assert len(runs) == 8 and len({run["sweep_id"] for run in runs}) == 1 and runs[0]["sweep_id"]
         duplicates = JobQueue(redis_url, queue_prefix=stack.env["QUEUE_PREFIX"])
         for _ in range(2):  # every run delivered three times in all
             for run in runs:
