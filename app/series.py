@@ -22,24 +22,23 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 REQUIRED_POINTS = 3  # first, global min, global max; the last point is always a bucket's last point
 
 
-@dataclass(frozen=True, slots=True)
-class Point:
+class Point(NamedTuple):  # tuples: a query builds ~20,000 of them
     x: int
     y: float
     y_min: float
     y_max: float
 
 
-@dataclass(frozen=True, slots=True)
-class Bucket:
+class Bucket(NamedTuple):
     """Aggregates of one bucket; ``last_key`` orders points (row index, or the step when unique)."""
 
-    index: int
-    count: int
+    bucket: int
+    n: int
     y_min: float
     y_max: float
     last_key: int
@@ -76,7 +75,7 @@ def assemble(buckets: Iterable[Bucket], required: Iterable[Required]) -> list[Po
     envelopes: dict[int, tuple[float, float]] = {}
     by_key: dict[int, Point] = {}
     for b in buckets:
-        envelopes[b.index] = (b.y_min, b.y_max)
+        envelopes[b.bucket] = (b.y_min, b.y_max)
         by_key[b.last_key] = Point(b.last_x, b.last_y, b.y_min, b.y_max)
     for r in required:
         if r.key not in by_key:

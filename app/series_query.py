@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import BigInteger, ColumnElement, and_, func, literal_column, or_, select, true
+from sqlalchemy import BigInteger, ColumnElement, Float, and_, cast, func, literal_column, or_, select, true
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from app.models import Epoch, Metric
@@ -98,28 +99,29 @@ def _aggregate(
     run, x, y, cond = spec.columns()
     offset = (x - literal_column(str(int(lo)), BigInteger)).self_group()
     bucket = offset.op("/", return_type=BigInteger)(literal_column(str(int(width)), BigInteger))
-    agg = (
-        select(
-            run.label("run"),
-            bucket.label("b"),
-            func.count().label("n"),
-            func.min(y).label("y_min"),
-            func.max(y).label("y_max"),
-            func.max(x).label("last_x"),
-        )
-        .where(run.in_(run_ids), cond, y.is_not(None))
-        .group_by(run, bucket)
-        .subquery()
-    )
-    table2, run2, x2, y2, cond2 = spec.entity_columns()
-    rows = session.execute(
-        select(agg.c.run, agg.c.b, agg.c.n, agg.c.y_min, agg.c.y_max, agg.c.last_x, y2).join_from(
+    columns = [
+        run.label("run"),
+        bucket.label("b"),
+        func.count().label("n"),
+        func.min(y).label("y_min"),
+        func.max(y).label("y_max"),
+        func.max(x).label("last_x"),
+    ]
+    if session.get_bind().dialect.name == "postgresql":
+        # the bucket's last point in the same pass: arrays compare element-wise, so the max of
+        # [x, y] is the row with the largest x (x <= 2**53 is exact as float8).
+        last = func.max(postgresql.array([cast(x, Float), cast(y, Float)]), type_=postgresql.ARRAY(Float))
+        stmt = select(*columns, last[2]).where(run.in_(run_ids), cond, y.is_not(None)).group_by(run, bucket)
+    else:  # SQLite: join the bucket's last step back through the unique index
+        agg = select(*columns).where(run.in_(run_ids), cond, y.is_not(None)).group_by(run, bucket).subquery()
+        table2, run2, x2, y2, cond2 = spec.entity_columns()
+        stmt = select(agg.c.run, agg.c.b, agg.c.n, agg.c.y_min, agg.c.y_max, agg.c.last_x, y2).join_from(
             agg, table2, and_(run2 == agg.c.run, x2 == agg.c.last_x, cond2)
         )
-    ).all()
+    rows = session.execute(stmt).all()
     out: dict[int, list[Bucket]] = {r: [] for r in run_ids}
-    for r, b, n, mn, mx, lx, ly in rows:
-        out[int(r)].append(Bucket(int(b), int(n), float(mn), float(mx), int(lx), int(lx), float(ly)))
+    for row in rows:  # (run, bucket, n, min, max, last x, last y): the drivers return int / float
+        out[row[0]].append(Bucket(row[1], row[2], row[3], row[4], row[5], row[5], row[6]))
     return out
 
 
@@ -130,10 +132,10 @@ def _required(
     wanted: dict[int, set[int]] = {}
     for r, bs in buckets.items():
         if bs:
-            first = min(bs, key=lambda b: b.index)
-            low = min(bs, key=lambda b: (b.y_min, b.index))
-            high = min(bs, key=lambda b: (-b.y_max, b.index))
-            wanted[r] = {first.index, low.index, high.index}
+            first = min(bs, key=lambda b: b.bucket)
+            low = min(bs, key=lambda b: (b.y_min, b.bucket))
+            high = min(bs, key=lambda b: (-b.y_max, b.bucket))
+            wanted[r] = {first.bucket, low.bucket, high.bucket}
     if not wanted:
         return {}
     run, x, y, cond = spec.columns()
@@ -173,7 +175,7 @@ def _series_for(
         out |= {r: (len(p), p) for r, p in _raw(session, spec, small).items()}
     if big:
         buckets = _aggregate(session, spec, big, lo=lo, width=width)
-        totals = {r: sum(b.count for b in bs) for r, bs in buckets.items()}
+        totals = {r: sum(b.n for b in bs) for r, bs in buckets.items()}
         fits = [r for r in big if totals[r] <= max_points]  # null values made it small after all
         if fits:
             out |= {r: (len(p), p) for r, p in _raw(session, spec, fits).items()}
