@@ -8,7 +8,8 @@
    back with every heartbeat, and one extra heartbeat runs between epochs.
 4. **Finish** ``succeeded`` / ``cancelled`` / ``failed`` (with the exception text and traceback tail,
    also posted as log lines). A fenced attempt (409: a newer attempt owns the run) stops without
-   writing anything more.
+   writing anything more; so does an attempt that cannot reach the server after the client's
+   retries (the reaper re-queues the run when its lease expires).
 """
 
 from __future__ import annotations
@@ -197,6 +198,11 @@ def _run_claimed(
     except (Fenced, StaleAttempt) as exc:
         log.warning("run %s attempt %s stopped: fenced (%s)", run_id, attempt, exc)
         return "fenced"
+    except ServerUnavailable as exc:
+        # Not the job's fault: stop without a verdict; the lease expires and the reaper re-queues
+        # the run, which resumes from its last checkpoint once the server is back.
+        log.error("run %s attempt %s stopped: the server is unreachable (%s)", run_id, attempt, exc)
+        return "server-unavailable"
     except Exception as exc:
         error = failure_text(exc)
         log.error("run %s attempt %s failed: %s", run_id, attempt, error)

@@ -104,3 +104,17 @@ def test_worker_command_rejects_unknown_queue_and_bad_gpus(
     assert "--queues" in capsys.readouterr().err
     assert launch.worker(_args(gpus="zero")) == 2
     assert "gpus" in capsys.readouterr().err
+
+
+def test_worker_parent_imports_neither_torch_nor_the_server() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, worker.celery_app, worker.tasks, worker.launch\n"
+        "worker.celery_app.app.loader.import_default_modules()\n"
+        "bad = sorted(m for m in ('torch', 'fastapi', 'app.db', 'app.main') if m in sys.modules)\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "", f"the Celery parent imported {out.stdout.strip()}"
