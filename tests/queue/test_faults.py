@@ -18,6 +18,7 @@ from tests.queue.harness import (
     assert_invariants,
     comparable,
     kill_group,
+    wait_for,
 )
 
 pytestmark = pytest.mark.slow
@@ -104,3 +105,26 @@ def test_two_workers_on_one_broker_never_run_the_same_attempt_twice(redis_url: s
             assert len(starts) == 1, starts
     finally:
         stack.close()
+
+
+def test_paused_attempt_is_fenced_out_by_the_next_one(sqlite_stack: Stack) -> None:
+    stack = sqlite_stack
+    stack.start_worker()
+    stack.start_worker()
+    [run] = stack.submit(SLOW_SPEC | {"epochs": 12})
+    first = stack.wait_epoch(run["id"], 2)
+    child = first["worker"]["pid"]
+    os.kill(child, signal.SIGSTOP)  # alive but silent: its lease expires
+    try:
+        wait_for(lambda: stack.run(run["id"])["attempt"] == 2, timeout=90, what="attempt 2 to be claimed")
+    finally:
+        os.kill(child, signal.SIGCONT)  # attempt 1 wakes up and must not write any more
+    done = stack.wait_status(run["id"], {"succeeded", "failed"}, timeout=150)
+    assert_invariants(stack, done)
+    assert done["attempt"] == 2 and done["worker"]["pid"] != child
+    fenced = f"run {run['id']} attempt 1 stopped: fenced"
+
+    def logs() -> str:
+        return "".join(path.read_text(errors="replace") for path in stack.root.glob("worker*.log"))
+
+    wait_for(lambda: fenced in logs(), timeout=30, what="attempt 1 to notice it was fenced out")
