@@ -101,7 +101,8 @@ def mean_singular_value(E: Tensor, *, method: Method = "auto") -> Tensor:
 
     ``method``: "svd" = ``torch.linalg.svdvals``; "gram" = eigenvalues of the smaller Gram matrix,
     clamped at 0 before the square root; "auto" = "gram" when max(b, d) >= 2·min(b, d), else "svd"
-    (same rule on every device). float16/bfloat16 inputs are computed in float32 and cast back.
+    (same rule on every device). float16/bfloat16 inputs are computed in float32 and cast back;
+    autocast is switched off inside.
 
     Gram-path gradient: ``Σ_i u_i v_iᵀ / k`` (the exact gradient of the nuclear norm), except that an
     eigenvalue below ``floor = 64·eps·λ_max`` (eps of the dtype; plus the dtype's smallest normal
@@ -118,10 +119,9 @@ def mean_singular_value(E: Tensor, *, method: Method = "auto") -> Tensor:
     """
     _check_matrix(E, "E")
     compute = E.float() if E.dtype in (torch.float16, torch.bfloat16) else E
-    if use_gram_path(E.shape[0], E.shape[1], method):
-        out = _GramMeanSV.apply(compute)
-    else:
-        out = torch.linalg.svdvals(compute).mean()
+    gram = use_gram_path(E.shape[0], E.shape[1], method)
+    with torch.autocast(E.device.type, enabled=False):  # eigh/svd need float32+, even under autocast
+        out = _GramMeanSV.apply(compute) if gram else torch.linalg.svdvals(compute).mean()
     assert isinstance(out, Tensor)
     return out.to(E.dtype)
 

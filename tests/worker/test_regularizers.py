@@ -367,3 +367,14 @@ def test_vicreg_loss_rejects_bad_shapes() -> None:
         vicreg_loss(torch.randn(1, 3), torch.randn(1, 3))
     with pytest.raises(ValueError, match="method must be"):
         vicreg_covariance(torch.randn(4, 3), method="svd")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_mean_singular_value_works_under_autocast(method: str) -> None:
+    e = F.normalize(torch.randn(16, 64), dim=1).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = mean_singular_value(e, method=method)  # type: ignore[arg-type]
+    value.backward()
+    assert value.dtype == torch.float32
+    assert value.item() == pytest.approx(np_mean_sv(e.detach().double().numpy()), rel=1e-5)
+    assert e.grad is not None and torch.isfinite(e.grad).all()
