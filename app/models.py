@@ -194,7 +194,7 @@ class RunEvent(Base):
 
 # Modules outside this file that declare tables on ``Base``: imported by the migration environment
 # and the migration test so that autogenerate sees every table. Add yours here.
-MODEL_MODULES: tuple[str, ...] = ("app.web_auth",)
+MODEL_MODULES: tuple[str, ...] = ("app.web_auth", "app.account_models")
 
 
 def import_all_models() -> MetaData:

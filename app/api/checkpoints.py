@@ -14,9 +14,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 
+from app.access import CanIngestRunDb
 from app.artifacts import CheckpointStore, CheckpointTooLarge
 from app.db import Database
-from app.deps import PrincipalDep, get_database
+from app.deps import get_database
 from app.services.errors import NotFound
 from app.services.runs import get_run, writable_run
 from app.settings import Settings
@@ -53,7 +54,7 @@ def _check_exists(database: Database, run_id: int) -> None:
 async def put_checkpoint(
     run_id: int,
     request: Request,
-    _principal: PrincipalDep,
+    _can: CanIngestRunDb,
     database: DatabaseDep,
     store: StoreDep,
     attempt: Annotated[int, Query(ge=1, description="the uploading attempt (fencing)")],
@@ -75,9 +76,7 @@ async def put_checkpoint(
 
 
 @router.get("/{run_id}/checkpoint", response_class=FileResponse)
-def get_checkpoint(
-    run_id: int, _principal: PrincipalDep, database: DatabaseDep, store: StoreDep
-) -> FileResponse:
+def get_checkpoint(run_id: int, _can: CanIngestRunDb, database: DatabaseDep, store: StoreDep) -> FileResponse:
     """The newest checkpoint's bytes; 404 when the run has none."""
     _check_exists(database, run_id)
     stored = store.latest(run_id)

@@ -6,9 +6,10 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from app.access import CanIngestRun, CanReadRun
 from app.api.common import RunId, publish
 from app.api.export import download
-from app.deps import PrincipalDep, SessionDep, UserDep
+from app.deps import SessionDep
 from app.schemas import EpochIn, EpochPublic, MetricBatchIn, MetricBatchPublic
 from app.services import epochs, metrics, runs
 from app.services.epochs import MAX_EPOCH
@@ -19,7 +20,7 @@ EpochPath = Annotated[int, Path(ge=0, le=MAX_EPOCH, description="epoch number, f
 
 @router.put("/runs/{run_id}/epochs/{epoch}", response_model=EpochPublic)
 def put_epoch(
-    run_id: RunId, epoch: EpochPath, data: EpochIn, request: Request, session: SessionDep, _c: PrincipalDep
+    run_id: RunId, epoch: EpochPath, data: EpochIn, request: Request, session: SessionDep, _c: CanIngestRun
 ) -> EpochPublic:
     """Store collapse statistics + metrics for one epoch (see ``app.services.epochs`` for the rules).
 
@@ -34,7 +35,7 @@ def put_epoch(
 
 @router.post("/runs/{run_id}/metrics", response_model=MetricBatchPublic)
 def post_metrics(
-    run_id: RunId, data: MetricBatchIn, session: SessionDep, _caller: PrincipalDep
+    run_id: RunId, data: MetricBatchIn, session: SessionDep, _caller: CanIngestRun
 ) -> MetricBatchPublic:
     """Upsert up to 1000 (key, step, value) points; values must be finite."""
     accepted = metrics.write_metrics(session=session, run_id=run_id, data=data)
@@ -46,7 +47,7 @@ def post_metrics(
 def list_epochs(
     run_id: RunId,
     session: SessionDep,
-    _user: UserDep,
+    _can: CanReadRun,
     since: Annotated[int | None, Query(ge=0, le=MAX_EPOCH)] = None,
     limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
     format: Literal["csv", "json"] | None = None,

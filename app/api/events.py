@@ -9,9 +9,9 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from app import sse
+from app.access import CanReadRunDb, UserActorDep, visible_frames
 from app.api.common import RunId
 from app.db import Database
-from app.deps import UserDep
 from app.models import Run
 from app.pubsub import InProcessBroker
 from app.schemas import TERMINAL_STATUSES
@@ -42,7 +42,7 @@ def _keepalive(request: Request) -> float:
 async def run_events(
     run_id: RunId,
     request: Request,
-    _user: UserDep,
+    _can: CanReadRunDb,
     last_event_id_header: HeaderId = None,
     last_event_id: QueryId = None,
 ) -> Response:
@@ -68,13 +68,14 @@ async def run_events(
 @router.get("/events", response_class=StreamingResponse)
 async def all_events(
     request: Request,
-    _user: UserDep,
+    actor: UserActorDep,
     last_event_id_header: HeaderId = None,
     last_event_id: QueryId = None,
 ) -> Response:
-    """Status changes of every run (``event: status`` with ``run_id`` in the data), as SSE."""
+    """Status changes of the runs the caller may read (``event: status``, ``run_id`` in the data), as SSE."""
     db: Database = request.app.state.db
     broker: InProcessBroker = request.app.state.publisher
     resume = last_event_id_header if last_event_id_header is not None else last_event_id
     stream = sse.all_runs_events(db, broker, last_event_id=resume, keepalive_s=_keepalive(request))
+    stream = visible_frames(db, actor, stream)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)

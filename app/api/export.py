@@ -10,8 +10,9 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from app.access import CanReadRun
 from app.api.common import RunId
-from app.deps import SessionDep, UserDep
+from app.deps import SessionDep
 from app.schemas import EpochPublic
 from app.services import epochs, runs
 
@@ -49,11 +50,11 @@ def download(run_id: int, fmt: str, *, session: Session) -> Response:
 
 
 @router.get("/runs/{run_id}/epochs.csv")
-def export_csv(run_id: RunId, session: SessionDep, _user: UserDep) -> Response:
+def export_csv(run_id: RunId, session: SessionDep, _can: CanReadRun) -> Response:
     return download(run_id, "csv", session=session)
 
 
 @router.get("/runs/{run_id}/epochs.json")
-def export_json(run_id: RunId, session: SessionDep, _user: UserDep) -> Response:
+def export_json(run_id: RunId, session: SessionDep, _can: CanReadRun) -> Response:
     """The run and all its epochs (with spectra and histograms) as one JSON document."""
     return download(run_id, "json", session=session)

@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
+from app import authz
+from app.access import CanIngestRun, CanReadRun, UserActorDep
 from app.api.common import RunId, enqueue, publish
-from app.deps import PrincipalDep, SessionDep, SettingsDep, UserDep
+from app.deps import SessionDep, SettingsDep, UserDep
 from app.schemas import (
     AttemptIn,
     ClaimIn,
@@ -27,9 +29,15 @@ router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
 @router.post("/jobs", status_code=201, response_model=list[RunPublic])
 def submit_jobs(
-    data: JobSubmit, request: Request, session: SessionDep, settings: SettingsDep, user: UserDep
+    data: JobSubmit,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: UserDep,
+    actor: UserActorDep,
 ) -> list[RunPublic]:
     """One queued run per grid point x seed (sharing a ``sweep_id``), enqueued after the commit."""
+    authz.check_new_runs(session, actor, data.project)
     created, written = runs.create_jobs(
         session=session, data=data, owner_id=user.user_id, max_attempts=settings.max_attempts
     )
@@ -46,7 +54,7 @@ def claim_run(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    _caller: PrincipalDep,
+    _caller: CanIngestRun,
 ) -> ClaimPublic:
     """Take the run for a new attempt (409 when someone else holds it or it is finished)."""
     worker = data.worker.model_dump(mode="json", exclude_none=True)
@@ -71,7 +79,7 @@ def claim_run(
 
 @router.post("/runs/{run_id}/heartbeat", response_model=HeartbeatPublic)
 def heartbeat(
-    run_id: RunId, data: AttemptIn, session: SessionDep, settings: SettingsDep, _caller: PrincipalDep
+    run_id: RunId, data: AttemptIn, session: SessionDep, settings: SettingsDep, _caller: CanIngestRun
 ) -> HeartbeatPublic:
     """Extend the lease; read ``cancel_requested`` to stop cooperatively."""
     run = lifecycle.heartbeat(
@@ -84,7 +92,7 @@ def heartbeat(
 
 @router.post("/runs/{run_id}/finish", response_model=RunPublic)
 def finish_run(
-    run_id: RunId, data: FinishIn, request: Request, session: SessionDep, _caller: PrincipalDep
+    run_id: RunId, data: FinishIn, request: Request, session: SessionDep, _caller: CanIngestRun
 ) -> RunPublic:
     run, written = lifecycle.finish(session=session, run_id=run_id, data=data)
     session.commit()
@@ -94,7 +102,7 @@ def finish_run(
 
 @router.post("/runs/{run_id}/logs", status_code=201, response_model=list[LogLinePublic])
 def append_logs(
-    run_id: RunId, data: LogBatchIn, request: Request, session: SessionDep, _caller: PrincipalDep
+    run_id: RunId, data: LogBatchIn, request: Request, session: SessionDep, _caller: CanIngestRun
 ) -> list[LogLinePublic]:
     written = lifecycle.append_logs(session=session, run_id=run_id, attempt=data.attempt, lines=data.lines)
     session.commit()
@@ -106,7 +114,7 @@ def append_logs(
 def list_logs(
     run_id: RunId,
     session: SessionDep,
-    _user: UserDep,
+    _can: CanReadRun,
     after: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[LogLinePublic]:

@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
+from app import authz
+from app.access import CanReadRun, CanWriteRun, UserActorDep
 from app.api.common import RunId, publish
 from app.deps import SessionDep, UserDep
 from app.schemas import RunCreate, RunPublic, RunStatus
@@ -17,8 +19,11 @@ SORT_PATTERN = "^-?(" + "|".join(SORTS) + ")$"
 
 
 @router.post("/runs", status_code=201, response_model=RunPublic)
-def create_run(data: RunCreate, request: Request, session: SessionDep, user: UserDep) -> RunPublic:
-    """Create a run for the SDK (status running, attempt 1)."""
+def create_run(
+    data: RunCreate, request: Request, session: SessionDep, user: UserDep, actor: UserActorDep
+) -> RunPublic:
+    """Create a run for the SDK (status running, attempt 1): editors, or anyone for a new project."""
+    authz.check_new_runs(session, actor, data.project)
     run, written = runs.create_sdk_run(session=session, data=data, owner_id=user.user_id)
     session.commit()
     publish(request, written.events)
@@ -28,7 +33,7 @@ def create_run(data: RunCreate, request: Request, session: SessionDep, user: Use
 @router.get("/runs", response_model=list[RunPublic])
 def list_runs(
     session: SessionDep,
-    _user: UserDep,
+    actor: UserActorDep,
     response: Response,
     project: Annotated[str | None, Query(max_length=64)] = None,
     status: Annotated[list[RunStatus] | None, Query()] = None,
@@ -40,19 +45,22 @@ def list_runs(
     sort: Annotated[str, Query(pattern=SORT_PATTERN)] = "-created_at",
 ) -> list[RunPublic]:
     """Runs, newest first; the total matching count is in ``X-Total-Count``."""
-    filt = runs.RunFilter(project=project, status=status, sweep=sweep, tag=tag, kind=kind)
+    visible = authz.visible_project_ids(session, actor)
+    filt = runs.RunFilter(
+        project=project, status=status, sweep=sweep, tag=tag, kind=kind, project_ids=visible
+    )
     found, total = runs.list_runs(session=session, filt=filt, limit=limit, offset=offset, sort=sort)
     response.headers["X-Total-Count"] = str(total)
     return [runs.run_public(run) for run in found]
 
 
 @router.get("/runs/{run_id}", response_model=RunPublic)
-def get_run(run_id: RunId, session: SessionDep, _user: UserDep) -> RunPublic:
+def get_run(run_id: RunId, session: SessionDep, _can: CanReadRun) -> RunPublic:
     return runs.run_public(runs.get_run(session=session, run_id=run_id))
 
 
 @router.post("/runs/{run_id}/cancel", response_model=RunPublic)
-def cancel_run(run_id: RunId, request: Request, session: SessionDep, _user: UserDep) -> RunPublic:
+def cancel_run(run_id: RunId, request: Request, session: SessionDep, _can: CanWriteRun) -> RunPublic:
     """Queued: cancelled now. Running: ``cancel_requested`` until the worker stops. Finished: 409."""
     run, written = lifecycle.cancel(session=session, run_id=run_id)
     session.commit()

@@ -6,11 +6,11 @@ import json
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
-from sqlalchemy import select
 
+from app import authz
+from app.access import UserActorDep
 from app.api.common import MAX_ID
-from app.deps import SessionDep, UserDep
-from app.models import Run
+from app.deps import SessionDep
 from app.schemas import KEY_PATTERN, SeriesPublic
 from app.series_query import load_series
 from app.services.errors import NotFound
@@ -23,7 +23,7 @@ POINT = '{"x":%d,"y":%r,"y_min":%r,"y_max":%r}'  # values are finite floats: rep
 @router.get("/series", response_model=list[SeriesPublic])
 def get_series(
     session: SessionDep,
-    _user: UserDep,
+    actor: UserActorDep,
     run: Annotated[
         list[Annotated[int, Query(ge=1, le=MAX_ID)]],
         Query(min_length=1, max_length=MAX_RUNS, description=f"run ids (repeat; at most {MAX_RUNS})"),
@@ -41,7 +41,7 @@ def get_series(
     point carries the min/max envelope of its bucket. ``total`` counts the stored points.
     """
     wanted = list(dict.fromkeys(run))
-    found = set(session.scalars(select(Run.id).where(Run.id.in_(wanted))))
+    found = authz.readable_run_ids(session, actor, wanted)  # unreadable runs look missing (404)
     missing = [r for r in wanted if r not in found]
     if missing:
         names = ", ".join(str(r) for r in missing)

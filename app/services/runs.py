@@ -210,6 +210,7 @@ class RunFilter:
     sweep: str | None = None
     tag: str | None = None
     kind: Literal["job", "sdk"] | None = None
+    project_ids: Sequence[int] | None = None  # None: every project (app.authz.visible_project_ids)
 
 
 def _has_tag(session: Session, tag: str) -> ColumnElement[bool]:
@@ -223,6 +224,8 @@ def _filtered(session: Session, filt: RunFilter) -> Select[Any]:
     stmt = select(Run).join(Run.project).options(contains_eager(Run.project))
     if filt.project:
         stmt = stmt.where(Project.name == filt.project)
+    if filt.project_ids is not None:
+        stmt = stmt.where(Run.project_id.in_(filt.project_ids))
     if filt.status:
         stmt = stmt.where(Run.status.in_(filt.status))
     if filt.sweep:
