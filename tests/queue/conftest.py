@@ -15,9 +15,37 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture(scope="module")
-def redis_stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A server and one CPU worker on the machine's Redis (a unique queue prefix per stack)."""
-    stack = Stack(tmp_path_factory.mktemp("redis-stack"), broker_url=redis_url)
+def team_database_url() -> Iterator[str]:
+    """A PostgreSQL database of its own (a server process writes to it while other tests empty the
+    session's shared one), dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    from tests.conftest import PG_ADMIN_URL
+
+    name = f"cw_queue_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:  # pragma: no cover - CI starts the server first
+        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}. Start it (see .ci/run).")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    yield f"{base}/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def redis_stack(
+    redis_url: str, team_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """Team mode: a server on PostgreSQL and one CPU worker on the machine's Redis (a unique queue
+    prefix per stack, so parallel test sessions do not collide)."""
+    stack = Stack(
+        tmp_path_factory.mktemp("redis-stack"), broker_url=redis_url, database_url=team_database_url
+    )
     try:
         stack.start_server()
         stack.start_worker()

@@ -15,7 +15,12 @@ import pytest
 
 from tests.queue.harness import REPO, SLOW_SPEC, Stack, assert_invariants, free_port, stop, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.redis]
+pytestmark = pytest.mark.slow
+
+
+def team(test: Any) -> Any:
+    """Runs on the team-mode stack: PostgreSQL + Redis."""
+    return pytest.mark.postgres(pytest.mark.redis(test))
 
 
 def sse_events(stack: Stack, run_id: int, out: list[dict[str, Any]]) -> None:
@@ -30,7 +35,8 @@ def sse_events(stack: Stack, run_id: int, out: list[dict[str, Any]]) -> None:
                 out.append({"event": kind, "data": json.loads(line.split(":", 1)[1])})
 
 
-def test_submit_job_succeeds_with_epochs_over_api_and_sse_on_redis(redis_stack: Stack) -> None:
+@team
+def test_submit_job_succeeds_with_epochs_over_api_and_sse_in_team_mode(redis_stack: Stack) -> None:
     [run] = redis_stack.submit({"epochs": 3})
     seen: list[dict[str, Any]] = []
     reader = threading.Thread(target=sse_events, args=(redis_stack, run["id"], seen), daemon=True)
@@ -51,6 +57,7 @@ def test_submit_job_succeeds_with_epochs_over_api_and_sse_on_redis(redis_stack: 
     assert statuses[-1] == "succeeded" and "running" in statuses
 
 
+@team
 def test_bad_npz_path_fails_with_error_text_through_api(redis_stack: Stack, tmp_path: Any) -> None:
     missing = str(tmp_path / "no-such-file.npz")
     [run] = redis_stack.submit({"dataset": "npz", "data_path": missing})
@@ -61,6 +68,7 @@ def test_bad_npz_path_fails_with_error_text_through_api(redis_stack: Stack, tmp_
     assert any(missing in line for line in redis_stack.log_lines(run["id"]))
 
 
+@team
 def test_cancel_at_epoch_two_stops_within_one_epoch_and_fences_writes(redis_stack: Stack) -> None:
     [run] = redis_stack.submit(SLOW_SPEC | {"epochs": 60})
     seen = redis_stack.wait_epoch(run["id"], 2)["last_epoch"]
@@ -78,6 +86,7 @@ def test_cancel_at_epoch_two_stops_within_one_epoch_and_fences_writes(redis_stac
     assert late.status_code == 409, late.text
 
 
+@team
 def test_cancel_queued_run_never_starts(redis_stack: Stack) -> None:
     blocker, queued = redis_stack.submit(SLOW_SPEC, seeds=[1, 2])
     redis_stack.wait_status(blocker["id"], {"running"})
