@@ -38,6 +38,10 @@ window.cw = (function () {
         hovertemplate: "%{y:.4g} ± %{customdata:.3g}<extra>" + name + "</extra>" }),
     ];
   }
+  // Plotly renders a few HTML tags in names and titles: show user-supplied text literally.
+  function esc(text) {
+    return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
   function json(id) { const el = document.getElementById(id); return el ? JSON.parse(el.textContent) : null; }
-  return { palette: palette, layout: layout, plot: plot, line: line, band: band, json: json };
+  return { palette: palette, layout: layout, plot: plot, line: line, band: band, json: json, esc: esc };
 })();

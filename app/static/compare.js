@@ -24,30 +24,30 @@
     const pts = data.curves[String(r.id)] || [];
     return cw.line("#" + r.id, pts.map((p) => p[0]), pts.map((p) => p[1]), color(r.group),
       { mode: "lines", legendgroup: "g" + r.group, line: { color: color(r.group), width: 1.5 },
-        hovertemplate: "%{y:.4g}<extra>#" + r.id + " " + r.name.replace(/</g, "&lt;") + "</extra>" });
+        hovertemplate: "%{y:.4g}<extra>#" + r.id + " " + cw.esc(r.name) + "</extra>" });
   });
-  cw.plot("chart-overlay", overlay, cw.layout(data.stat + " per run (colour = group)",
+  cw.plot("chart-overlay", overlay, cw.layout(cw.esc(data.stat) + " per run (colour = group)",
     { hovermode: "closest", showlegend: overlay.length <= 12 }));
 
   let grouped = [];
   data.groups.forEach((g, i) => {
-    grouped = grouped.concat(cw.band(g.label + " (n=" + g.runs.length + ")", g.x, g.mean, g.std, color(i)));
+    grouped = grouped.concat(cw.band(cw.esc(g.label) + " (n=" + g.runs.length + ")", g.x, g.mean, g.std, color(i)));
   });
-  const gel = cw.plot("chart-grouped", grouped, cw.layout(data.stat + ": mean ± std per group", { hovermode: "closest" }));
+  const gel = cw.plot("chart-grouped", grouped, cw.layout(cw.esc(data.stat) + ": mean ± std per group", { hovermode: "closest" }));
   if (gel) gel.dataset.traces = String(grouped.length);
 
   if (data.sweep.length) {
-    const traces = data.sweep.map((s, i) => cw.line(s.label, s.x, s.mean, color(i), {
+    const traces = data.sweep.map((s, i) => cw.line(cw.esc(s.label), s.x, s.mean, color(i), {
       error_y: { type: "data", array: s.std, visible: true, color: color(i), thickness: 1.2, width: 4 },
-      customdata: s.n, hovertemplate: "%{y:.4g} ± %{error_y.array:.3g} (n=%{customdata})<extra>" + s.label + "</extra>" }));
+      customdata: s.n, hovertemplate: "%{y:.4g} ± %{error_y.array:.3g} (n=%{customdata})<extra>" + cw.esc(s.label) + "</extra>" }));
     if (data.upper_bound.length) {
       traces.push(cw.line("upper bound U", data.upper_bound.map((p) => p[0]), data.upper_bound.map((p) => p[1]), "#1f8a4c",
         { mode: "lines", line: { color: "#1f8a4c", dash: "dash", width: 1.5 } }));
     }
     const numeric = data.sweep.every((s) => s.x.every((v) => typeof v === "number" && v > 0));
     const spread = numeric ? Math.max.apply(null, data.sweep.flatMap((s) => s.x)) / Math.min.apply(null, data.sweep.flatMap((s) => s.x)) : 1;
-    cw.plot("chart-sweep", traces, cw.layout("Final " + data.metric + " vs " + data.x, {
-      xaxis: { title: { text: data.x }, type: spread >= 8 ? "log" : "linear" }, hovermode: "closest" }));
+    cw.plot("chart-sweep", traces, cw.layout("Final " + cw.esc(data.metric) + " vs " + cw.esc(data.x), {
+      xaxis: { title: { text: cw.esc(data.x) }, type: spread >= 8 ? "log" : "linear" }, hovermode: "closest" }));
   } else {
     cw.plot("chart-sweep", [], cw.layout("Sweep plot: pick a numeric config key as x"));
   }
