@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from sqlalchemy.orm import Session
 
 from app.api.common import enqueue, publish
 from app.collapse_alert import DEFAULT_RHO_THRESHOLD
 from app.deps import SessionDep
+from app.models import Run
 from app.pages.common import BrowserDep, check_csrf, redirect, render
 from app.run_view import alerts_for, alerts_from_db, epoch_rows, metric_keys, recent_logs, status_history
 from app.schemas import TERMINAL_STATUSES, JobSubmit
@@ -20,7 +22,7 @@ router = APIRouter(include_in_schema=False)
 RhoQuery = Annotated[float, Query(ge=0.0, le=1.0)]
 
 
-def _load(session: Any, run_id: int) -> Any:
+def _load(session: Session, run_id: int) -> Run:
     try:
         return runs.get_run(session=session, run_id=run_id)
     except DomainError as exc:
