@@ -19,6 +19,7 @@ The same contract is computed either in Python (:func:`downsample`) or in SQL
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -70,18 +71,18 @@ def bucket_width(lo: int, hi: int, buckets: int) -> int:
     return max(1, math.ceil((hi - lo + 1) / buckets))
 
 
-def assemble(buckets: Iterable[Bucket], required: Iterable[Required]) -> list[Point]:
-    """Merge bucket representatives and required points into one x-ordered list without duplicates."""
-    envelopes: dict[int, tuple[float, float]] = {}
-    by_key: dict[int, Point] = {}
-    for b in buckets:
-        envelopes[b.bucket] = (b.y_min, b.y_max)
-        by_key[b.last_key] = Point(b.last_x, b.last_y, b.y_min, b.y_max)
-    for r in required:
-        if r.key not in by_key:
-            low, high = envelopes[r.bucket]
-            by_key[r.key] = Point(r.x, r.y, low, high)
-    return [by_key[k] for k in sorted(by_key)]
+def assemble(buckets: Sequence[Bucket], required: Iterable[Required]) -> list[Point]:
+    """Bucket representatives (``buckets`` in bucket order) plus the required points not among them."""
+    points = [Point(b.last_x, b.last_y, b.y_min, b.y_max) for b in buckets]
+    keys = [b.last_key for b in buckets]
+    for r in sorted(required, key=lambda r: r.key):
+        i = bisect.bisect_left(keys, r.key)
+        if i < len(keys) and keys[i] == r.key:
+            continue
+        bucket = next(b for b in buckets if b.bucket == r.bucket)
+        keys.insert(i, r.key)
+        points.insert(i, Point(r.x, r.y, bucket.y_min, bucket.y_max))
+    return points
 
 
 def exact(xs: Sequence[int], ys: Sequence[float]) -> list[Point]:
@@ -130,7 +131,7 @@ def downsample(
             agg[1] = min(agg[1], y)
             agg[2] = max(agg[2], y)
             agg[3] = i
-    buckets = [
+    buckets = [  # dicts keep insertion order: bucket order, as x is sorted
         Bucket(b, int(c), float(mn), float(mx), int(i), int(xs[int(i)]), float(ys[int(i)]))
         for b, (c, mn, mx, i) in aggregates.items()
     ]

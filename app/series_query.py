@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Literal
 
 from sqlalchemy import BigInteger, ColumnElement, Float, and_, cast, func, literal_column, or_, select, true
@@ -111,12 +112,19 @@ def _aggregate(
         # the bucket's last point in the same pass: arrays compare element-wise, so the max of
         # [x, y] is the row with the largest x (x <= 2**53 is exact as float8).
         last = func.max(postgresql.array([cast(x, Float), cast(y, Float)]), type_=postgresql.ARRAY(Float))
-        stmt = select(*columns, last[2]).where(run.in_(run_ids), cond, y.is_not(None)).group_by(run, bucket)
+        stmt = (
+            select(*columns, last[2])
+            .where(run.in_(run_ids), cond, y.is_not(None))
+            .group_by(run, bucket)
+            .order_by(run, bucket)
+        )
     else:  # SQLite: join the bucket's last step back through the unique index
         agg = select(*columns).where(run.in_(run_ids), cond, y.is_not(None)).group_by(run, bucket).subquery()
         table2, run2, x2, y2, cond2 = spec.entity_columns()
-        stmt = select(agg.c.run, agg.c.b, agg.c.n, agg.c.y_min, agg.c.y_max, agg.c.last_x, y2).join_from(
-            agg, table2, and_(run2 == agg.c.run, x2 == agg.c.last_x, cond2)
+        stmt = (
+            select(agg.c.run, agg.c.b, agg.c.n, agg.c.y_min, agg.c.y_max, agg.c.last_x, y2)
+            .join_from(agg, table2, and_(run2 == agg.c.run, x2 == agg.c.last_x, cond2))
+            .order_by(agg.c.run, agg.c.b)
         )
     rows = session.execute(stmt).all()
     out: dict[int, list[Bucket]] = {r: [] for r in run_ids}
@@ -132,10 +140,9 @@ def _required(
     wanted: dict[int, set[int]] = {}
     for r, bs in buckets.items():
         if bs:
-            first = min(bs, key=lambda b: b.bucket)
-            low = min(bs, key=lambda b: (b.y_min, b.bucket))
-            high = min(bs, key=lambda b: (-b.y_max, b.bucket))
-            wanted[r] = {first.bucket, low.bucket, high.bucket}
+            # buckets come in bucket order; min() and max() return the first extreme
+            low, high = min(bs, key=itemgetter(2)), max(bs, key=itemgetter(3))
+            wanted[r] = {bs[0].bucket, low.bucket, high.bucket}
     if not wanted:
         return {}
     run, x, y, cond = spec.columns()
