@@ -22,6 +22,7 @@ from worker.settings import QUEUE_CLASSES, get_worker_settings
 GPU_SLOTS_ENV = "COLLAPSEWATCH_GPU_SLOTS"
 
 log = logging.getLogger(__name__)
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per API call is too chatty
 
 
 def broker_options(broker_url: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 def test_sigkill_child_mid_run_resumes_from_checkpoint_with_identical_numbers(sqlite_stack: Stack) -> None:
     stack = sqlite_stack
     stack.start_worker()
-    spec = SLOW_SPEC | {"seed": 7, "epochs": 8}
+    spec = SLOW_SPEC | {"seed": 7, "epochs": 12}
     [reference] = stack.submit(spec)
     reference = stack.wait_status(reference["id"], {"succeeded", "failed"})
     expected = [comparable(e) for e in assert_invariants(stack, reference)]
