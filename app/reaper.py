@@ -23,6 +23,8 @@ from sqlalchemy.orm import Session
 from app.models import Run, RunEvent, utcnow
 from app.services.runs import status_event
 
+MAX_WINDOW_FACTOR = 10
+
 
 @dataclass(frozen=True)
 class ToSend:
@@ -107,8 +109,10 @@ def reap_expired(*, session: Session, now: datetime | None = None, limit: int = 
 def sweep_queued(
     *, session: Session, older_than: timedelta, now: datetime | None = None, limit: int = 200
 ) -> Actions:
-    """Re-send runs waiting to be claimed (``queued``, or ``lost`` with attempts left) since
-    ``now - older_than``. The oldest first; a run is re-sent at most once per ``older_than``."""
+    """Re-send runs waiting to be claimed (``queued``, or ``lost`` with attempts left) that were last
+    sent before ``now - older_than``, the longest-waiting first. The window grows with the wait
+    (a quarter of it, at most ``MAX_WINDOW_FACTOR * older_than``), so a long queue does not fill the
+    broker with duplicates while a lost message is still re-sent within minutes."""
     now = now or utcnow()
     cutoff = now - older_than
     waiting = or_(
@@ -123,6 +127,10 @@ def sweep_queued(
     ).unique()
     actions = Actions()
     for run in list(stale):
+        waited = now - (run.started_at or run.created_at)
+        window = min(max(older_than, waited / 4), older_than * MAX_WINDOW_FACTOR)
+        if run.updated_at >= now - window:
+            continue
         result = session.execute(
             update(Run)
             .where(Run.id == run.id, Run.status == run.status, Run.updated_at < cutoff)

@@ -168,3 +168,14 @@ def test_tick_sends_reaped_runs_and_removes_checkpoints_of_deleted_runs(
         ).fetchall()
     assert len(rows) == 1 and rows[0][0] == "tick-cpu" and "collapsewatch.train_run" in rows[0][1]
     assert store.stored_run_ids() == [run_id]
+
+
+def test_sweep_window_grows_with_the_wait(queue_db: Database) -> None:
+    now = utcnow()
+    long_ago = now - timedelta(hours=2)
+    recent_send = add_run(queue_db, created_at=long_ago, updated_at=now - timedelta(minutes=5))
+    due = add_run(queue_db, created_at=long_ago, updated_at=now - timedelta(minutes=11))
+    with queue_db.transaction() as session:
+        actions = sweep_queued(session=session, older_than=timedelta(minutes=1), now=now)
+    assert [s.run_id for s in actions.send] == [due]  # window: min(2 h / 4, 10 x 1 min) = 10 min
+    assert get(queue_db, recent_send).updated_at < now
