@@ -181,9 +181,10 @@ def _metric_ranges(session: Session, spec: _Spec, run_ids: Sequence[int]) -> dic
     """Per run, the first and last stored step (index lookups only: no scan of the values)."""
     columns = []
     for r in run_ids:
-        for agg in (func.min, func.max):
+        for first in (True, False):  # ORDER BY + LIMIT 1: an index probe even before ANALYZE
             _, run, x, _, cond = spec.entity_columns()
-            columns.append(select(agg(x)).where(run == r, cond).scalar_subquery())
+            order = x.asc() if first else x.desc()
+            columns.append(select(x).where(run == r, cond).order_by(order).limit(1).scalar_subquery())
     row = session.execute(select(*columns)).one()
     found = {r: (row[2 * i], row[2 * i + 1]) for i, r in enumerate(run_ids)}
     return {r: (int(a), int(b)) for r, (a, b) in found.items() if a is not None}
