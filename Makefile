@@ -41,5 +41,9 @@ bench: install
 	$(PY) -m bench.stats
 	$(PY) -m bench.ingest
 
+# API fuzzing, longer than CI's bounded run (tests/fuzz; CI uses FUZZ_EXAMPLES=25).
+fuzz: install
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(PY) -m pytest tests/fuzz -q
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -88,6 +88,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from app.queue import install as install_queue
 
     install_queue(app)  # app.state.enqueue bound to the broker + the reaper/sweeper loop
+    from app.openapi_doc import install as install_openapi
+
+    install_openapi(app)  # the shared error answers in /openapi.json (checked by tests/fuzz)
     # Checkpoint uploads enforce MAX_CHECKPOINT_BYTES themselves (app/api/checkpoints.py).
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, exempt_suffixes=("/checkpoint",)

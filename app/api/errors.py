@@ -7,12 +7,17 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.services.errors import DomainError, InvalidInput
 
 MAX_INPUT_REPR = 80
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+UNPARSABLE_BODY = "the body could not be read as UTF-8 JSON; send a JSON object encoded as UTF-8"
+DB_RETRY_AFTER_S = 5
+CONNECTION_MARKERS = ("connect", "server closed", "terminating", "shutting down", "starting up")
 
 
 def _where(loc: list[Any]) -> str:
@@ -57,18 +62,60 @@ async def domain_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.message, "message": exc.message}, status_code=exc.status_code)
 
 
-async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+def _allowed(request: Request) -> str:
+    """Every method some route serves at this path (a 405 from one route names only its own)."""
+    allowed = []
+    for method in METHODS:
+        scope = dict(request.scope, method=method)
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    message = exc.detail if isinstance(exc.detail, str) else "request refused"
-    return JSONResponse(
-        {"detail": exc.detail, "message": message}, status_code=exc.status_code, headers=exc.headers
-    )
+    detail: Any = exc.detail
+    headers = dict(exc.headers or {})
+    if exc.status_code == 400 and detail == "There was an error parsing the body":
+        detail = UNPARSABLE_BODY
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed(request)
+    message = detail if isinstance(detail, str) else "request refused"
+    if exc.status_code == 422 and isinstance(detail, str):  # one shape for every 422
+        detail = [{"loc": ["request"], "msg": detail, "type": "value_error"}]
+    return JSONResponse({"detail": detail, "message": message}, status_code=exc.status_code, headers=headers)
 
 
 async def out_of_range(_request: Request, _exc: Exception) -> JSONResponse:
     """Safety net: a number the database cannot store is the client's error, not a 500."""
     message = "a number in the request is out of the range the server can store"
-    return JSONResponse({"detail": message, "message": message}, status_code=422)
+    items = [{"loc": ["body"], "msg": message, "type": "value_error"}]
+    return JSONResponse({"detail": items, "message": message}, status_code=422)
+
+
+async def database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    """The database cannot be reached (restart, failover): 503 + Retry-After, never a 500.
+
+    Only connection-level failures (``connection_invalidated`` or an OperationalError/InterfaceError
+    raised while connecting); any other database error is a bug and is re-raised.
+    """
+    assert isinstance(exc, DBAPIError)
+    if not is_connection_error(exc):
+        raise exc
+    message = f"the database is unavailable (restarting?); retry in {DB_RETRY_AFTER_S} s"
+    headers = {"Retry-After": str(DB_RETRY_AFTER_S)}
+    return JSONResponse({"detail": message, "message": message}, status_code=503, headers=headers)
+
+
+def is_connection_error(exc: DBAPIError) -> bool:
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return False
+    text = str(exc.orig).lower()
+    return any(marker in text for marker in CONNECTION_MARKERS)
 
 
 def install(app: FastAPI) -> None:
@@ -77,3 +124,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(OverflowError, out_of_range)
     app.add_exception_handler(DataError, out_of_range)
+    app.add_exception_handler(DBAPIError, database_unavailable)

@@ -1,0 +1,146 @@
+"""Set-up for the API fuzzing: an app on a SQLite file with tokens and runs in every state.
+
+Imported as ``fuzzkit`` (a unique module name; ``tests/`` has no packages). The tally of cases and
+failures is printed at the end of the pytest run (``conftest.pytest_terminal_summary``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.services.tokens import create_token, ensure_admin
+from app.settings import Settings
+
+# CI: a bounded run; `make fuzz` raises it (FUZZ_EXAMPLES=300).
+MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
+STATS: dict[str, Any] = {
+    "mean_sv": 0.5, "sv_lower": 0.125, "sv_upper": 1.0, "sv_position": 0.43,
+    "singular_values": [1.5, 0.25], "effective_rank": 1.7, "dim_std": [0.1, 0.3],
+    "std_hist": {"edges": [0.0, 1.0, 2.0], "counts": [2, 0]}, "dead_dims": 0,
+    "cov_offdiag": 0.01, "l2_std": 0.2,
+}  # fmt: skip
+SPEC: dict[str, Any] = {"dataset": "digits", "epochs": 3, "device": "cpu"}
+
+
+@dataclass
+class Tally:
+    """Cases sent per operation and the operations whose test failed."""
+
+    cases: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[int] = field(default_factory=Counter)
+    failed: set[str] = field(default_factory=set)
+
+
+TALLY = Tally()
+
+
+@dataclass
+class FuzzTarget:
+    app: FastAPI
+    token: str
+    run_ids: list[int]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def existing(self, value: Any) -> int:
+        """Map a generated id onto an existing run three times in four (the rest stay as generated)."""
+        if not isinstance(value, int) or value % 4 == 0:
+            return int(value) if isinstance(value, int) else 1
+        return self.run_ids[value % len(self.run_ids)]
+
+
+class FirstChunkOnly:
+    """Test-only ASGI wrapper: an event stream ends after its first chunk (a status event or a
+    keep-alive), so the fuzzer checks its status, headers and content type without waiting."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).endswith("/events"):
+            await self.app(scope, receive, send)
+            return
+        done = False
+
+        async def send_once(message: dict[str, Any]) -> None:
+            nonlocal done
+            if done:
+                return
+            if message["type"] == "http.response.body" and message.get("more_body"):
+                message = {**message, "more_body": False}
+            done = message["type"] == "http.response.body"
+            await send(message)
+
+        await self.app(scope, receive, send_once)
+
+
+class _NoQueue:
+    """The fuzzer's stand-in for the broker: runs stay queued (no worker takes them)."""
+
+    def __call__(self, run_id: int) -> None:
+        return None
+
+
+def make_app(root: Path) -> FastAPI:
+    """The app under test (nothing touches its database until :func:`seed`)."""
+    settings = Settings(
+        database_url=f"sqlite:///{root / 'fuzz.db'}",
+        broker_url=f"sqla+sqlite:///{root / 'broker.db'}",
+        artifact_dir=root / "artifacts",
+        secret_key="fuzz-secret",
+        maintenance_interval_seconds=0,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    app = create_app(settings)
+    app.state.enqueue = _NoQueue()
+    app.state.sse_keepalive_s = 0.05  # SSE streams speak at once; the fuzzer cuts them after a timeout
+    return app
+
+
+def seed(app: FastAPI) -> FuzzTarget:
+    """Migrate, create the admin's token and runs in every state."""
+    settings: Settings = app.state.settings
+    with TestClient(app) as client:  # runs the migrations; the fuzzer starts its own lifespan later
+        with app.state.db.transaction() as session:
+            admin = ensure_admin(session=session, email=settings.admin_email)
+            token = create_token(session=session, user=admin, name="fuzz").token
+        run_ids = _seed_runs(client, {"Authorization": f"Bearer {token}"})
+    return FuzzTarget(app=app, token=token, run_ids=run_ids)
+
+
+def _seed_runs(client: TestClient, headers: dict[str, str]) -> list[int]:
+    """An SDK run with epochs and a checkpoint, a queued job, a running job and a finished one."""
+
+    def ok(response: Any) -> Any:
+        assert response.status_code < 300, response.text
+        return response.json()
+
+    sdk = ok(client.post("/api/v1/runs", json={"project": "fuzz", "config": {"a": 1}}, headers=headers))
+    for epoch in (1, 2):
+        body = {"attempt": 1, "metrics": {"val_acc": 0.5, "train_loss": 1.0}, "stats": STATS}
+        ok(client.put(f"/api/v1/runs/{sdk['id']}/epochs/{epoch}", json=body, headers=headers))
+    points = [{"key": "loss", "step": s, "value": 1.0 / (s + 1)} for s in range(5)]
+    batch = {"attempt": 1, "points": points}
+    ok(client.post(f"/api/v1/runs/{sdk['id']}/metrics", json=batch, headers=headers))
+    ckpt = client.put(
+        f"/api/v1/runs/{sdk['id']}/checkpoint?attempt=1&epoch=2", content=b"\0" * 64, headers=headers
+    )
+    assert ckpt.status_code == 201, ckpt.text
+    submit = {"project": "fuzz", "spec": SPEC, "seeds": [0, 1, 2]}
+    jobs = ok(client.post("/api/v1/jobs", json=submit, headers=headers))
+    queued, running, finished = (run["id"] for run in jobs)
+    ok(client.post(f"/api/v1/runs/{running}/claim", json={}, headers=headers))
+    ok(client.post(f"/api/v1/runs/{finished}/claim", json={}, headers=headers))
+    done = {"attempt": 1, "status": "succeeded"}
+    ok(client.post(f"/api/v1/runs/{finished}/finish", json=done, headers=headers))
+    return [sdk["id"], queued, running, finished]

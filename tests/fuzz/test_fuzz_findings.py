@@ -1,0 +1,36 @@
+"""What the fuzzer found, pinned directly: 405 lists every method, unreadable bodies, 422 shape."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from fuzzkit import make_app
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(make_app(tmp_path)) as test_client:
+        yield test_client
+
+
+def test_method_not_allowed_lists_every_method_of_the_path(client: TestClient) -> None:
+    response = client.delete("/api/v1/runs")
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) == {"GET", "POST"}
+
+
+def test_unreadable_body_gets_400_that_says_what_to_send(client: TestClient) -> None:
+    response = client.post("/api/v1/runs", content=b"\xb5", headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert "UTF-8" in response.json()["message"]
+
+
+def test_openapi_documents_errors_and_csv(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    epochs = paths["/api/v1/runs/{run_id}/epochs"]["get"]["responses"]
+    assert {"401", "404", "503"} <= set(epochs)
+    assert "text/csv" in epochs["200"]["content"]
+    assert "204" in paths["/api/v1/runs/{run_id}/events"]["get"]["responses"]
