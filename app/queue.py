@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -42,20 +43,26 @@ def device_class(device: str | None) -> str:
 def sender_options(broker_url: str) -> dict[str, Any]:
     """Broker settings for a sender: fail fast when the broker is down (the sweeper retries)."""
     if broker_url.startswith(("redis://", "rediss://")):
-        return {"broker_transport_options": {"socket_connect_timeout": 2, "socket_timeout": 5}}
+        options = {"socket_connect_timeout": 2, "socket_timeout": 5, "max_retries": 1, "interval_start": 0.2}
+        return {"broker_transport_options": options, "broker_connection_timeout": 2}
     if broker_url.startswith(("sqla+", "sqlalchemy+")) and "sqlite" in broker_url:
         return {"broker_transport_options": {"connect_args": {"timeout": 30}}}
     return {}
 
 
 class JobQueue:
-    """A Celery app configured with only the broker, used to send ``train_run`` by name."""
+    """A Celery app configured with only the broker, used to send ``train_run`` by name.
 
-    def __init__(self, broker_url: str, *, queue_prefix: str = "") -> None:
+    After a failed send, sends fail at once for ``cooldown`` seconds (a down broker must not make
+    every submission of a sweep wait for a connection timeout); the sweeper re-sends those runs."""
+
+    def __init__(self, broker_url: str, *, queue_prefix: str = "", cooldown: float = 10.0) -> None:
         self.broker_url = broker_url
         self.queue_prefix = queue_prefix
+        self.cooldown = cooldown
         self._celery: Celery | None = None
         self._lock = threading.Lock()
+        self._failed_at: float | None = None
 
     @property
     def celery(self) -> Celery:
@@ -80,11 +87,17 @@ class JobQueue:
     def send(self, run_id: int, device: str | None) -> bool:
         """Send run ``run_id`` to its queue. False (logged) when the broker cannot take it now."""
         queue = self.queue_name(device)
+        failed_at = self._failed_at
+        if failed_at is not None and time.monotonic() - failed_at < self.cooldown:
+            log.warning("broker unavailable: run %s stays queued; the sweeper will send it", run_id)
+            return False
         try:
             self.celery.send_task(TASK_NAME, args=[int(run_id)], queue=queue, retry=False)
         except Exception as exc:  # broker down: the sweeper re-sends the still-queued run
+            self._failed_at = time.monotonic()
             log.warning("could not send run %s to queue %s (%s); the sweeper will retry", run_id, queue, exc)
             return False
+        self._failed_at = None
         return True
 
     def close(self) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
 from app import queue as server_queue
+from tests.queue.harness import RedisServer
 from worker import celery_app, launch, runner, tasks
 from worker import settings as worker_settings
 
@@ -118,3 +120,21 @@ def test_worker_parent_imports_neither_torch_nor_the_server() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "", f"the Celery parent imported {out.stdout.strip()}"
+
+
+@pytest.mark.redis
+def test_send_while_broker_down_fails_then_cools_down_then_recovers(tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path)  # its port is free: nothing listens yet
+    queue = server_queue.JobQueue(redis.url, queue_prefix="cool-", cooldown=3600)
+    try:
+        assert queue.send(1, "cpu") is False  # refused: the run stays queued for the sweeper
+        redis.start()
+        assert queue.send(2, "cpu") is False  # within the cooldown: not even tried
+        queue.cooldown = 0
+        assert queue.send(3, "cpu") is True
+        import redis as redis_client
+
+        assert redis_client.Redis.from_url(redis.url).llen("cool-cpu") == 1
+    finally:
+        queue.close()
+        redis.kill()
