@@ -19,7 +19,9 @@ buckets holding a series' first, min and max point travel in full.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Literal
@@ -211,10 +213,31 @@ def _series_for(
     return out
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: building ~20,000 result tuples otherwise triggers
+    collections that scan the whole heap (measured: a third of the query time). Tuples make no
+    cycles; the collector resumes (and catches up) when the block ends."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def load_series(
     session: Session, *, run_ids: Sequence[int], key: str, max_points: int, source: SourceName = "auto"
 ) -> list[SeriesResult]:
     """One downsampled series per run (in ``run_ids`` order), aligned on a shared x range."""
+    with gc_paused():
+        return _load_series(session, run_ids=run_ids, key=key, max_points=max_points, source=source)
+
+
+def _load_series(
+    session: Session, *, run_ids: Sequence[int], key: str, max_points: int, source: SourceName
+) -> list[SeriesResult]:
     run_ids = list(dict.fromkeys(run_ids))
     epoch_spec, metric_spec = _Spec("epoch", key), _Spec("metric", key)
     # per run: (spec, (count estimate, first x, last x)); metric counts are upper bounds (nulls)

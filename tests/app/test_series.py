@@ -249,3 +249,17 @@ def test_get_series_when_epochs_streamed_matches_stored_stats(api: Api) -> None:
         assert api.put_epoch(run, epoch, stats=STATS | {"sv_position": epoch / 10}).status_code == 200
     [result] = _series(api, [run], "sv_position").json()
     assert [(p["x"], p["y"]) for p in result["points"]] == [(e, e / 10) for e in range(4)]
+
+
+def test_gc_paused_when_nested_restores_the_collector_state() -> None:
+    import gc
+
+    from app.series_query import gc_paused
+
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
