@@ -137,8 +137,54 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def user_args(parser: argparse.ArgumentParser) -> None:
-    return None
+    parser.add_argument("action", choices=["create"], help="create an account")
+    parser.add_argument("email", help="the new user's email (their sign-in name)")
+    parser.add_argument("--admin", action="store_true", help="an admin (may do everything; the first user)")
+    parser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from stdin (first line); otherwise prompt twice, or none if not a terminal",
+    )
+
+
+def _read_password(args: argparse.Namespace) -> str | None:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        return None  # no password: the user signs in after an invitation or a later password set
+    import getpass
+
+    first = getpass.getpass("Password (10+ characters): ")
+    if first != getpass.getpass("Repeat it: "):
+        raise ValueError("the two passwords differ")
+    return first
 
 
 def user(args: argparse.Namespace) -> int:
-    return _not_yet("user")
+    """Create a user (Argon2id password hash); prints the new user's id on stdout."""
+    from app.accounts import create_user
+    from app.db import Database
+    from app.migrate import upgrade
+    from app.services.errors import DomainError
+    from app.settings import get_settings
+
+    try:
+        password = _read_password(args)
+    except ValueError as exc:
+        print(f"user create: {exc}", file=sys.stderr)
+        return 2
+    database = Database(get_settings())
+    try:
+        upgrade(database.engine)
+        with database.transaction() as session:
+            created = create_user(session, email=args.email, password=password, is_admin=args.admin)
+            user_id, email = created.id, created.email
+    except DomainError as exc:
+        print(f"user create: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        database.dispose()
+    role = "admin" if args.admin else "user"
+    print(f"created {role} {email} (id {user_id})", file=sys.stderr)
+    print(user_id)
+    return 0

@@ -17,6 +17,7 @@ from app.api import errors
 from app.api.common import default_enqueue
 from app.db import Database
 from app.deps import bearer_backend
+from app.log_redact import install as install_log_redaction
 from app.middleware import BodyLimitMiddleware
 from app.pubsub import make_broker
 from app.settings import Settings, get_settings
@@ -32,6 +33,8 @@ ROUTERS: list[str] = [
     "app.api.series:router",
     "app.api.events:router",
     "app.api.checkpoints:router",
+    "app.api.accounts:router",
+    "app.api.reports:router",
     # The dashboard (issue 5): static files, then the pages.
     "app.web:router",
     "app.pages.auth:router",
@@ -39,6 +42,10 @@ ROUTERS: list[str] = [
     "app.pages.run:router",
     "app.pages.jobs:router",
     "app.pages.compare:router",
+    # Accounts, projects and reports (issue 6).
+    "app.pages.account:router",
+    "app.pages.projects:router",
+    "app.pages.reports:router",
 ]
 
 
@@ -81,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.enqueue = default_enqueue(settings, app.state.db)  # tests inject a recorder
     app.state.auth_backends = [bearer_backend, cookie_backend]  # cookie: app.web (browser sessions)
     errors.install(app)
+    install_log_redaction()  # share-link and invite tokens never reach the logs (app/log_redact.py)
     for target in ROUTERS:
         router = _load_router(target)
         if router is not None:

@@ -353,3 +353,116 @@ class LogLinePublic(BaseModel):
     attempt: int
     line: str
     created_at: datetime
+
+
+# Accounts, projects, tokens, reports (issue 6) -------------------------------------------------
+
+ProjectRole = Literal["viewer", "editor", "owner"]
+
+
+class MePublic(BaseModel):
+    id: int
+    email: str
+    is_admin: bool
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., min_length=1, max_length=200)
+
+
+class TokenPublic(BaseModel):
+    """A token as listed: never the secret, only its first characters (``prefix``)."""
+
+    id: int
+    name: str
+    kind: Literal["user", "worker"]
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    projects: list[str] = Field(
+        default_factory=list, description="worker tokens: the projects it may ingest into"
+    )
+
+
+class TokenCreated(TokenPublic):
+    token: str = Field(..., description="the secret; shown only in this response")
+
+
+class ProjectCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., min_length=1, max_length=64)
+
+
+class ProjectPublic(BaseModel):
+    id: int
+    name: str
+    role: ProjectRole
+
+
+class MemberSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(..., min_length=3, max_length=320)
+    role: ProjectRole
+
+
+class MemberPublic(BaseModel):
+    user_id: int
+    email: str
+    role: ProjectRole
+
+
+class InvitationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(..., min_length=3, max_length=320)
+    role: ProjectRole = "viewer"
+
+
+class InvitationPublic(BaseModel):
+    email: str
+    role: ProjectRole
+    expires_at: datetime
+    url: str = Field(..., description="the invite link; shown only in this response")
+
+
+class ReportCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    project: str = Field(..., min_length=1, max_length=64)
+    title: str = Field(..., min_length=1, max_length=200)
+    notes: str = Field("", max_length=50_000, description="Markdown (sanitised when shown)")
+    pinned: bool = Field(True, description="keep the data as saved (true) or re-query on every view")
+    query: str = Field(..., max_length=10_000, description="the compare page's query string")
+
+
+class ReportPublic(BaseModel):
+    id: int
+    project: str
+    title: str
+    pinned: bool
+    created_at: datetime
+    url: str
+
+
+class ShareCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expires_at: datetime | None = Field(None, description="timezone-aware; none = never expires")
+    label: str = Field("", max_length=200)
+
+
+class SharePublic(BaseModel):
+    id: int
+    label: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ShareCreated(SharePublic):
+    url: str = Field(..., description="the read-only link; shown only in this response")

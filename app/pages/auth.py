@@ -20,8 +20,10 @@ LOGIN_CSRF_COOKIE = "cw_login_csrf"
 
 def _limiter(request: Request) -> LoginLimiter:
     limiter: LoginLimiter | None = getattr(request.app.state, "login_limiter", None)
-    if limiter is None:
-        limiter = request.app.state.login_limiter = LoginLimiter()
+    if limiter is None:  # failures live in the database: the limit holds across processes
+        from app.accounts import DbLoginLimiter
+
+        limiter = request.app.state.login_limiter = DbLoginLimiter(get_database(request))
     return limiter
 
 
@@ -66,13 +68,17 @@ def login(
             request,
             email=email,
             next_url=next,
-            error="Too many failed attempts; wait a few minutes.",
+            error="Too many failed sign-ins for this account; wait 15 minutes and try again.",
             status=429,
         )
     db = get_database(request)
-    with db.transaction(write=True) as session:
+    with db.session(write=False) as session:  # the limiter records failures in its own transaction
         user = authenticate(session, email=email, password=password, limiter=limiter)
-        token = create_session(session, user_id=user.id) if user is not None else None
+        user_id = user.id if user is not None else None
+    token = None
+    if user_id is not None:
+        with db.transaction(write=True) as session:
+            token = create_session(session, user_id=user_id)
     if token is None:
         return _login_page(request, email=email, next_url=next, error="Wrong email or password.", status=401)
     response = RedirectResponse(_safe_next(next), status_code=303)

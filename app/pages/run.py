@@ -8,11 +8,12 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
+from app import authz
 from app.api.common import enqueue, publish
 from app.collapse_alert import DEFAULT_RHO_THRESHOLD
 from app.deps import SessionDep
 from app.models import Run
-from app.pages.common import BrowserDep, check_csrf, redirect, render
+from app.pages.common import Browser, BrowserDep, check_csrf, redirect, render
 from app.run_view import alerts_for, alerts_from_db, epoch_rows, metric_keys, recent_logs, status_history
 from app.schemas import TERMINAL_STATUSES, JobSubmit
 from app.services import lifecycle, runs
@@ -22,11 +23,13 @@ router = APIRouter(include_in_schema=False)
 RhoQuery = Annotated[float, Query(ge=0.0, le=1.0)]
 
 
-def _load(session: Session, run_id: int) -> Run:
+def _load(session: Session, run_id: int, browser: Browser, action: authz.Action = "read") -> Run:
+    """The run, if the browser's user may ``action`` it (app.authz: 404 outsiders, 403 role)."""
     try:
+        authz.check_run(session, authz.Actor(browser.user_id, browser.is_admin), run_id, action)
         return runs.get_run(session=session, run_id=run_id)
     except DomainError as exc:
-        raise HTTPException(404, detail=exc.message) from exc
+        raise HTTPException(exc.status_code, detail=exc.message) from exc
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
@@ -37,7 +40,7 @@ def run_page(
     session: SessionDep,
     rho: RhoQuery = DEFAULT_RHO_THRESHOLD,
 ) -> HTMLResponse:
-    run = _load(session, run_id)
+    run = _load(session, run_id, browser)
     rows = epoch_rows(session=session, run_id=run_id)
     page_data = {
         "run": {"id": run.id, "status": run.status, "config": run.config, "summary": run.summary},
@@ -69,7 +72,7 @@ def run_alerts(
     run_id: int, browser: BrowserDep, session: SessionDep, rho: RhoQuery = DEFAULT_RHO_THRESHOLD
 ) -> JSONResponse:
     """The current collapse alerts (the run page refreshes its banner from this after each epoch)."""
-    _load(session, run_id)
+    _load(session, run_id, browser)
     alerts = alerts_from_db(session=session, run_id=run_id, rho_threshold=rho)
     body = [{"kind": a.kind, "began_epoch": a.began_epoch, "message": a.message} for a in alerts]
     return JSONResponse(body)
@@ -84,7 +87,7 @@ def cancel_run(
     csrf_token: Annotated[str, Form()] = "",
 ) -> RedirectResponse:
     check_csrf(request, browser, csrf_token)
-    _load(session, run_id)
+    _load(session, run_id, browser, "write")
     try:
         _run, written = lifecycle.cancel(session=session, run_id=run_id)
     except DomainError as exc:
@@ -104,7 +107,7 @@ def rerun(
 ) -> RedirectResponse:
     """A new queued run with the same spec, project and tags."""
     check_csrf(request, browser, csrf_token)
-    run = _load(session, run_id)
+    run = _load(session, run_id, browser, "write")
     if run.kind != "job":
         raise HTTPException(409, detail=f"run {run_id} was logged by the SDK; only jobs can be re-run")
     data = JobSubmit(project=run.project.name, name=run.name, tags=list(run.tags), spec=dict(run.config))

@@ -1,0 +1,147 @@
+"""The account page (personal API tokens: create, shown once, revoke, last use; password change)
+and the invitation page (the invitee sets a password and is signed in)."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+
+from app import accounts, authz, projects
+from app.deps import SessionDep, get_database
+from app.pages.common import Browser, BrowserDep, check_csrf, redirect, render, set_session_cookie
+from app.services.errors import DomainError
+from app.web_auth import create_session
+
+router = APIRouter(include_in_schema=False)
+NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+INVITE_CSRF_COOKIE = "cw_invite_csrf"
+
+
+def actor_of(browser: Browser) -> authz.Actor:
+    return authz.Actor(browser.user_id, browser.is_admin)
+
+
+def _account_page(
+    request: Request, browser: Browser, session: Any, *, status_code: int = 200, **extra: Any
+) -> HTMLResponse:
+    actor = actor_of(browser)
+    context = {
+        "nav": "account",
+        "tokens": projects.user_tokens(session, browser.user_id),
+        "projects": projects.my_projects(session, actor),
+        "new_token": None,
+        "message": "",
+        "error": "",
+    } | extra
+    response = render(request, browser, "account.html", context, status_code=status_code)
+    response.headers.update(NO_STORE)
+    return response
+
+
+@router.get("/account", response_class=HTMLResponse)
+def account(request: Request, browser: BrowserDep, session: SessionDep) -> HTMLResponse:
+    return _account_page(request, browser, session)
+
+
+@router.post("/account/tokens", response_class=HTMLResponse)
+def create_token(
+    request: Request,
+    browser: BrowserDep,
+    session: SessionDep,
+    name: Annotated[str, Form(max_length=200)] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> HTMLResponse:
+    """Create a token and show it once (the page is not cached)."""
+    check_csrf(request, browser, csrf_token)
+    try:
+        new = projects.create_user_token(session, actor_of(browser), name=name)
+    except DomainError as exc:
+        return _account_page(request, browser, session, error=exc.message, status_code=exc.status_code)
+    session.commit()
+    return _account_page(request, browser, session, new_token=new.token)
+
+
+@router.post("/account/tokens/{token_id}/revoke")
+def revoke_token(
+    token_id: int,
+    request: Request,
+    browser: BrowserDep,
+    session: SessionDep,
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    check_csrf(request, browser, csrf_token)
+    projects.revoke_user_token(session, actor_of(browser), token_id)
+    session.commit()
+    return redirect(request, "/account")
+
+
+@router.post("/account/password", response_class=HTMLResponse)
+def change_password(
+    request: Request,
+    browser: BrowserDep,
+    session: SessionDep,
+    current_password: Annotated[str, Form(max_length=1024)] = "",
+    new_password: Annotated[str, Form(max_length=1024)] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> HTMLResponse:
+    check_csrf(request, browser, csrf_token)
+    try:
+        accounts.change_password(session, user_id=browser.user_id, current=current_password, new=new_password)
+    except DomainError as exc:
+        return _account_page(request, browser, session, error=exc.message, status_code=422)
+    session.commit()
+    return _account_page(request, browser, session, message="Password changed.")
+
+
+def _invite_page(request: Request, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+    """The form carries a double-submit CSRF token (no session exists yet), as the login form."""
+    form_token = secrets.token_urlsafe(24)
+    context = {"form_csrf": form_token} | context
+    response = render(request, None, "invite.html", context, status_code=status_code)
+    response.headers.update(NO_STORE)
+    response.set_cookie(INVITE_CSRF_COOKIE, form_token, httponly=True, samesite="strict", path="/invite")
+    return response
+
+
+def _invite_context(session: Any, token: str, error: str) -> dict[str, Any]:
+    """The page's context: the form while the invitation is open, else only the reason."""
+    try:
+        found: Any = accounts.open_invitation(session, token)
+    except DomainError as exc:
+        return {"error": exc.message, "invitation": None}
+    return {"error": error, "invitation": found, "token": token}
+
+
+@router.get("/invite/{token}", response_class=HTMLResponse)
+def invitation(token: str, request: Request, session: SessionDep) -> HTMLResponse:
+    context = _invite_context(session, token, "")
+    return _invite_page(request, context, 200 if context["invitation"] else 404)
+
+
+@router.post("/invite/{token}", response_model=None)
+def accept_invitation(
+    token: str,
+    request: Request,
+    session: SessionDep,
+    password: Annotated[str, Form(max_length=1024)] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """Set the password, join the project, sign in."""
+    expected = request.cookies.get(INVITE_CSRF_COOKIE, "")
+    if not expected or not hmac.compare_digest(expected, csrf_token):
+        error = "The form expired; reload the page and try again."
+        return _invite_page(request, _invite_context(session, token, error), 403)
+    try:
+        user = accounts.accept_invitation(session, token, password=password)
+    except DomainError as exc:
+        return _invite_page(request, _invite_context(session, token, exc.message), exc.status_code)
+    session.commit()
+    with get_database(request).transaction(write=True) as db_session:
+        cookie = create_session(db_session, user_id=user.id)
+    response = redirect(request, "/account")
+    set_session_cookie(request, response, cookie)
+    return response
