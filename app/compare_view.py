@@ -120,8 +120,8 @@ class CompareData:
     truncated: bool = False
 
 
-def _select_runs(session: Session, query: CompareQuery) -> tuple[list[Run], bool]:
-    stmt = select(Run)
+def _select_runs(session: Session, query: CompareQuery, visible: list[int] | None) -> tuple[list[Run], bool]:
+    stmt = select(Run) if visible is None else select(Run).where(Run.project_id.in_(visible))
     if query.runs and query.sweeps:
         stmt = stmt.where(Run.id.in_(query.runs) | Run.sweep_id.in_(query.sweeps))
     elif query.runs:
@@ -155,8 +155,11 @@ def _final_value(run: Run, finals: Mapping[int, Mapping[str, Any]], metric: str)
     return finals.get(run.id, {}).get(metric)
 
 
-def build_compare(*, session: Session, query: CompareQuery, max_points: int = 500) -> CompareData:
-    runs, truncated = _select_runs(session, query)
+def build_compare(
+    *, session: Session, query: CompareQuery, visible: list[int] | None = None, max_points: int = 500
+) -> CompareData:
+    """Everything the page draws; ``visible`` limits the runs to readable projects (None = all)."""
+    runs, truncated = _select_runs(session, query, visible)
     ids = [r.id for r in runs]
     configs = [r.config or {} for r in runs]
     series = load_series(session, run_ids=ids, key=query.stat, max_points=max_points) if ids else []

@@ -63,8 +63,10 @@ def _has_tag(session: Session, tag: str) -> ColumnElement[bool]:
     return exists(select(text("1")).select_from(each).where(each.c.value == cast(tag, String)))
 
 
-def _filtered(session: Session, q: TableQuery) -> Select[Any]:
+def _filtered(session: Session, q: TableQuery, visible: list[int] | None) -> Select[Any]:
     stmt = select(Run).join(Run.project)
+    if visible is not None:
+        stmt = stmt.where(Run.project_id.in_(visible))
     if q.project:
         stmt = stmt.where(Project.name == q.project)
     if q.status in STATUSES:
@@ -90,9 +92,12 @@ def _order(sort: str) -> list[Any]:
     return [ordered, Run.id.desc() if descending else Run.id.asc()]
 
 
-def runs_table(*, session: Session, query: TableQuery, page_size: int = PAGE_SIZE) -> TablePage:
-    """One page of runs matching the filters, sorted, with the total count."""
-    stmt = _filtered(session, query)
+def runs_table(
+    *, session: Session, query: TableQuery, visible: list[int] | None = None, page_size: int = PAGE_SIZE
+) -> TablePage:
+    """One page of runs matching the filters, sorted, with the total count. ``visible``: the
+    project ids the viewer may read (None = all, for admins; see app.authz.visible_project_ids)."""
+    stmt = _filtered(session, query, visible)
     total = int(
         session.scalar(select(func.count()).select_from(stmt.with_only_columns(Run.id).subquery())) or 0
     )
@@ -102,14 +107,19 @@ def runs_table(*, session: Session, query: TableQuery, page_size: int = PAGE_SIZ
     return TablePage(list(rows.unique()), total, page, pages, query.problems())
 
 
-def filter_choices(*, session: Session) -> dict[str, list[str]]:
-    """Values for the filter drop-downs: projects and the most recent sweeps."""
-    projects = list(session.scalars(select(Project.name).order_by(Project.name)))
-    sweeps = session.execute(
+def filter_choices(*, session: Session, visible: list[int] | None = None) -> dict[str, list[str]]:
+    """Values for the filter drop-downs: the viewer's projects and most recent sweeps."""
+    projects_stmt = select(Project.name).order_by(Project.name)
+    sweeps_stmt = (
         select(Run.sweep_id, func.max(Run.id).label("newest"))
         .where(Run.sweep_id.is_not(None))
         .group_by(Run.sweep_id)
         .order_by(text("newest DESC"))
         .limit(30)
-    ).all()
+    )
+    if visible is not None:
+        projects_stmt = projects_stmt.where(Project.id.in_(visible))
+        sweeps_stmt = sweeps_stmt.where(Run.project_id.in_(visible))
+    projects = list(session.scalars(projects_stmt))
+    sweeps = session.execute(sweeps_stmt).all()
     return {"projects": projects, "sweeps": [str(s[0]) for s in sweeps]}

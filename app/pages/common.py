@@ -18,6 +18,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from app.authz import Actor
 from app.deps import get_database
 from app.services.tokens import ensure_admin
 from app.settings import Settings
@@ -64,6 +65,11 @@ class Browser:
     session_token: str
     csrf: str
     local_mode: bool
+
+    @property
+    def actor(self) -> Actor:
+        """The browser's user for permission checks (app.authz)."""
+        return Actor(self.user_id, self.is_admin)
 
 
 def _login_redirect(request: Request) -> HTTPException:

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from app.authz import visible_project_ids
 from app.compare_view import SUMMARY_KEYS, CompareData, CompareQuery, build_compare
 from app.deps import SessionDep
 from app.pages.common import BrowserDep, render
@@ -43,7 +44,7 @@ def compare_page(request: Request, browser: BrowserDep, session: SessionDep) -> 
     for key, value in request.query_params.multi_items():
         params.setdefault(key, []).append(value)
     query, problems = CompareQuery.from_params(params)
-    data = build_compare(session=session, query=query)
+    data = build_compare(session=session, query=query, visible=visible_project_ids(session, browser.actor))
     return render(
         request,
         browser,

@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.api.common import enqueue, publish
+from app.authz import check_new_runs, check_run
 from app.deps import SessionDep
 from app.job_form import default_values, form_fields, validate_form, values_from_run
 from app.pages.common import Browser, BrowserDep, check_csrf, redirect, render
@@ -29,6 +30,7 @@ def new_job(
     values = default_values()
     if clone is not None:
         try:
+            check_run(session, browser.actor, clone, "read")
             run = runs.get_run(session=session, run_id=clone)
         except DomainError as exc:
             raise HTTPException(404, detail=exc.message) from exc
@@ -48,6 +50,10 @@ async def submit_job(request: Request, browser: BrowserDep, session: SessionDep)
     result = validate_form(values)
     if result.submit is None:
         return _form_page(request, browser, kept, result.errors, status_code=422)
+    try:
+        check_new_runs(session, browser.actor, result.submit.project)
+    except DomainError as exc:
+        return _form_page(request, browser, kept, {"project": exc.message}, status_code=exc.status_code)
     settings = request.app.state.settings
     try:
         created, written = runs.create_jobs(

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from app.authz import visible_project_ids
 from app.deps import SessionDep
 from app.pages.common import BrowserDep, render
 from app.runs_table import SORT_KEYS, STATUSES, TableQuery, filter_choices, runs_table
@@ -37,7 +38,8 @@ def runs_page(
     page: int = 1,
 ) -> HTMLResponse:
     query = TableQuery(project, status, regularizer, objective, tag, sweep, sort, page)
-    table = runs_table(session=session, query=query)
+    visible = visible_project_ids(session, browser.actor)
+    table = runs_table(session=session, query=query, visible=visible)
     filters = {name: getattr(query, name) for name in FILTERS}
     active = {k: v for k, v in filters.items() if v}
 
@@ -63,6 +65,6 @@ def runs_page(
             "statuses": STATUSES,
             "regularizers": JobSpec.model_fields["regularizer"].annotation.__args__,  # type: ignore[union-attr]
             "objectives": JobSpec.model_fields["objective"].annotation.__args__,  # type: ignore[union-attr]
-            "choices": filter_choices(session=session),
+            "choices": filter_choices(session=session, visible=visible),
         },
     )

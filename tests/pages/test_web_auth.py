@@ -140,3 +140,40 @@ def test_csrf_token_is_bound_to_the_session() -> None:
     assert not csrf_valid("secret", "session-b", token)
     assert not csrf_valid("other-secret", "session-a", token)
     assert not csrf_valid("secret", "session-a", None)
+
+
+def test_pages_show_members_only_their_projects_and_viewers_cannot_cancel(
+    page_settings: Settings,
+) -> None:
+    from app.models import ProjectMember, User
+    from app.schemas import JobSubmit
+    from app.services import runs
+
+    settings = page_settings.model_copy(update={"local_autologin": False})
+    app = create_app(settings)
+    with TestClient(app) as client:
+        with app.state.db.transaction() as session:
+            viewer = User(email="vic@example.org", password_hash=hash_password("pw"))
+            session.add(viewer)
+            session.flush()
+            mine, _ = runs.create_jobs(
+                session=session, data=JobSubmit(project="shared"), owner_id=None, max_attempts=3
+            )
+            other, _ = runs.create_jobs(
+                session=session, data=JobSubmit(project="secret"), owner_id=None, max_attempts=3
+            )
+            session.add(ProjectMember(project_id=mine[0].project_id, user_id=viewer.id, role="viewer"))
+            token = create_session(session, user_id=viewer.id)
+            shared_id, secret_id = mine[0].id, other[0].id
+        client.cookies.set(SESSION_COOKIE, token)
+        listing = client.get("/runs").text
+        assert f'data-run-id="{shared_id}"' in listing and f'data-run-id="{secret_id}"' not in listing
+        assert ">secret<" not in listing  # not even in the project filter
+        assert client.get(f"/runs/{secret_id}").status_code == 404
+        compare = client.get(f"/compare?runs={shared_id},{secret_id}").text
+        assert f'href="/runs/{shared_id}"' in compare and f'href="/runs/{secret_id}"' not in compare
+        csrf = csrf_token("page-secret", token)
+        assert client.post(f"/runs/{shared_id}/cancel", data={"csrf_token": csrf}).status_code == 403
+        form = {"csrf_token": csrf, "project": "shared"}
+        refused = client.post("/jobs/new", data=form)
+        assert refused.status_code == 403 and 'data-error-for="project"' in refused.text
