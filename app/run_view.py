@@ -12,7 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.collapse_alert import CollapseAlert, EpochPoint, detect_collapse
-from app.models import Epoch, RunEvent
+from app.models import Epoch, Metric, RunEvent
+from app.series_query import load_series
 
 SCALARS = (
     "mean_sv",
@@ -85,3 +86,23 @@ def recent_logs(*, session: Session, run_id: int, limit: int = 500) -> list[RunE
         .limit(limit)
     )
     return list(reversed(list(session.scalars(stmt))))
+
+
+def logged_scalars(
+    *, session: Session, run_id: int, max_keys: int = 12, max_points: int = 500
+) -> dict[str, list[tuple[int, float]]]:
+    """Free scalars logged by the SDK (``POST /runs/{id}/metrics``), downsampled, first keys only."""
+    keys = list(
+        session.scalars(
+            select(Metric.key)
+            .where(Metric.run_id == run_id)
+            .group_by(Metric.key)
+            .order_by(Metric.key)
+            .limit(max_keys)
+        )
+    )
+    found: dict[str, list[tuple[int, float]]] = {}
+    for key in keys:
+        (series,) = load_series(session, run_ids=[run_id], key=key, max_points=max_points, source="metric")
+        found[key] = [(p.x, p.y) for p in series.points]
+    return found

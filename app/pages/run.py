@@ -14,7 +14,15 @@ from app.collapse_alert import DEFAULT_RHO_THRESHOLD
 from app.deps import SessionDep
 from app.models import Run
 from app.pages.common import Browser, BrowserDep, check_csrf, redirect, render
-from app.run_view import alerts_for, alerts_from_db, epoch_rows, metric_keys, recent_logs, status_history
+from app.run_view import (
+    alerts_for,
+    alerts_from_db,
+    epoch_rows,
+    logged_scalars,
+    metric_keys,
+    recent_logs,
+    status_history,
+)
 from app.schemas import TERMINAL_STATUSES, JobSubmit
 from app.services import lifecycle, runs
 from app.services.errors import DomainError
@@ -45,6 +53,7 @@ def run_page(
     page_data = {
         "run": {"id": run.id, "status": run.status, "config": run.config, "summary": run.summary},
         "epochs": rows,
+        "scalars": logged_scalars(session=session, run_id=run_id),
         "rho_threshold": rho,
         "terminal": sorted(TERMINAL_STATUSES),
     }

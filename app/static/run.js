@@ -81,6 +81,15 @@
     cw.layout("Singular-value spectrum (log scale)", { yaxis: { title: { text: "index (descending)" }, autorange: "reversed" }, hovermode: "closest" }));
   }
 
+  function drawScalars(scalars) {
+    const keys = Object.keys(scalars || {});
+    if (!keys.length) return;
+    document.getElementById("scalars-card").hidden = false;
+    const traces = keys.map((k, i) => cw.line(k, scalars[k].map((p) => p[0]), scalars[k].map((p) => p[1]),
+      cw.palette[i % cw.palette.length], { mode: "lines" }));
+    cw.plot("chart-scalars", traces, cw.layout("Logged scalars (SDK)", { xaxis: { title: { text: "step" } } }));
+  }
+
   function draw() {
     const rows = sorted();
     drawSv(rows);
@@ -159,6 +168,8 @@
       .then((html) => {
         if (!html) return;
         const doc = new DOMParser().parseFromString(html, "text/html");
+        const fresh = doc.getElementById("run-data");
+        if (fresh) drawScalars(JSON.parse(fresh.textContent).scalars);
         ["details", "logs-card", "epoch-table"].forEach((id) => {
           const fresh = doc.getElementById(id);
           const old = document.getElementById(id);
@@ -194,6 +205,7 @@
   }
 
   draw();
+  drawScalars(data.scalars);
   if (!window.EventSource) return;
   const live = document.getElementById("live");
   const source = new EventSource("/api/v1/runs/" + runId + "/events");

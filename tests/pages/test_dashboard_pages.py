@@ -179,3 +179,25 @@ def test_plotly_js_is_served_from_the_installed_package(pages: Pages) -> None:
     assert response.content == bundled.read_bytes()
     assert pages.client.get("/static/../settings.py").status_code == 404
     assert "cdn" not in pages.client.get("/runs").text.lower()
+
+
+def test_run_page_embeds_scalars_logged_by_the_sdk(pages: Pages) -> None:
+    import json
+
+    from app.schemas import MetricBatchIn, RunCreate
+    from app.services import metrics, runs
+
+    with pages.db.transaction() as session:
+        run, _ = runs.create_sdk_run(
+            session=session, data=RunCreate(project="sdk"), owner_id=pages.seed.admin_id
+        )
+        points = [{"key": "loss", "step": s, "value": 1.0 / (s + 1)} for s in range(5)]
+        metrics.write_metrics(session=session, run_id=run.id, data=MetricBatchIn(attempt=1, points=points))  # type: ignore[arg-type]
+        run_id = run.id
+    html = pages.client.get(f"/runs/{run_id}").text
+    start = html.index('<script type="application/json" id="run-data">') + len(
+        '<script type="application/json" id="run-data">'
+    )
+    data = json.loads(html[start : html.index("</script>", start)])
+    assert data["scalars"]["loss"] == [[s, 1.0 / (s + 1)] for s in range(5)]
+    assert 'id="scalars-card" hidden' not in html
