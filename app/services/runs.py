@@ -75,7 +75,12 @@ def status_event(*, session: Session, run: Run) -> RunEvent:
 
 
 def ensure_project(*, session: Session, name: str, owner_id: int | None) -> Project:
-    """The project called ``name``; created (with ``owner_id`` as owner) if it does not exist."""
+    """The project called ``name``; created (with ``owner_id`` as owner) if it does not exist.
+
+    An existing project's members are left alone (app.authz decides who may add runs to it)."""
+    existing = session.scalars(select(Project).where(Project.name == name)).one_or_none()
+    if existing is not None:
+        return existing
     insert_ignore(session, Project, {"name": name, "created_at": utcnow()}, conflict=["name"])
     project = session.scalars(select(Project).where(Project.name == name)).one()
     if owner_id is not None:
