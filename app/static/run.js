@@ -206,6 +206,7 @@
 
   draw();
   drawScalars(data.scalars);
+  if (data.epochs.length) document.getElementById("epoch-table").open = false;  // charts show them
   if (!window.EventSource) return;
   const live = document.getElementById("live");
   const source = new EventSource("/api/v1/runs/" + runId + "/events");
