@@ -45,6 +45,11 @@ def compare_page(request: Request, browser: BrowserDep, session: SessionDep) -> 
         params.setdefault(key, []).append(value)
     query, problems = CompareQuery.from_params(params)
     data = build_compare(session=session, query=query, visible=visible_project_ids(session, browser.actor))
+    unknown = [key for key in query.group if data.runs and key not in data.key_choices]
+    if unknown:
+        problems["group"] = (
+            f"no run has config key(s) {', '.join(unknown)}; use one of {', '.join(data.key_choices)}"
+        )
     return render(
         request,
         browser,
