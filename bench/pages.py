@@ -166,14 +166,17 @@ def main() -> None:
     runs = args.runs or (100 if args.quick else 1000)
     epochs = args.epochs or (50 if args.quick else 200)
     requests = args.requests or (10 if args.quick else 50)
+    with tempfile.TemporaryDirectory(prefix="cw-bench-pages-") as tmp:  # ~800 MB of SQLite at full size
+        run_bench(Path(tmp), args.database_url, runs=runs, epochs=epochs, requests=requests)
 
+
+def run_bench(workdir: Path, database_url: str | None, *, runs: int, epochs: int, requests: int) -> None:
     from fastapi.testclient import TestClient
 
     from app.main import create_app
     from app.settings import Settings
 
-    workdir = Path(tempfile.mkdtemp(prefix="cw-bench-pages-"))
-    url = args.database_url or f"sqlite:///{workdir / 'bench.db'}"
+    url = database_url or f"sqlite:///{workdir / 'bench.db'}"
     started = time.perf_counter()
     ids = fill(url, runs=runs, epochs=epochs)
     fill_s = time.perf_counter() - started
