@@ -23,6 +23,23 @@
   if (!window.EventSource) return;
   const live = document.getElementById("live");
   const fresh = new Set();
+  // Summary columns come from the server: re-read the table body (keeping the ticks) after changes.
+  let rowsTimer = null;
+  function scheduleRows() { clearTimeout(rowsTimer); rowsTimer = setTimeout(refreshRows, 1000); }
+  function refreshRows() {
+    fetch(window.location.href, { credentials: "same-origin" })
+      .then((r) => (r.ok ? r.text() : null))
+      .then((html) => {
+        if (!html) return;
+        const body = new DOMParser().parseFromString(html, "text/html").querySelector("table.runs tbody");
+        const mine = document.querySelector("table.runs tbody");
+        if (!body || !mine) return;
+        const ticked = new Set(picks().filter((p) => p.checked).map((p) => p.value));
+        mine.innerHTML = body.innerHTML;
+        picks().forEach((p) => { p.checked = ticked.has(p.value); p.addEventListener("change", refresh); });
+        refresh();
+      }).catch(() => {});
+  }
   const source = new EventSource("/api/v1/events");
   source.addEventListener("open", () => { live.textContent = "live"; live.classList.add("on"); });
   source.addEventListener("error", () => { live.textContent = "reconnecting"; live.classList.remove("on"); });
@@ -37,6 +54,7 @@
       link.hidden = false;
       link.textContent = fresh.size + " new run" + (fresh.size > 1 ? "s" : "") + " — refresh";
     }
+    if (badges.length) scheduleRows();
     badges.forEach((el) => {
       el.textContent = data.status;
       el.className = "badge s-" + data.status;

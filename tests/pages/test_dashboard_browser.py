@@ -186,6 +186,11 @@ def test_open_the_compare_page_for_a_sweep_and_see_the_grouped_chart(
             f"document.querySelector('[data-run-status=\"{run_id}\"]').textContent.trim() === 'succeeded'",
             timeout=TRAIN_TIMEOUT_MS,
         )
+    last = ids[-1]  # the summary columns follow the status change too (the table body is re-read)
+    page.wait_for_function(
+        f"document.querySelector('tr[data-run-id=\"{last}\"] td:nth-child(10)').textContent.trim() !== '—'",
+        timeout=30_000,
+    )
     page.screenshot(path=artifacts / "runs.png", full_page=True)
     page.check("#select-all")
     page.click("#compare-selected")
