@@ -20,6 +20,7 @@ from app.schemas import JobSubmit
 from app.services import runs
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.tokens import ensure_admin
+from app.settings import Settings
 from app.web_auth import verify_password
 
 
@@ -53,11 +54,8 @@ def test_user_create_command_stores_an_argon2id_hash(
     assert code == 0
     out = capsys.readouterr()
     assert out.out.strip().isdigit() and "created admin boss@example.org" in out.err
-    database = Database(
-        __import__("app.settings", fromlist=["Settings"]).Settings(
-            database_url=f"sqlite:///{tmp_path / 'cw.db'}", _env_file=None
-        )
-    )  # type: ignore[call-arg]
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'cw.db'}", _env_file=None)  # type: ignore[call-arg]
+    database = Database(settings)
     with database.session(write=False) as session:
         user = session.scalars(select(User)).one()
     database.dispose()
