@@ -179,3 +179,11 @@ def test_viewer_cannot_manage_members_and_owner_can(site: TeamSite) -> None:
     )
     assert added.status_code == 303
     assert site.client("outsider@example.org").get(f"/runs/{site.team_run}").status_code == 200
+
+
+def test_session_cookie_is_httponly_lax_and_secure_over_https(site: TeamSite) -> None:
+    plain = login(site.client(), "viewer@example.org", PASSWORD).headers["set-cookie"].lower()
+    assert "httponly" in plain and "samesite=lax" in plain and "secure" not in plain
+    https = TestClient(site.app, base_url="https://testserver")  # type: ignore[arg-type]
+    cookie = login(https, "viewer@example.org", PASSWORD).headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie and "; secure" in cookie
