@@ -24,6 +24,7 @@ ERRORS: dict[str, str] = {
     "413": "The request body is larger than the server accepts",
     "429": "Too many requests: wait for Retry-After seconds",
     "503": "The database is unavailable: retry after Retry-After seconds",
+    "507": "The server could not store an upload (its artifact directory is full or read-only)",
 }
 
 

@@ -50,6 +50,7 @@ from app.schemas import (
 )
 from worker.outbox import backoff_delay
 from worker.sdk_errors import (
+    FINAL_STATUSES,
     RETRY_STATUSES,
     ApiError,
     CollapsewatchError,
@@ -176,7 +177,7 @@ class Client:
                 if status < 400:
                     return response
                 message = error_message(response)
-                if status < 500 and status not in RETRY_STATUSES:
+                if (status < 500 and status not in RETRY_STATUSES) or status in FINAL_STATUSES:
                     kind = conflict if status == 409 else ApiError
                     raise kind(status, message, method=method, url=str(response.request.url))
                 reason = f"HTTP {status}: {message}"

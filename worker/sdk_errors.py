@@ -6,6 +6,8 @@ import httpx
 
 # Besides connection errors, timeouts and 5xx, these statuses are worth retrying.
 RETRY_STATUSES = frozenset({408, 429})
+# 5xx answers that repeating the same request cannot fix (507: the server's storage is full/read-only).
+FINAL_STATUSES = frozenset({507})
 
 
 class CollapsewatchError(Exception):

@@ -8,6 +8,7 @@ at most ``MAX_CHECKPOINT_BYTES``, else 413) from the run's current attempt only 
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -22,6 +23,7 @@ from app.services.errors import NotFound
 from app.services.runs import get_run, writable_run
 from app.settings import Settings
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/runs", tags=["checkpoints"])
 CHECKPOINT_PATH_SUFFIX = "/checkpoint"
 
@@ -69,6 +71,9 @@ async def put_checkpoint(
         stored = await store.write_stream(run_id, attempt, epoch, request.stream())
     except CheckpointTooLarge as exc:
         return _too_large(exc.limit)
+    except OSError as exc:  # disk full, read-only or missing ARTIFACT_DIR: the server stays up
+        log.error("could not store a checkpoint of run %s: %s", run_id, exc)
+        return _not_stored(exc)
     # Fenced again after the write: a newer attempt may have claimed the run meanwhile (its own
     # checkpoints sort after this one, so they are never shadowed).
     await run_in_threadpool(_check_writer, database, run_id, attempt)
@@ -84,6 +89,15 @@ def get_checkpoint(run_id: int, _can: CanIngestRunDb, database: DatabaseDep, sto
         raise NotFound(f"run {run_id} has no checkpoint yet")
     headers = {"X-Checkpoint-Epoch": str(stored.epoch), "X-Checkpoint-Attempt": str(stored.attempt)}
     return FileResponse(stored.path, media_type="application/octet-stream", headers=headers)
+
+
+def _not_stored(exc: OSError) -> JSONResponse:
+    reason = exc.strerror or type(exc).__name__
+    message = (
+        f"the server could not store the checkpoint ({reason}); "
+        "free space in ARTIFACT_DIR or make it writable"
+    )
+    return JSONResponse({"detail": message, "message": message}, status_code=507)
 
 
 def _too_large(limit: int) -> JSONResponse:

@@ -16,7 +16,7 @@ from app.services.errors import DomainError, InvalidInput
 MAX_INPUT_REPR = 80
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 UNPARSABLE_BODY = "the body could not be read as UTF-8 JSON; send a JSON object encoded as UTF-8"
-DB_RETRY_AFTER_S = 5
+DB_RETRY_AFTER_S = 2
 CONNECTION_MARKERS = ("connect", "server closed", "terminating", "shutting down", "starting up")
 
 
