@@ -13,6 +13,9 @@ Baselines, in this process, same rows: a plain loop of direct driver inserts int
 fetching every point and downsampling in Python (``app.series.downsample``). "Points" of an epoch
 are its 18 chartable scalars (10 metrics + 8 statistics). Targets: scalar batches >= 25,000 points/s
 on SQLite, epoch PUT p50 < 10 ms, series query < 100 ms.
+
+Wall times depend on what else the machine runs (the client shares it with the server); the "server
+CPU" rows (uvicorn process, plus the PostgreSQL backends of the bench database, from /proc) do not.
 """
 
 from __future__ import annotations
@@ -92,8 +95,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(database_url: str, workdir: Path) -> Iterator[str]:
-    """``uvicorn app.main:app`` in a subprocess on a free port; yields its base URL."""
+def server(database_url: str, workdir: Path) -> Iterator[tuple[str, int]]:
+    """``uvicorn app.main:app`` in a subprocess on a free port; yields its base URL and pid."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "BROKER_URL", "DATABASE_URL")}
     env |= {
@@ -116,7 +119,7 @@ def server(database_url: str, workdir: Path) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the server did not start (exit code {proc.poll()})")
             time.sleep(0.1)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:
@@ -146,7 +149,23 @@ def percentile_ms(samples: list[float], q: float) -> float:
     return float(np.percentile(np.array(samples) * 1000, q))
 
 
-def run_api(url: str, user: str, worker: str, work: Workload, bodies: list[dict[str, Any]]) -> dict[str, Any]:
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (Linux /proc), 0 for any that is gone."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run_api(
+    url: str, user: str, worker: str, work: Workload, bodies: list[dict[str, Any]], cpu: Callable[[], float]
+) -> dict[str, Any]:
+    """Wall times seen by the client, plus the server's CPU time per phase (``cpu``: the uvicorn
+    process and, on PostgreSQL, the database's backends), which the machine's load does not inflate."""
     out: dict[str, Any] = {}
     as_user = {"Authorization": f"Bearer {user}"}
     as_worker = {"Authorization": f"Bearer {worker}"}
@@ -157,7 +176,7 @@ def run_api(url: str, user: str, worker: str, work: Workload, bodies: list[dict[
             response.raise_for_status()
             runs.append(int(response.json()["id"]))
         latencies: list[float] = []
-        start = time.perf_counter()
+        cpu0, start = cpu(), time.perf_counter()
         for body in bodies:
             payload = {k: v for k, v in body.items() if not k.startswith("_")}
             run = runs[body["_run"]]
@@ -167,23 +186,26 @@ def run_api(url: str, user: str, worker: str, work: Workload, bodies: list[dict[
             )
             latencies.append(time.perf_counter() - t0)
             response.raise_for_status()
-        out["epoch_s"] = time.perf_counter() - start
+        out["epoch_s"], out["epoch_cpu"] = time.perf_counter() - start, cpu() - cpu0
         out["epoch_p50"], out["epoch_p99"] = percentile_ms(latencies, 50), percentile_ms(latencies, 99)
-        start = time.perf_counter()
+        cpu0, start = cpu(), time.perf_counter()
         for run, batch in metric_batches(runs, work):
             response = http.post(
                 f"/api/v1/runs/{run}/metrics", json={"attempt": 1, "points": batch}, headers=as_user
             )
             response.raise_for_status()
-        out["metric_s"] = time.perf_counter() - start
+        out["metric_s"], out["metric_cpu"] = time.perf_counter() - start, cpu() - cpu0
         params = {"run": runs, "key": "loss", "max_points": 1000}
         samples = []
         for i in range(work.series_repeats + 2):
+            if i == 2:
+                cpu0 = cpu()
             t0 = time.perf_counter()
             response = http.get("/api/v1/series", params=params, headers=as_user)
             if i >= 2:
                 samples.append(time.perf_counter() - t0)
             response.raise_for_status()
+        out["series_cpu"] = (cpu() - cpu0) / work.series_repeats
         series = response.json()
         out["series_points"] = sum(len(s["points"]) for s in series)
         out["series_p50"], out["series_p99"] = percentile_ms(samples, 50), percentile_ms(samples, 99)
@@ -271,9 +293,10 @@ def bench_backend(name: str, database_url: str, connect: Callable[[], Any], plac
     for epoch in range(work.epochs):  # runs progress together, as parallel jobs would
         for run in range(work.runs):
             bodies.append(epoch_body(rng, epoch) | {"_run": run})
-    with server(database_url, workdir) as url:
+    with server(database_url, workdir) as (url, pid):
         user, worker = tokens(database_url)
-        api = run_api(url, user, worker, work, bodies)
+        backends = pg_backends(database_url)
+        api = run_api(url, user, worker, work, bodies, lambda: cpu_seconds([pid, *backends()]))
     base = baseline(connect, placeholder, work, bodies)
     n_epochs, n_points = len(bodies), work.runs * work.steps
     scalar_target = ">= 25,000" if name == "sqlite" else ""
@@ -288,6 +311,7 @@ def bench_backend(name: str, database_url: str, connect: Callable[[], Any], plac
         ),
         Row(name, "epoch PUT p50", api["epoch_p50"], "ms", None, "< 10"),
         Row(name, "epoch PUT p99", api["epoch_p99"], "ms"),
+        Row(name, "epoch PUT, server CPU per epoch", 1000 * api["epoch_cpu"] / n_epochs, "ms"),
         Row(
             name,
             "metrics POST x1000, points/s",
@@ -296,6 +320,7 @@ def bench_backend(name: str, database_url: str, connect: Callable[[], Any], plac
             n_points / base["metric_s"],
             scalar_target,
         ),
+        Row(name, "metrics POST x1000, points/server-CPU-s", n_points / max(api["metric_cpu"], 1e-9), "1/s"),
         Row(
             name,
             f"series {work.runs}x{work.steps} -> 1000 pts, p50",
@@ -305,7 +330,25 @@ def bench_backend(name: str, database_url: str, connect: Callable[[], Any], plac
             "< 100",
         ),
         Row(name, "series p99", api["series_p99"], "ms"),
+        Row(name, "series, server CPU per query", 1000 * api["series_cpu"], "ms", None, "< 100"),
     ]
+
+
+def pg_backends(database_url: str) -> Callable[[], list[int]]:
+    """The pids of the PostgreSQL backends serving ``database_url``'s database (none for SQLite)."""
+    if not database_url.startswith("postgresql"):
+        return list
+    import psycopg
+
+    url = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+    def pids() -> list[int]:
+        with psycopg.connect(url, autocommit=True) as conn:
+            query = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            rows = conn.execute(query + " AND pid <> pg_backend_pid()").fetchall()
+        return [int(r[0]) for r in rows]
+
+    return pids
 
 
 def print_table(rows: list[Row]) -> None:
