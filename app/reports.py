@@ -11,21 +11,21 @@ import csv
 import hashlib
 import io
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
 import markdown
 import nh3
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.account_models import Report, ShareLink
 from app.accounts import Gone
 from app.authz import Action, Actor, check
 from app.compare_view import CompareData, CompareQuery, build_compare
-from app.models import Project, Run, utcnow
+from app.models import Project, utcnow
 from app.services.errors import InvalidInput, NotFound
 
 MAX_TITLE = 200
@@ -62,21 +62,7 @@ def project_compare(
 ) -> tuple[CompareQuery, CompareData]:
     """The compare view of ``query_string`` limited to the runs of one project."""
     query, _problems = CompareQuery.from_params(_params(query_string))
-    return query, build_compare(session=session, query=restrict(session, query, [project_id]))
-
-
-def restrict(session: Session, query: CompareQuery, project_ids: list[int] | None) -> CompareQuery:
-    """The same view over only the runs (and sweeps' runs) in ``project_ids`` (None: no limit)."""
-    if project_ids is None or not (query.runs or query.sweeps):
-        return query
-    picked = []
-    if query.runs:
-        picked.append(Run.id.in_(query.runs))
-    if query.sweeps:
-        picked.append(Run.sweep_id.in_(query.sweeps))
-    stmt = select(Run.id).where(Run.project_id.in_(project_ids), or_(*picked))
-    ids = sorted(session.scalars(stmt))
-    return replace(query, runs=ids or [0], sweeps=[])
+    return query, build_compare(session=session, query=query, visible=[project_id])
 
 
 def snapshot(query: CompareQuery, data: CompareData) -> dict[str, Any]:
