@@ -112,14 +112,14 @@ def _invite_context(session: Any, token: str, error: str) -> dict[str, Any]:
     try:
         found: Any = accounts.open_invitation(session, token)
     except DomainError as exc:
-        return {"error": exc.message, "invitation": None}
-    return {"error": error, "invitation": found, "token": token}
+        return {"error": exc.message, "invitation": None, "status": exc.status_code}
+    return {"error": error, "invitation": found, "token": token, "status": 200}
 
 
 @router.get("/invite/{token}", response_class=HTMLResponse)
 def invitation(token: str, request: Request, session: SessionDep) -> HTMLResponse:
     context = _invite_context(session, token, "")
-    return _invite_page(request, context, 200 if context["invitation"] else 404)
+    return _invite_page(request, context, context["status"])  # 404 unknown or used, 410 expired
 
 
 @router.post("/invite/{token}", response_model=None)
