@@ -45,5 +45,9 @@ bench: install
 fuzz: install
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(PY) -m pytest tests/fuzz -q
 
+# Soak (not in CI): 30 minutes of bench.load plus real workers, one SIGKILLed every 3 minutes.
+soak: install
+	$(PY) -m bench.soak --minutes $${SOAK_MINUTES:-30}
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

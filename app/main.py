@@ -103,6 +103,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, exempt_suffixes=("/checkpoint",)
     )
+    from app.headers import SecurityHeadersMiddleware
+
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: CSP, frame-ancestors, nosniff (app/headers.py)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
