@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install lint pytest browser bench fuzz soak clean
+.PHONY: run test install lint pytest browser bench fuzz soak lock audit clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,14 @@ fuzz: install
 # Soak (not in CI): 30 minutes of bench.load plus real workers, one SIGKILLed every 3 minutes.
 soak: install
 	$(PY) -m bench.soak --minutes $${SOAK_MINUTES:-30}
+
+# The locked dependency set (tests/security/test_dependency_lock.py checks it) and its audit;
+# pip-audit needs a vulnerability database (PyPI JSON API or OSV): --strict fails when offline.
+lock: install
+	$(PY) tests/security/lockfile.py > requirements.lock
+
+audit: install
+	$(VENV)/bin/pip-audit -r requirements.lock --no-deps --disable-pip --strict --progress-spinner off
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
