@@ -200,6 +200,8 @@ def create_share(
 ) -> str:
     """A new read-only link to ``report`` (editors); returns the token, shown only now."""
     check(session, actor, report.project_id, "write", missing=f"report {report.id} does not exist")
+    if expires_at is not None and expires_at.tzinfo is None:
+        raise InvalidInput(["expires_at"], "give the expiry with a timezone, e.g. 2030-01-01T00:00:00Z")
     if expires_at is not None and expires_at <= utcnow():
         raise InvalidInput(["expires_at"], "the expiry must be in the future (or empty for none)")
     token = secrets.token_urlsafe(32)  # 256 random bits

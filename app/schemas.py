@@ -12,7 +12,7 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Dataset = Literal["digits", "gaussians", "npz"]
 ModelName = Literal["mlp", "cnn"]
@@ -452,7 +452,7 @@ class ReportPublic(BaseModel):
 class ShareCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    expires_at: datetime | None = Field(None, description="timezone-aware; none = never expires")
+    expires_at: AwareDatetime | None = Field(None, description="with a timezone; none = never expires")
     label: str = Field("", max_length=200)
 
 

@@ -191,3 +191,20 @@ def test_personal_tokens_over_the_api_shown_once_last_use_and_revoke(api: Api) -
     assert api.client.delete(f"/api/v1/tokens/{body['id']}", headers=api.user).status_code == 204
     assert api.client.get("/api/v1/me", headers=secret).status_code == 401
     assert api.client.post("/api/v1/tokens", json={"name": ""}, headers=api.user).status_code == 422
+
+
+def test_share_link_expiry_over_the_api_needs_a_timezone_and_a_future_time(api: Api) -> None:
+    run = api.job(project="p")
+    body = {"project": "p", "title": "t", "query": f"runs={run['id']}"}
+    report = api.client.post("/api/v1/reports", json=body, headers=api.user).json()
+    path = f"/api/v1/reports/{report['id']}/shares"
+    naive = api.client.post(path, json={"expires_at": "2030-01-01T00:00:00"}, headers=api.user)
+    assert naive.status_code == 422 and "expires_at" in naive.json()["message"]
+    past = api.client.post(path, json={"expires_at": "2000-01-01T00:00:00Z"}, headers=api.user)
+    assert past.status_code == 422 and "future" in past.json()["message"]
+    created = api.client.post(
+        path, json={"expires_at": "2030-01-01T00:00:00Z", "label": "x"}, headers=api.user
+    )
+    assert created.status_code == 201 and "/s/" in created.json()["url"]
+    listed = api.client.get(path, headers=api.user).json()
+    assert [link["label"] for link in listed] == ["x"] and "url" not in listed[0]
