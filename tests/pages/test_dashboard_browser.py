@@ -60,7 +60,11 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser, live: LiveServer) -> Iterator[Page]:
-    context = browser.new_context(base_url=live.url, viewport={"width": 1400, "height": 1000})
+    # Playwright's wait_for_function evaluates its predicate with eval, which the app's CSP forbids
+    # (no 'unsafe-eval'); the CSP itself is checked in tests/security/test_csp_in_browser.py.
+    context = browser.new_context(
+        base_url=live.url, viewport={"width": 1400, "height": 1000}, bypass_csp=True
+    )
     errors: list[str] = []
     tab = context.new_page()
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
