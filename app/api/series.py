@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy.orm import Session
 
 from app import authz
 from app.access import UserActorDep
 from app.api.common import MAX_ID
 from app.deps import SessionDep
 from app.schemas import KEY_PATTERN, SeriesPublic
-from app.series_query import gc_paused, load_series
+from app.series_cache import SeriesCache, runs_version
+from app.series_query import SourceName, gc_paused, load_series
 from app.services.errors import NotFound
 
 router = APIRouter(prefix="/api/v1", tags=["series"])
@@ -22,6 +24,7 @@ POINT = '{"x":%d,"y":%r,"y_min":%r,"y_max":%r}'  # values are finite floats: rep
 
 @router.get("/series", response_model=list[SeriesPublic])
 def get_series(
+    request: Request,
     session: SessionDep,
     actor: UserActorDep,
     run: Annotated[
@@ -46,12 +49,28 @@ def get_series(
     if missing:
         names = ", ".join(str(r) for r in missing)
         raise NotFound(f"run {names} does not exist" if len(missing) == 1 else f"runs {names} do not exist")
+    cache = _cache(request)
+    cache_key, version = (tuple(wanted), key, max_points, source), runs_version(session, wanted)
+    body = cache.get(cache_key, version)
+    if body is None:
+        body = _render(session, wanted, key, max_points, source)
+        cache.put(cache_key, version, body)
+    return Response(body, media_type="application/json")
+
+
+def _cache(request: Request) -> SeriesCache:
+    cache: SeriesCache | None = getattr(request.app.state, "series_cache", None)
+    if cache is None:
+        cache = request.app.state.series_cache = SeriesCache()
+    return cache
+
+
+def _render(session: Session, runs: list[int], key: str, max_points: int, source: SourceName) -> str:
     with gc_paused():
-        results = load_series(session, run_ids=wanted, key=key, max_points=max_points, source=source)
+        results = load_series(session, run_ids=runs, key=key, max_points=max_points, source=source)
         parts = []
         for r in results:  # hand-written JSON: 20,000 points are the hot path of the compare page
             head = json.dumps({"run": r.run, "key": key, "source": r.source, "total": r.total})
             points = ",".join([POINT % point for point in r.points])
             parts.append(f'{head[:-1]},"points":[{points}]}}')
-        body = f"[{','.join(parts)}]"
-    return Response(body, media_type="application/json")
+        return f"[{','.join(parts)}]"

@@ -263,3 +263,36 @@ def test_gc_paused_when_nested_restores_the_collector_state() -> None:
             assert not gc.isenabled()
         assert not gc.isenabled()
     assert gc.isenabled()
+
+
+def test_get_series_when_repeated_after_writes_reflects_every_write(api: Api) -> None:
+    """The rendered-body cache is keyed on the runs' updated_at, which every write bumps."""
+    run = api.sdk_run()["id"]
+
+    def post(step: int) -> None:
+        body = {"attempt": 1, "points": [{"key": "loss", "step": step, "value": float(step)}]}
+        assert api.client.post(f"/api/v1/runs/{run}/metrics", json=body, headers=api.user).status_code == 200
+
+    post(0)
+    assert _series(api, [run], "loss").json()[0]["total"] == 1
+    assert _series(api, [run], "loss").json()[0]["total"] == 1  # served again (cached)
+    post(1)
+    assert [p["y"] for p in _series(api, [run], "loss").json()[0]["points"]] == [0.0, 1.0]
+    assert api.put_epoch(run, 0).status_code == 200
+    assert _series(api, [run], "mean_sv").json()[0]["total"] == 1
+    assert api.put_epoch(run, 1, stats=STATS | {"mean_sv": 0.75}).status_code == 200
+    assert [p["y"] for p in _series(api, [run], "mean_sv").json()[0]["points"]] == [0.5, 0.75]
+
+
+def test_series_cache_when_version_changes_or_full_misses_and_evicts() -> None:
+    from app.series_cache import SeriesCache
+
+    cache = SeriesCache(max_entries=2, max_bytes=10)
+    cache.put("a", ((1, "t1"),), "AAAA")
+    assert cache.get("a", ((1, "t1"),)) == "AAAA" and cache.get("a", ((1, "t2"),)) is None
+    cache.put("b", ((2, "t"),), "BBBB")
+    cache.get("a", ((1, "t1"),))  # a is now the most recent
+    cache.put("c", ((3, "t"),), "CCCC")  # evicts b (least recently used) by count and size
+    assert cache.get("b", ((2, "t"),)) is None and len(cache) == 2
+    cache.put("d", ((4, "t"),), "X" * 11)  # larger than the whole cache: not kept
+    assert cache.get("d", ((4, "t"),)) is None
