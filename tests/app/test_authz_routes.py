@@ -286,3 +286,26 @@ def test_revoked_project_worker_token_can_no_longer_ingest(team: Team) -> None:
         == 204
     )
     assert team.client.post(f"/api/v1/runs/{run_id}/claim", json={}, headers=headers).status_code == 401
+
+
+def test_all_runs_event_stream_drops_frames_of_unreadable_runs(team: Team) -> None:
+    import asyncio
+    from collections.abc import AsyncIterator
+
+    from app.access import visible_frames
+    from app.authz import Actor
+
+    mine, theirs = team.job("team"), team.job("other")
+
+    async def frames() -> AsyncIterator[bytes]:
+        yield b"retry: 1000\n\n"
+        for run_id in (mine, theirs, mine):
+            yield f'id: 1\nevent: status\ndata: {{"status":"queued","run_id":{run_id}}}\n\n'.encode()
+
+    async def collect(actor: Actor) -> list[bytes]:
+        return [frame async for frame in visible_frames(team.db, actor, frames())]
+
+    viewer = asyncio.run(collect(Actor(team.user_ids["viewer"])))
+    admin = asyncio.run(collect(Actor(team.user_ids["admin"], is_admin=True)))
+    assert len(viewer) == 3 and all(f'"run_id":{theirs}'.encode() not in f for f in viewer)
+    assert len(admin) == 4
