@@ -8,6 +8,7 @@ Two brokers implement :class:`app.events.Publisher` plus :meth:`subscribe`:
 - :class:`RedisBroker` (``REDIS_URL`` set): ``publish`` sends JSON with Redis ``PUBLISH`` on
   ``collapsewatch:run:{id}`` (every event) and ``collapsewatch:runs`` (status events, for the runs
   list); one ``redis.asyncio`` listener per process fans the messages out to local subscribers.
+  While Redis is unreachable, ``publish`` fails fast and delivers to local subscribers only.
 
 The database stays the source of truth: events carry their ``run_events`` id (``payload["event_id"]``),
 and a subscriber that fell behind (full queue, Redis reconnect) is flagged ``lagged`` so that the SSE
@@ -21,6 +22,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,16 +155,19 @@ class RedisBroker(InProcessBroker):
         prefix: str = CHANNEL_PREFIX,
         reconnect_s: float = 1.0,
         ready_timeout_s: float = 5.0,
+        retry_s: float = 5.0,
     ) -> None:
         super().__init__()
         import redis
 
         self.url = url
         self.prefix = prefix
+        self.retry_s = retry_s
+        self._down_until = 0.0
         self.all_runs_channel = f"{prefix}:runs"
         self.reconnect_s = reconnect_s
         self.ready_timeout_s = ready_timeout_s
-        self._sync = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self._sync = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1)
         self._listener: asyncio.Task[None] | None = None
         self._ready: asyncio.Event | None = None
 
@@ -170,15 +175,22 @@ class RedisBroker(InProcessBroker):
         return f"{self.prefix}:run:{run_id}"
 
     def publish(self, run_id: int, event_type: str, payload: dict[str, Any]) -> None:
-        message = encode(Event(run_id, event_type, payload))
-        try:
-            with self._sync.pipeline(transaction=False) as pipe:
-                pipe.publish(self.run_channel(run_id), message)
-                if event_type == "status":
-                    pipe.publish(self.all_runs_channel, message)
-                pipe.execute()
-        except Exception:  # delivery is best effort; SSE clients resync from the database
-            log.warning("could not publish %s for run %s to Redis", event_type, run_id, exc_info=True)
+        """Publish to Redis; while Redis is unreachable (and for ``retry_s`` after a failure, so
+        that writes never wait on it) deliver to this process's subscribers directly. Streams in
+        other processes re-read what they missed from the database when their listener reconnects."""
+        event = Event(run_id, event_type, payload)
+        if time.monotonic() >= self._down_until:
+            try:
+                with self._sync.pipeline(transaction=False) as pipe:
+                    pipe.publish(self.run_channel(run_id), encode(event))
+                    if event_type == "status":
+                        pipe.publish(self.all_runs_channel, encode(event))
+                    pipe.execute()
+                return
+            except Exception:
+                self._down_until = time.monotonic() + self.retry_s
+                log.warning("could not publish %s for run %s to Redis", event_type, run_id, exc_info=True)
+        super().publish(run_id, event_type, payload)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, run_id: int = ALL_RUNS) -> AsyncIterator[Subscription]:
@@ -201,6 +213,7 @@ class RedisBroker(InProcessBroker):
     async def _listen(self, ready: asyncio.Event) -> None:
         import redis.asyncio as aioredis
 
+        reconnected = False
         while True:
             client = aioredis.Redis.from_url(self.url, socket_connect_timeout=5)
             pubsub = client.pubsub()
@@ -214,6 +227,8 @@ class RedisBroker(InProcessBroker):
                         confirmations += 1
                         if confirmations == 2:
                             ready.set()
+                            if reconnected:  # events published meanwhile: re-read them
+                                self.hub.mark_all_lagged()
                     elif kind in ("message", "pmessage"):
                         self._dispatch(message)
             except asyncio.CancelledError:
@@ -221,6 +236,7 @@ class RedisBroker(InProcessBroker):
             except Exception:
                 log.warning("Redis listener lost its connection; reconnecting", exc_info=True)
                 ready.clear()
+                reconnected = True
                 self.hub.mark_all_lagged()  # streams re-read what they missed from the database
                 await asyncio.sleep(self.reconnect_s)
             finally:

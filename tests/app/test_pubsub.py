@@ -112,14 +112,17 @@ def test_redis_broker_when_two_processes_share_redis_delivers_across(redis_url: 
 
 
 @pytest.mark.redis
-def test_redis_broker_when_redis_unreachable_publish_is_quiet_and_subscription_lagged() -> None:
+def test_redis_broker_when_redis_unreachable_delivers_locally_and_flags_lag() -> None:
     broker = RedisBroker("redis://127.0.0.1:9/0", ready_timeout_s=0.3, reconnect_s=0.1)
-    broker.publish(1, "status", {"status": "running", "event_id": 1})  # logged, not raised
 
-    async def scenario() -> bool:
+    async def scenario() -> tuple[bool, list[Event]]:
         async with broker.subscribe(1) as sub:
-            lagged = sub.lagged
+            lagged = sub.lagged  # Redis never confirmed: the stream will re-read the database
+            for i in (1, 2):  # the first fails over to local delivery, the second skips Redis
+                await asyncio.to_thread(broker.publish, 1, "status", {"status": "running", "event_id": i})
+            got = [await _next(sub.queue), await _next(sub.queue)]
         await broker.aclose()
-        return lagged
+        return lagged, got
 
-    assert asyncio.run(scenario())
+    lagged, got = asyncio.run(scenario())
+    assert lagged and [e.id for e in got] == [1, 2]
