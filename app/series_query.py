@@ -136,10 +136,11 @@ def _aggregate(
         )
         rows = list(session.execute(stmt).all())
     else:
-        # SQLite: one query per run (many small GROUP BY sorts beat one large one), joining each
-        # bucket's last step back through the unique index for its value.
+        # SQLite: one query per run grouped by bucket alone (many small GROUP BY sorts beat one
+        # large one; the run column is constant), joining each bucket's last step back through the
+        # unique index for its value.
         this_run = bindparam("run_id", type_=Integer)
-        agg = select(*columns).where(run == this_run, cond, y.is_not(None)).group_by(run, bucket).subquery()
+        agg = select(*columns).where(run == this_run, cond, y.is_not(None)).group_by(bucket).subquery()
         table2, run2, x2, y2, cond2 = spec.entity_columns()
         stmt = (
             select(agg.c.run, agg.c.b, agg.c.n, agg.c.y_min, agg.c.y_max, agg.c.last_x, y2)
