@@ -17,7 +17,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ForeignKey, Integer, String, delete, select
+from sqlalchemy import ForeignKey, Integer, String, delete, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.models import Base, User, utcnow
@@ -130,7 +130,7 @@ class LoginLimiter:
 
 def authenticate(session: Session, *, email: str, password: str, limiter: LoginLimiter) -> User | None:
     """The user for a correct email + password, else None (and the failure counts for the limit)."""
-    user = session.scalars(select(User).where(User.email == email.strip())).first()
+    user = session.scalars(select(User).where(func.lower(User.email) == email.strip().lower())).first()
     if user is not None and verify_password(user.password_hash, password):
         limiter.reset(email)
         return user

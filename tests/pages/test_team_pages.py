@@ -187,3 +187,7 @@ def test_session_cookie_is_httponly_lax_and_secure_over_https(site: TeamSite) ->
     https = TestClient(site.app, base_url="https://testserver")  # type: ignore[arg-type]
     cookie = login(https, "viewer@example.org", PASSWORD).headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=lax" in cookie and "; secure" in cookie
+
+
+def test_login_email_is_case_insensitive(site: TeamSite) -> None:
+    assert login(site.client(), "  Viewer@Example.ORG ", PASSWORD).status_code == 303
