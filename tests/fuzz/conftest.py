@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,11 +12,10 @@ from fuzzkit import TALLY, FuzzTarget, seed
 @pytest.fixture(scope="session")
 def fuzz_target() -> Iterator[FuzzTarget]:
     from schemathesis.python import asgi
-    from test_api_fuzz import APP, ROOT
+    from test_api_fuzz import APP
 
     yield seed(APP)
     asgi.shutdown_lifespans()
-    shutil.rmtree(ROOT, ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -6,6 +6,8 @@ ids are mostly mapped onto existing runs (queued, running, finished, SDK) so rou
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from schemathesis import checks
 
 # Built at import (schemathesis parametrizes at collection); the database is set up by `fuzz_target`.
 ROOT = Path(tempfile.mkdtemp(prefix="cw-fuzz-"))
+atexit.register(shutil.rmtree, ROOT, True)  # also when the fuzz tests are deselected
 APP = make_app(ROOT)
 schema = schemathesis.openapi.from_dict(APP.openapi())
 schema.app = FirstChunkOnly(APP)  # event streams end after their first chunk

@@ -8,6 +8,7 @@ routes (everything else under /api answers 403 or 404).
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -46,6 +47,7 @@ INGESTION = {
 }  # fmt: skip
 
 _ROOT = Path(tempfile.mkdtemp(prefix="cw-sec-routes-"))
+atexit.register(shutil.rmtree, _ROOT, True)
 ROUTES = all_routes(team_app(_ROOT))
 
 
@@ -53,7 +55,6 @@ ROUTES = all_routes(team_app(_ROOT))
 def client() -> Iterator[TestClient]:
     with TestClient(team_app(_ROOT), follow_redirects=False) as test_client:
         yield test_client
-    shutil.rmtree(_ROOT, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
