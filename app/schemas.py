@@ -175,6 +175,9 @@ class ClaimPublic(BaseModel):
     lease_until: datetime
     spec: JobSpec
     resume_epoch: int | None = Field(None, description="epoch of the newest stored checkpoint, if any")
+    lease_seconds: float | None = Field(
+        None, description="the lease granted; pace heartbeats by it (a worker's clock may be skewed)"
+    )
 
 
 class AttemptIn(BaseModel):

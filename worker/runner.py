@@ -154,8 +154,14 @@ def run_job(run_id: int, *, settings: WorkerSettings, client: Client | None = No
 
 
 def _heartbeat_interval(claim: ClaimPublic, settings: WorkerSettings) -> float:
-    remaining = (claim.lease_until - datetime.now(UTC)).total_seconds()
-    return max(0.2, min(settings.heartbeat_seconds, remaining / 3))
+    """At most HEARTBEAT_SECONDS and a third of the lease. The lease length comes from the server:
+    ``lease_until`` minus this machine's clock would be off by any clock skew (a worker minutes
+    ahead would beat every 0.2 s); only a server that does not send ``lease_seconds`` needs it."""
+    if claim.lease_seconds is not None:
+        lease = claim.lease_seconds
+    else:
+        lease = (claim.lease_until - datetime.now(UTC)).total_seconds()
+    return max(0.2, min(settings.heartbeat_seconds, lease / 3))
 
 
 def _run_claimed(

@@ -74,6 +74,7 @@ def claim_run(
         lease_until=run.lease_until,
         spec=JobSpec.model_validate(run.config),
         resume_epoch=store.latest_epoch(run.id) if store is not None else None,
+        lease_seconds=settings.lease_seconds,
     )
 
 

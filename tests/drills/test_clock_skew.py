@@ -57,3 +57,40 @@ def test_workers_with_skewed_clocks_never_double_run(tmp_path: Path) -> None:
         assert len(pids) >= 2, f"both skewed workers should have trained runs: {pids}"
     finally:
         stack.close()
+
+
+def test_heartbeat_pace_comes_from_the_server_lease_not_the_worker_clock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from app.schemas import ClaimPublic, JobSpec
+    from worker import runner
+    from worker.settings import WorkerSettings
+
+    now = datetime.now(UTC)
+    run = {"id": 1, "project": "p", "name": None, "kind": "job", "status": "running", "attempt": 1,
+           "max_attempts": 3, "config": {}, "tags": [], "sweep_id": None, "created_at": now,
+           "started_at": now, "finished_at": None, "lease_until": now, "cancel_requested": False,
+           "error": None, "worker": None, "summary": {}, "last_epoch": None}  # fmt: skip
+    claim = ClaimPublic.model_validate(
+        {
+            "run": run,
+            "attempt": 1,
+            "lease_until": now + timedelta(seconds=6),
+            "spec": JobSpec(),
+            "lease_seconds": 6,
+        }
+    )
+    settings = WorkerSettings(heartbeat_seconds=10, _env_file=None)  # type: ignore[call-arg]
+
+    class AheadClock(datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> datetime:  # type: ignore[override]
+            return datetime.now(UTC) + timedelta(seconds=SKEW_S)
+
+    on_time = runner._heartbeat_interval(claim, settings)
+    monkeypatch.setattr(runner, "datetime", AheadClock)
+    assert runner._heartbeat_interval(claim, settings) == on_time == 2.0  # a third of the 6 s lease
+    legacy = claim.model_copy(update={"lease_seconds": None})
+    assert runner._heartbeat_interval(legacy, settings) == 0.2  # what the worker's clock alone gives
