@@ -92,8 +92,9 @@ def check(session: Session, actor: Actor, project_id: int, action: Action, *, mi
             raise Forbidden(WORKER_ONLY_INGESTS)
         scope = token_scope(session, actor.worker_token_id)
         in_scope = scope is None or project_id in scope
-        role = member_role(session, user_id=actor.user_id, project_id=project_id)
-        role = "owner" if actor.is_admin else role
+        role = (
+            "owner" if actor.is_admin else member_role(session, user_id=actor.user_id, project_id=project_id)
+        )
         if not in_scope or role is None or RANK[role] < RANK["editor"]:
             raise NotFound(missing)
         return
