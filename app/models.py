@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -177,6 +178,24 @@ class Metric(Base):
     step: Mapped[int] = mapped_column(BigInteger)
     value: Mapped[float | None] = mapped_column(Float)
     attempt: Mapped[int] = mapped_column(Integer)
+
+
+class MetricChunk(Base):
+    """The SDK scalars of one (run, key) in steps ``[chunk * 1024, chunk * 1024 + 1024)``, packed.
+
+    A copy of the ``metrics`` rows kept in the same transaction (``app.metric_chunks``): ``steps``
+    are little-endian int64, ``vals`` float64 with NaN for NULL. Series queries read these instead
+    of grouping every raw row.
+    """
+
+    __tablename__ = "metric_chunks"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    chunk: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    n: Mapped[int] = mapped_column(Integer)
+    steps: Mapped[bytes] = mapped_column(LargeBinary)
+    vals: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class RunEvent(Base):

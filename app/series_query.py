@@ -5,12 +5,14 @@ Where a key is looked up (``source``):
 - ``epoch``: an epoch statistic column (``mean_sv``, ``sv_position``, ``effective_rank``, ``dead_dims``
   …, see :data:`EPOCH_COLUMNS`) or, for any other key, the epoch record's ``metrics`` JSON
   (``train_loss``, ``val_acc``, ``knn_acc``, ``recall_at_1`` …); x is the epoch.
-- ``metric``: the free scalars logged with ``POST /runs/{id}/metrics`` (the SDK); x is the step.
+- ``metric``: the free scalars logged with ``POST /runs/{id}/metrics`` (the SDK); x is the step. They
+  are read from their packed copy (``app.metric_chunks``, ~10 blobs per run and key) and bucketed
+  with numpy (``app.series_arrays``): grouping 10,000 raw rows per run in SQL is what made a query slow.
 - ``auto`` (default): an epoch statistic column if the key is one; otherwise, per run, the metrics
   table when that run has points for the key, else the epoch ``metrics`` JSON.
 
 Null values (non-finite numbers sent as null) are left out of the points; the shared x range of
-SDK scalars is read from the index (first and last stored step, null values included).
+SDK scalars spans their first and last stored step, null values included.
 
 Buckets are computed with integer arithmetic shared by SQLite and PostgreSQL; the database returns one
 row per non-empty bucket (count, min, max and the bucket's last point), and only the rows of the few
@@ -43,8 +45,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
+from app.metric_chunks import Arrays, load_chunks
 from app.models import Epoch, Metric
 from app.series import Bucket, Point, assemble, bucket_count, bucket_width, exact, required_points
+from app.series_arrays import downsample_arrays, finite
 
 EPOCH_COLUMNS: tuple[str, ...] = (
     "mean_sv",
@@ -180,19 +184,6 @@ def _required(
     return {r: required_points(xs, xs, ys, lo=lo, width=width) for r, (xs, ys) in per_run.items()}
 
 
-def _metric_ranges(session: Session, spec: _Spec, run_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
-    """Per run, the first and last stored step (index lookups only: no scan of the values)."""
-    columns = []
-    for r in run_ids:
-        for first in (True, False):  # ORDER BY + LIMIT 1: an index probe even before ANALYZE
-            _, run, x, _, cond = spec.entity_columns()
-            order = x.asc() if first else x.desc()
-            columns.append(select(x).where(run == r, cond).order_by(order).limit(1).scalar_subquery())
-    row = session.execute(select(*columns)).one()
-    found = {r: (row[2 * i], row[2 * i + 1]) for i, r in enumerate(run_ids)}
-    return {r: (int(a), int(b)) for r, (a, b) in found.items() if a is not None}
-
-
 def _series_for(
     session: Session, spec: _Spec, runs: dict[int, tuple[int, int]], *, max_points: int, lo: int, width: int
 ) -> dict[int, tuple[int, list[Point]]]:
@@ -243,9 +234,10 @@ def _load_series(
     epoch_spec, metric_spec = _Spec("epoch", key), _Spec("metric", key)
     # per run: (spec, (count estimate, first x, last x)); metric counts are upper bounds (nulls)
     plan: dict[int, tuple[_Spec, tuple[int, int, int]]] = {}
+    packed: dict[int, Arrays] = {}
     if source == "metric" or (source == "auto" and key not in EPOCH_COLUMNS):
-        ranges = _metric_ranges(session, metric_spec, run_ids)
-        plan = {r: (metric_spec, (max_points + 1, a, b)) for r, (a, b) in ranges.items()}
+        packed = {r: a for r, a in load_chunks(session, run_ids, key).items() if len(a[0])}
+        plan = {r: (metric_spec, (len(s), int(s[0]), int(s[-1]))) for r, (s, _) in packed.items()}
     if source == "epoch" or (source == "auto" and len(plan) < len(run_ids)):
         rest = [r for r in run_ids if r not in plan]
         plan |= {r: (epoch_spec, s) for r, s in _stats(session, epoch_spec, rest).items()}
@@ -254,10 +246,12 @@ def _load_series(
         lo = min(s[1] for _, s in plan.values())
         hi = max(s[2] for _, s in plan.values())
         width = bucket_width(lo, hi, bucket_count(max_points))
-        for spec in (epoch_spec, metric_spec):
-            runs = {r: (s[0], s[1]) for r, (sp, s) in plan.items() if sp is spec}
-            if runs:
-                results |= _series_for(session, spec, runs, max_points=max_points, lo=lo, width=width)
+        runs = {r: (s[0], s[1]) for r, (sp, s) in plan.items() if sp is epoch_spec}
+        if runs:
+            results |= _series_for(session, epoch_spec, runs, max_points=max_points, lo=lo, width=width)
+        for r, arrays in packed.items():
+            xs, ys = finite(arrays)
+            results[r] = (len(xs), downsample_arrays(xs, ys, max_points, lo=lo, width=width))
     default: Literal["epoch", "metric"] = "epoch" if source != "metric" else "metric"
     return [
         SeriesResult(

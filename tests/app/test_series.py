@@ -6,16 +6,17 @@ import random
 from typing import Any
 
 import pytest
-from conftest import STATS, Api
+from apikit import STATS, Api
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert
 
 from app.db import Database
-from app.models import Epoch, Metric, Project, Run
+from app.models import Epoch, Project, Run
 from app.schemas import SeriesPublic
 from app.series import Point, downsample
 from app.series_query import load_series
+from app.services.metrics import store_points
 
 # ---------------------------------------------------------------- the pure contract (Hypothesis)
 
@@ -129,13 +130,13 @@ def test_load_series_when_metrics_table_equals_python_downsample(database: Datab
         r: _metric_data(rng, n, start)
         for r, n, start in zip(run_ids, (700, 40, 1), (0, 500, 90), strict=True)
     }
-    rows: list[dict[str, Any]] = [
-        {"run_id": r, "key": "loss", "step": x, "value": y, "attempt": 1} for r in run_ids for x, y in data[r]
-    ]
-    rows.append({"run_id": run_ids[0], "key": "loss", "step": 2500, "value": None, "attempt": 1})
-    rows.append({"run_id": run_ids[0], "key": "other", "step": 3, "value": 99.0, "attempt": 1})
+    points: dict[int, dict[tuple[str, int], float | None]] = {
+        r: {("loss", x): y for x, y in data[r]} for r in run_ids
+    }
+    points[run_ids[0]] |= {("loss", 2500): None, ("other", 3): 99.0}
     with database.transaction() as session:
-        session.execute(insert(Metric), rows)
+        for r in run_ids:
+            store_points(session, r, points[r], attempt=1)
     with database.session(write=False) as session:
         got = load_series(session, run_ids=run_ids, key="loss", max_points=max_points)
     lo = min(d[0][0] for d in data.values())
