@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+GRACEFUL_SHUTDOWN_S = 5  # uvicorn's --timeout-graceful-shutdown (also app.embedded, docker-compose)
+
 
 def db_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["upgrade", "downgrade"], help="apply (or revert) migrations")
@@ -63,7 +65,14 @@ def serve_args(parser: argparse.ArgumentParser) -> None:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run("app.main:app", host=args.host, port=args.port, proxy_headers=True)
+    # open SSE streams never end by themselves: give them GRACEFUL_SHUTDOWN_S, then close them
+    uvicorn.run(
+        "app.main:app",
+        host=args.host,
+        port=args.port,
+        proxy_headers=True,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
     return 0
 
 

@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from app.commands import GRACEFUL_SHUTDOWN_S
 from app.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,14 @@ def run_up(*, host: str, port: int, gpus: str, worker: bool = True) -> int:
         argv = [sys.executable, "-m", "app.cli", "worker", "--gpus", gpus, "--queues", "cpu,gpu,default"]
         embedded = WorkerProcess(argv, env)
         embedded.start()
-    config = uvicorn.Config("app.main:app", host=host, port=port, proxy_headers=True, log_level="info")
+    config = uvicorn.Config(
+        "app.main:app",
+        host=host,
+        port=port,
+        proxy_headers=True,
+        log_level="info",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,  # open SSE streams would hold the shutdown
+    )
     server = uvicorn.Server(config)
     print(f"collapsewatch is up at {url}  (broker {_redact(settings.broker_url)}; Ctrl-C stops)", flush=True)
     started = time.monotonic()

@@ -16,10 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Epoch, Run, utcnow
-from app.schemas import CollapseStatsIn, EpochIn, EpochPublic
+from app.schemas import CollapseStatsIn, EpochIn, EpochPublic, StdHist
 from app.services.errors import Conflict, InvalidInput
 from app.services.runs import Written, record_event, writable_run
-from app.services.upsert import upsert
+from app.services.upsert import dialect_insert
 
 MAX_EPOCH = 2**31 - 1
 MAX_DIMS = 2**31 - 1
@@ -36,6 +36,8 @@ SCALAR_STATS = (
 FINAL_STATS = ("mean_sv", "sv_position", "effective_rank", "dead_dims")
 BEST_METRICS = ("val_acc", "recall_at_1")
 COLUMNS = (*SCALAR_STATS, "attempt", "metrics", "std_hist", "singular_values", "dim_std", "recorded_at")
+_EPOCHS: Any = Epoch.__table__
+_UPSERTS: dict[str, Any] = {}  # per dialect: the epoch INSERT ... ON CONFLICT, built once
 
 
 @dataclass
@@ -49,8 +51,10 @@ def epoch_public(row: Epoch) -> EpochPublic:
     stats = None
     if row.mean_sv is not None and row.std_hist is not None:
         values: dict[str, Any] = {name: getattr(row, name) for name in SCALAR_STATS}
-        values |= {"std_hist": row.std_hist, "singular_values": row.singular_values, "dim_std": row.dim_std}
-        stats = CollapseStatsIn.model_construct(**values)
+        values |= {"singular_values": row.singular_values, "dim_std": row.dim_std}
+        # stored values were validated on the way in: construct without re-validating, but with a
+        # StdHist (a plain dict there makes pydantic warn on every dump)
+        stats = CollapseStatsIn.model_construct(std_hist=StdHist.model_construct(**row.std_hist), **values)
     return EpochPublic(
         epoch=row.epoch, attempt=row.attempt, metrics=row.metrics, stats=stats, recorded_at=row.recorded_at
     )
@@ -71,6 +75,20 @@ def _values(run_id: int, epoch: int, data: EpochIn) -> dict[str, Any]:
     values["singular_values"] = stats.singular_values if stats else None
     values["dim_std"] = stats.dim_std if stats else None
     return values
+
+
+def _upsert_statement(session: Session) -> Any:
+    """Insert an epoch; on (run, epoch) overwrite it only from a newer attempt (Core: no ORM bulk path)."""
+    name = session.get_bind().dialect.name
+    stmt = _UPSERTS.get(name)
+    if stmt is None:
+        insert = dialect_insert(session, _EPOCHS)
+        stmt = _UPSERTS[name] = insert.on_conflict_do_update(
+            index_elements=["run_id", "epoch"],
+            set_={c: insert.excluded[c] for c in COLUMNS},
+            where=_EPOCHS.c.attempt < insert.excluded.attempt,
+        )
+    return stmt
 
 
 def _bump_summary(run: Run, epoch: int, data: EpochIn) -> None:
@@ -113,23 +131,16 @@ def put_epoch(*, session: Session, run_id: int, epoch: int, data: EpochIn) -> Ep
         message = f"{data.stats.dead_dims} is not a dimension count (at most {MAX_DIMS})"
         raise InvalidInput(["body", "stats", "dead_dims"], message)
     run = writable_run(session=session, run_id=run_id, attempt=data.attempt)
-    existing = session.scalars(select(Epoch).where(Epoch.run_id == run_id, Epoch.epoch == epoch)).first()
-    if existing is not None and existing.attempt == data.attempt:
-        return EpochWrite(epoch_public(existing), changed=False, written=Written())
-    if existing is not None and existing.attempt > data.attempt:  # pragma: no cover - fenced above
-        raise Conflict(f"epoch {epoch} was written by attempt {existing.attempt}; {data.attempt} is stale")
+    where = (_EPOCHS.c.run_id == run_id, _EPOCHS.c.epoch == epoch)
+    existing = session.execute(select(_EPOCHS.c.attempt).where(*where)).scalar_one_or_none()
+    if existing is not None and existing == data.attempt:  # a replay: answer with what is stored
+        row = session.scalars(select(Epoch).where(Epoch.run_id == run_id, Epoch.epoch == epoch)).one()
+        return EpochWrite(epoch_public(row), changed=False, written=Written())
+    if existing is not None and existing > data.attempt:  # pragma: no cover - fenced above
+        raise Conflict(f"epoch {epoch} was written by attempt {existing}; {data.attempt} is stale")
     values = _values(run_id, epoch, data)
-    upsert(
-        session,
-        Epoch,
-        [values],
-        conflict=["run_id", "epoch"],
-        update=COLUMNS,
-        where=lambda excluded: Epoch.attempt < excluded.attempt,
-    )
+    session.execute(_upsert_statement(session), [values])
     if existing is not None:
-        session.expire(existing)
-        session.flush()
         recompute_summary(session=session, run=run)
     else:
         _bump_summary(run, epoch, data)

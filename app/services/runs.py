@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, Select, String, cast, exists, func, select, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm import Session, contains_eager, lazyload
 
 from app.models import Project, ProjectMember, Run, RunEvent, utcnow
 from app.schemas import TERMINAL_STATUSES, JobSpec, JobSubmit, RunCreate, RunPublic
@@ -57,11 +57,15 @@ def run_public(run: Run) -> RunPublic:
     )
 
 
+_EVENTS: Any = RunEvent.__table__
+_INSERT_EVENT = _EVENTS.insert().returning(_EVENTS.c.id)
+
+
 def record_event(*, session: Session, run_id: int, type: str, payload: dict[str, Any]) -> RunEvent:
-    event = RunEvent(run_id=run_id, type=type, payload=payload, created_at=utcnow())
-    session.add(event)
-    session.flush()
-    return event
+    """Insert an event (Core INSERT … RETURNING: no ORM flush); returns it, detached, with its id."""
+    values = {"run_id": run_id, "type": type, "payload": payload, "created_at": utcnow()}
+    event_id = session.execute(_INSERT_EVENT, values).scalar_one()
+    return RunEvent(id=event_id, **values)
 
 
 def status_event(*, session: Session, run: Run) -> RunEvent:
@@ -93,8 +97,8 @@ def ensure_project(*, session: Session, name: str, owner_id: int | None) -> Proj
 def get_run(*, session: Session, run_id: int, lock: bool = False) -> Run:
     """The run, or NotFound. ``lock`` takes a row lock (PostgreSQL; SQLite writes are serialised)."""
     stmt = select(Run).where(Run.id == run_id)
-    if lock:
-        stmt = stmt.with_for_update(of=Run)
+    if lock:  # a write: the project is rarely needed, so it is not joined (loaded on access)
+        stmt = stmt.options(lazyload(Run.project)).with_for_update(of=Run)
     run = session.scalars(stmt).unique().one_or_none()
     if run is None:
         raise NotFound(f"run {run_id} does not exist")
