@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from conftest import STATS
+from apikit import STATS
 from fastapi import FastAPI
 
 from app import sse

@@ -1,15 +1,18 @@
 """Fixtures for the dashboard tests: a migrated SQLite database, the app, and a seeding helper
-that writes runs and epochs through the real services (the same code the API runs)."""
+that writes runs and epochs through the real services (the same code the API runs).
+
+``Pages`` lives in ``pagekit.py`` (a unique module name, unlike ``conftest``): import it from there.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from dashboard_fakes import Recorder, Seeder
 from fastapi.testclient import TestClient
+from pagekit import Pages
 
 from app.db import Database
 from app.main import create_app
@@ -29,20 +32,6 @@ def page_settings(tmp_path: Path) -> Settings:
         maintenance_interval_seconds=0,
         _env_file=None,  # type: ignore[call-arg]
     )
-
-
-@dataclass
-class Pages:
-    client: TestClient
-    seed: Seeder
-    recorder: Recorder
-    db: Database
-
-    def csrf(self, path: str = "/runs") -> str:
-        html = self.client.get(path).text
-        marker = 'name="csrf-token" content="'
-        start = html.index(marker) + len(marker)
-        return html[start : html.index('"', start)]
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from app.models import Run
 
 if TYPE_CHECKING:
-    from conftest import Pages
+    from pagekit import Pages
 
 
 def _run_count(pages: Pages) -> int:

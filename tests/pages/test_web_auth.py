@@ -23,7 +23,7 @@ from app.web_auth import (
 )
 
 if TYPE_CHECKING:
-    from conftest import Pages
+    from pagekit import Pages
 
 
 @pytest.fixture
