@@ -44,23 +44,29 @@ def _backfill(chunks: sa.Table) -> None:
     group: tuple[int, str, int] | None = None
     steps: list[int] = []
     values: list[float] = []
+    pending: list[dict[str, object]] = []
 
-    def flush() -> None:
+    def close_group() -> None:
         if group is not None and steps:
-            bind.execute(chunks.insert().values(
+            pending.append(dict(
                 run_id=group[0], key=group[1], chunk=group[2], n=len(steps),
                 steps=np.array(steps, dtype='<i8').tobytes(),
                 vals=np.array(values, dtype='<f8').tobytes(),
             ))
 
-    for run_id, key, step, value in rows.fetchall():
+    for run_id, key, step, value in rows:
         here = (int(run_id), key, int(step) >> CHUNK_BITS)
         if here != group:
-            flush()
+            close_group()
+            if len(pending) >= 500:
+                bind.execute(chunks.insert(), pending)
+                pending.clear()
             group, steps, values = here, [], []
         steps.append(int(step))
         values.append(np.nan if value is None else float(value))
-    flush()
+    close_group()
+    if pending:
+        bind.execute(chunks.insert(), pending)
 
 
 def downgrade() -> None:

@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.db import Database
 from app.metric_chunks import CHUNK, load_chunks, merge, rebuild_chunks
 from app.migrate import downgrade, upgrade
-from app.models import Metric, Project, Run
+from app.models import Metric, MetricChunk, Project, Run
 from app.series import downsample
 from app.series_query import load_series
 from app.services.metrics import store_points
@@ -103,13 +103,17 @@ def test_merge_when_steps_clash_keeps_the_newest_value_in_step_order() -> None:
 def test_upgrade_when_metrics_exist_backfills_their_chunks(database: Database) -> None:
     downgrade(database.engine, "0003_accounts")
     run_id = _new_run(database)
+    sparse = [2**20 + CHUNK * i for i in range(1200)]  # one chunk each: more than one insert batch
+    steps = [0, 7, 1023, 1024, 5000, *sparse]
     rows = [
         {"run_id": run_id, "key": "loss", "step": s, "value": None if s == 7 else s / 2, "attempt": 1}
-        for s in (0, 7, 1023, 1024, 5000)
+        for s in steps
     ]
     with database.transaction() as session:
         session.execute(Metric.__table__.insert(), rows)
     upgrade(database.engine, "head")
     with database.session(write=False) as session:
-        packed = load_chunks(session, [run_id], "loss")
-    assert _as_list(packed[run_id]) == [(0, 0.0), (7, None), (1023, 511.5), (1024, 512.0), (5000, 2500.0)]
+        packed = _as_list(load_chunks(session, [run_id], "loss")[run_id])
+        chunks = session.scalar(select(func.count()).select_from(MetricChunk))
+    assert packed[:5] == [(0, 0.0), (7, None), (1023, 511.5), (1024, 512.0), (5000, 2500.0)]
+    assert packed[5:] == [(s, s / 2) for s in sparse] and chunks == 3 + len(sparse)
