@@ -41,7 +41,7 @@ bench: install
 	$(PY) -m bench.stats
 	$(PY) -m bench.ingest
 
-# API fuzzing, longer than CI's bounded run (tests/fuzz; CI uses FUZZ_EXAMPLES=25).
+# API fuzzing on SQLite and PostgreSQL, longer than CI's bounded run (tests/fuzz; CI: FUZZ_EXAMPLES=25).
 fuzz: install
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(PY) -m pytest tests/fuzz -q
 

@@ -86,9 +86,11 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail, "message": message}, status_code=exc.status_code, headers=headers)
 
 
-async def out_of_range(_request: Request, _exc: Exception) -> JSONResponse:
-    """Safety net: a number the database cannot store is the client's error, not a 500."""
+async def out_of_range(_request: Request, exc: Exception) -> JSONResponse:
+    """Safety net: a value the database cannot store is the client's error, not a 500."""
     message = "a number in the request is out of the range the server can store"
+    if "NUL (0x00)" in str(exc):  # PostgreSQL text cannot hold NUL (SQLite can)
+        message = "a text in the request contains a NUL character (\\u0000), which the server cannot store"
     items = [{"loc": ["body"], "msg": message, "type": "value_error"}]
     return JSONResponse({"detail": items, "message": message}, status_code=422)
 

@@ -18,15 +18,35 @@ def fuzz_target() -> Iterator[FuzzTarget]:
     asgi.shutdown_lifespans()
 
 
+@pytest.fixture(scope="session")
+def pg_fuzz_target() -> Iterator[FuzzTarget]:
+    import psycopg
+    from schemathesis.python import asgi
+    from test_api_fuzz import PG_ADMIN_URL, PG_APP, PG_URL
+
+    name = PG_URL.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=10) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield seed(PG_APP)
+        asgi.shutdown_lifespans()
+    finally:
+        PG_APP.state.db.dispose()
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not TALLY.cases:
         return
     total = sum(TALLY.cases.values())
     statuses = ", ".join(f"{code}: {n}" for code, n in sorted(TALLY.statuses.items()))
     terminalreporter.write_sep("=", "API fuzzing (schemathesis)")
+    operations = {name.rsplit(" [", 1)[0] for name in TALLY.cases}
+    databases = sorted({name.rsplit(" [", 1)[1].rstrip("]") for name in TALLY.cases})
     terminalreporter.write_line(
-        f"fuzz: {len(TALLY.cases)} operations x {total} cases "
-        f"(max {max(TALLY.cases.values())} per operation), {len(TALLY.failed)} failures"
+        f"fuzz: {len(operations)} operations x {len(databases)} databases ({', '.join(databases)}): "
+        f"{total} cases (max {max(TALLY.cases.values())} per operation), {len(TALLY.failed)} failures"
     )
     terminalreporter.write_line(f"fuzz: responses by status: {statuses}")
     for name in sorted(TALLY.failed):

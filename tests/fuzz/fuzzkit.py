@@ -7,6 +7,7 @@ failures is printed at the end of the pytest run (``conftest.pytest_terminal_sum
 from __future__ import annotations
 
 import os
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,10 +92,19 @@ class _NoQueue:
         return None
 
 
-def make_app(root: Path) -> FastAPI:
+def pg_fuzz_url() -> tuple[str, str]:
+    """(admin URL, app URL) of a uniquely named PostgreSQL database (created by the fixture)."""
+    admin = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    name = f"cw_fuzz_{uuid.uuid4().hex[:10]}"
+    base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    return admin, f"{base}/{name}"
+
+
+def make_app(root: Path, database_url: str | None = None) -> FastAPI:
     """The app under test (nothing touches its database until :func:`seed`)."""
+    root.mkdir(parents=True, exist_ok=True)
     settings = Settings(
-        database_url=f"sqlite:///{root / 'fuzz.db'}",
+        database_url=database_url or f"sqlite:///{root / 'fuzz.db'}",
         broker_url=f"sqla+sqlite:///{root / 'broker.db'}",
         artifact_dir=root / "artifacts",
         secret_key="fuzz-secret",

@@ -34,3 +34,32 @@ def test_openapi_documents_errors_and_csv(client: TestClient) -> None:
     assert {"401", "404", "503"} <= set(epochs)
     assert "text/csv" in epochs["200"]["content"]
     assert "204" in paths["/api/v1/runs/{run_id}/events"]["get"]["responses"]
+
+
+@pytest.mark.postgres
+def test_nul_character_in_text_gets_a_422_that_names_it_on_postgres(tmp_path: Path) -> None:
+    import psycopg
+    from fuzzkit import pg_fuzz_url
+
+    from app.services.tokens import create_token, ensure_admin
+
+    admin_url, url = pg_fuzz_url()
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        app = make_app(tmp_path, url)
+        with TestClient(app) as test_client:
+            with app.state.db.transaction() as session:
+                admin_user = ensure_admin(session=session, email="admin@localhost")
+                token = create_token(session=session, user=admin_user, name="t").token
+            headers = {"Authorization": f"Bearer {token}"}
+            response = test_client.post(
+                "/api/v1/runs", json={"project": "p", "name": "a\u0000b"}, headers=headers
+            )
+        app.state.db.dispose()
+        assert response.status_code == 422, response.text
+        assert "NUL character" in response.json()["message"]
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
