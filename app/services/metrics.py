@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.metric_chunks import write_chunks
@@ -14,17 +15,31 @@ from app.services.runs import writable_run
 from app.services.upsert import upsert
 
 _METRICS: Any = Metric.__table__  # Core insert: the ORM bulk path costs 2.4x more per batch
+# PostgreSQL: one statement over three arrays (psycopg's executemany sends 1000 statements)
+_PG_UPSERT = text(
+    "INSERT INTO metrics (run_id, key, step, value, attempt) "
+    "SELECT :run_id, k, s, v, :attempt "
+    "FROM unnest(CAST(:keys AS varchar[]), CAST(:steps AS bigint[]), CAST(:vals AS float8[])) AS t(k, s, v) "
+    "ON CONFLICT (run_id, key, step) DO UPDATE SET value = excluded.value, attempt = excluded.attempt"
+)
 
 
 def store_points(
     session: Session, run_id: int, points: Mapping[tuple[str, int], float | None], *, attempt: int
 ) -> None:
     """Upsert ``{(key, step): value}`` into ``metrics`` and merge it into ``metric_chunks``."""
-    rows = [
-        {"run_id": run_id, "key": key, "step": step, "value": value, "attempt": attempt}
-        for (key, step), value in points.items()
-    ]
-    upsert(session, _METRICS, rows, conflict=["run_id", "key", "step"], update=["value", "attempt"])
+    if not points:
+        return
+    if session.get_bind().dialect.name == "postgresql":  # keys are unique: no row is hit twice
+        keys, steps = zip(*points, strict=True)
+        arrays = {"keys": list(keys), "steps": list(steps), "vals": list(points.values())}
+        session.execute(_PG_UPSERT, {"run_id": run_id, "attempt": attempt} | arrays)
+    else:
+        rows = [
+            {"run_id": run_id, "key": key, "step": step, "value": value, "attempt": attempt}
+            for (key, step), value in points.items()
+        ]
+        upsert(session, _METRICS, rows, conflict=["run_id", "key", "step"], update=["value", "attempt"])
     write_chunks(session, run_id, points)  # after the upsert: under the write lock it took
 
 
