@@ -12,10 +12,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-# torch first, pinned to the CPU wheel, so the project's range resolves to it.
-$(STAMP): pyproject.toml | $(PY)
+# torch first, pinned to the CPU wheel, so the project's range resolves to it; everything else at the
+# versions in requirements.lock (the set CI tested; `make lock` regenerates it on purpose).
+$(STAMP): pyproject.toml requirements.lock | $(PY)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev]' -c requirements.lock
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -40,6 +41,8 @@ test: lint pytest
 bench: install
 	$(PY) -m bench.stats
 	$(PY) -m bench.ingest
+	$(PY) -m bench.pages
+	$(PY) -m bench.load
 
 # API fuzzing on SQLite and PostgreSQL, longer than CI's bounded run (tests/fuzz; CI: FUZZ_EXAMPLES=25).
 fuzz: install
