@@ -181,7 +181,7 @@ class Metric(Base):
 
 
 class MetricChunk(Base):
-    """The SDK scalars of one (run, key) in steps ``[chunk * 1024, chunk * 1024 + 1024)``, packed.
+    """The SDK scalars of one (run, key) in steps ``[chunk * 256, chunk * 256 + 256)``, packed.
 
     A copy of the ``metrics`` rows kept in the same transaction (``app.metric_chunks``): ``steps``
     are little-endian int64, ``vals`` float64 with NaN for NULL. Series queries read these instead

@@ -6,7 +6,7 @@ Where a key is looked up (``source``):
   …, see :data:`EPOCH_COLUMNS`) or, for any other key, the epoch record's ``metrics`` JSON
   (``train_loss``, ``val_acc``, ``knn_acc``, ``recall_at_1`` …); x is the epoch.
 - ``metric``: the free scalars logged with ``POST /runs/{id}/metrics`` (the SDK); x is the step. They
-  are read from their packed copy (``app.metric_chunks``, ~10 blobs per run and key) and bucketed
+  are read from their packed copy (``app.metric_chunks``, ~40 blobs per 10,000 steps) and bucketed
   with numpy (``app.series_arrays``): grouping 10,000 raw rows per run in SQL is what made a query slow.
 - ``auto`` (default): an epoch statistic column if the key is one; otherwise, per run, the metrics
   table when that run has points for the key, else the epoch ``metrics`` JSON.

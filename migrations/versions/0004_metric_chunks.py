@@ -1,4 +1,4 @@
-"""Packed SDK scalars per (run, key, 1024-step chunk), filled from the existing metrics rows.
+"""Packed SDK scalars per (run, key, 256-step chunk), filled from the existing metrics rows.
 
 Revision ID: 0004_metric_chunks
 Revises: 0003_accounts
@@ -16,7 +16,7 @@ down_revision: str | None = '0003_accounts'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-CHUNK_BITS = 10  # as app.metric_chunks at this revision (frozen here on purpose)
+CHUNK_BITS = 8  # as app.metric_chunks at this revision (frozen here on purpose)
 
 
 def upgrade() -> None:
@@ -36,7 +36,7 @@ def upgrade() -> None:
 
 
 def _backfill(chunks: sa.Table) -> None:
-    """A chunk row per (run, key, step >> 10) of the metrics: int64 steps, float64 values (NaN = NULL)."""
+    """A chunk row per (run, key, step >> 8) of the metrics: int64 steps, float64 values (NaN = NULL)."""
     bind = op.get_bind()
     rows = bind.execute(sa.text(
         'SELECT run_id, key, step, value FROM metrics ORDER BY run_id, key, step'
