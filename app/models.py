@@ -141,6 +141,19 @@ class Run(Base):
     project: Mapped[Project] = relationship(lazy="joined", innerjoin=True)
 
 
+EPOCH_STAT_COLUMNS: tuple[str, ...] = (
+    "mean_sv",
+    "sv_lower",
+    "sv_upper",
+    "sv_position",
+    "effective_rank",
+    "dead_dims",
+    "cov_offdiag",
+    "l2_std",
+)
+"""The chartable collapse statistics that ``Epoch`` stores as real columns (DESIGN.md §3)."""
+
+
 class Epoch(Base):
     """One epoch of collapse statistics; chartable statistics are real columns."""
 

@@ -12,19 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.collapse_alert import CollapseAlert, EpochPoint, detect_collapse
-from app.models import Epoch, Metric, RunEvent
+from app.models import EPOCH_STAT_COLUMNS, Epoch, Metric, RunEvent
 from app.series_query import load_series
 
-SCALARS = (
-    "mean_sv",
-    "sv_lower",
-    "sv_upper",
-    "sv_position",
-    "effective_rank",
-    "dead_dims",
-    "l2_std",
-    "cov_offdiag",
-)
+SCALARS = EPOCH_STAT_COLUMNS
 MAX_EPOCH_ROWS = 2000
 
 

@@ -46,20 +46,11 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from app.metric_chunks import Arrays, load_chunks
-from app.models import Epoch, Metric
+from app.models import EPOCH_STAT_COLUMNS, Epoch, Metric
 from app.series import Bucket, Point, assemble, bucket_count, bucket_width, exact, required_points
 from app.series_arrays import downsample_arrays, finite
 
-EPOCH_COLUMNS: tuple[str, ...] = (
-    "mean_sv",
-    "sv_lower",
-    "sv_upper",
-    "sv_position",
-    "effective_rank",
-    "dead_dims",
-    "cov_offdiag",
-    "l2_std",
-)
+EPOCH_COLUMNS = EPOCH_STAT_COLUMNS
 SourceName = Literal["auto", "epoch", "metric"]
 
 

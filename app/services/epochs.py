@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import Epoch, Run, utcnow
+from app.models import EPOCH_STAT_COLUMNS, Epoch, Run, utcnow
 from app.schemas import CollapseStatsIn, EpochIn, EpochPublic, StdHist
 from app.services.errors import Conflict, InvalidInput
 from app.services.runs import Written, record_event, writable_run
@@ -23,16 +23,7 @@ from app.services.upsert import dialect_insert
 
 MAX_EPOCH = 2**31 - 1
 MAX_DIMS = 2**31 - 1
-SCALAR_STATS = (
-    "mean_sv",
-    "sv_lower",
-    "sv_upper",
-    "sv_position",
-    "effective_rank",
-    "dead_dims",
-    "cov_offdiag",
-    "l2_std",
-)
+SCALAR_STATS = EPOCH_STAT_COLUMNS
 FINAL_STATS = ("mean_sv", "sv_position", "effective_rank", "dead_dims")
 BEST_METRICS = ("val_acc", "recall_at_1")
 COLUMNS = (*SCALAR_STATS, "attempt", "metrics", "std_hist", "singular_values", "dim_std", "recorded_at")
