@@ -17,6 +17,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+from app.schemas import TASK_NAME
+
 if TYPE_CHECKING:
     from celery import Celery
     from fastapi import FastAPI
@@ -25,8 +27,6 @@ if TYPE_CHECKING:
     from app.maintenance import MaintenanceLoop
     from app.settings import Settings
 
-TASK_NAME = "collapsewatch.train_run"
-QUEUE_CLASSES: tuple[str, ...] = ("cpu", "gpu", "default")
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,11 @@ Optimizer = Literal["sgd", "adam"]
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "lost"]
 FinalStatus = Literal["succeeded", "failed", "cancelled"]
 
+TASK_NAME = "train_run"
+"""The Celery task the server sends by name with a run id (DESIGN.md §2); workers register it."""
+QUEUE_CLASSES: tuple[str, ...] = ("cpu", "gpu", "default")
+"""Queues by device class: device "cpu" -> ``cpu``, "cuda"/"cuda:N" -> ``gpu``, "auto" -> ``default``."""
+
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d{1,2})$")
 KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,127}$"

@@ -13,10 +13,12 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-TASK_NAME = "collapsewatch.train_run"
-# Queues by device class: a job with device "cpu" goes to ``cpu``, "cuda"/"cuda:N" to ``gpu`` and
-# "auto" to ``default``, which every worker consumes (GPU workers train it on their GPU).
-QUEUE_CLASSES: tuple[str, ...] = ("cpu", "gpu", "default")
+# The task name and the queues by device class are part of the wire contract: a job with device "cpu"
+# goes to ``cpu``, "cuda"/"cuda:N" to ``gpu`` and "auto" to ``default``, which every worker consumes
+# (GPU workers train it on their GPU).
+from app.schemas import QUEUE_CLASSES, TASK_NAME
+
+__all__ = ["QUEUE_CLASSES", "TASK_NAME", "WorkerSettings", "get_worker_settings"]
 DEFAULT_BROKER_URL = "sqla+sqlite:///./collapsewatch-broker.db"
 
 

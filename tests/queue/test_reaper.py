@@ -13,6 +13,7 @@ from app.maintenance import LeaderLock, tick
 from app.models import Run, utcnow
 from app.queue import JobQueue
 from app.reaper import cancel_unclaimed, reap_expired, sweep_queued
+from app.schemas import TASK_NAME
 from app.services import lifecycle
 from app.services.runs import ensure_project
 
@@ -166,7 +167,7 @@ def test_tick_sends_reaped_runs_and_removes_checkpoints_of_deleted_runs(
         rows = conn.execute(
             "SELECT q.name, m.payload FROM kombu_message m JOIN kombu_queue q ON q.id = m.queue_id"
         ).fetchall()
-    assert len(rows) == 1 and rows[0][0] == "tick-cpu" and "collapsewatch.train_run" in rows[0][1]
+    assert len(rows) == 1 and rows[0][0] == "tick-cpu" and f'"{TASK_NAME}"' in rows[0][1]
     assert store.stored_run_ids() == [run_id]
 
 

@@ -22,8 +22,7 @@ def test_device_class_routes_jobs_by_device(device: str | None, queue: str) -> N
 
 
 def test_server_and_worker_agree_on_task_and_queue_names() -> None:
-    assert server_queue.TASK_NAME == worker_settings.TASK_NAME
-    assert server_queue.QUEUE_CLASSES == worker_settings.QUEUE_CLASSES
+    assert server_queue.TASK_NAME == worker_settings.TASK_NAME == "train_run"  # DESIGN.md §2
     assert tasks.train_run.name == worker_settings.TASK_NAME
     assert worker_settings.TASK_NAME in celery_app.app.tasks
     assert celery_app.worker_queues("p-", use_gpus=True) == ["p-gpu", "p-default"]
