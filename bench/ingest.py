@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +38,8 @@ from typing import Any
 
 import httpx
 import numpy as np
+
+from bench.pgscratch import scratch_database
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 METRIC_KEYS = ["train_loss", "val_acc", "knn_acc", "recall_at_1", "lr", "seconds", "m0", "m1", "m2", "m3"]
@@ -409,16 +410,9 @@ def main(argv: list[str] | None = None) -> int:
 def bench_postgres(admin_url: str, work: Workload, workdir: Path) -> list[Row]:
     import psycopg
 
-    name = f"cw_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = admin_url.rsplit("/", 1)[0]
-    try:
-        url = base.replace("postgresql://", "postgresql+psycopg://", 1) + f"/{name}"
-        return bench_backend("postgres", url, lambda: psycopg.connect(f"{base}/{name}"), "%s", work, workdir)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(admin_url, "cw_bench") as url:
+        libpq_url = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        return bench_backend("postgres", url, lambda: psycopg.connect(libpq_url), "%s", work, workdir)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import random
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +36,7 @@ import httpx
 import numpy as np
 
 from bench.ingest import epoch_body
+from bench.pgscratch import scratch_database
 from tests.queue.harness import Stack, spawn, wait_for
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -83,16 +83,8 @@ def database(kind: str, root: Path, admin_url: str = PG_ADMIN_URL) -> Iterator[s
     if kind == "sqlite":
         yield f"sqlite:///{root / 'load.db'}"
         return
-    import psycopg
-
-    name = f"cw_load_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + f"/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(admin_url, "cw_load") as url:
+        yield url
 
 
 def make_stack(root: Path, database_url: str, **settings: Any) -> LoadStack:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,19 +15,21 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 @pytest.fixture(scope="session")
 def pg_database_url() -> Iterator[str]:
     """A fresh, uniquely named PostgreSQL database for this test session, dropped afterwards."""
+    yield from pg_scratch("cw_test")
+
+
+def pg_scratch(prefix: str) -> Iterator[str]:
+    """Fixture body: a scratch database on the machine's PostgreSQL, failing clearly if it is down."""
     import psycopg
 
-    name = f"cw_test_{uuid.uuid4().hex[:12]}"
+    from bench.pgscratch import scratch_database
+
     try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+        psycopg.connect(PG_ADMIN_URL, connect_timeout=5).close()
     except psycopg.OperationalError as exc:  # pragma: no cover - CI starts the server first
         pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}. Start it (see .ci/run).")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    yield f"{base}/{name}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(PG_ADMIN_URL, prefix) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

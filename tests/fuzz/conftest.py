@@ -20,20 +20,17 @@ def fuzz_target() -> Iterator[FuzzTarget]:
 
 @pytest.fixture(scope="session")
 def pg_fuzz_target() -> Iterator[FuzzTarget]:
-    import psycopg
     from schemathesis.python import asgi
     from test_api_fuzz import PG_ADMIN_URL, PG_APP, PG_URL
 
-    name = PG_URL.rsplit("/", 1)[1]
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=10) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield seed(PG_APP)
-        asgi.shutdown_lifespans()
-    finally:
-        PG_APP.state.db.dispose()
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    from bench.pgscratch import scratch_database
+
+    with scratch_database(PG_ADMIN_URL, name=PG_URL.rsplit("/", 1)[1]):
+        try:
+            yield seed(PG_APP)
+            asgi.shutdown_lifespans()
+        finally:
+            PG_APP.state.db.dispose()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

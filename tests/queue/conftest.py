@@ -18,23 +18,9 @@ if TYPE_CHECKING:
 def team_database_url() -> Iterator[str]:
     """A PostgreSQL database of its own (a server process writes to it while other tests empty the
     session's shared one), dropped afterwards."""
-    import uuid
+    from tests.conftest import pg_scratch
 
-    import psycopg
-
-    from tests.conftest import PG_ADMIN_URL
-
-    name = f"cw_queue_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:  # pragma: no cover - CI starts the server first
-        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}. Start it (see .ci/run).")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    yield f"{base}/{name}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield from pg_scratch("cw_queue")
 
 
 @pytest.fixture(scope="module")
