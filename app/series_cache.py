@@ -30,7 +30,7 @@ def runs_version(session: Session, run_ids: Sequence[int]) -> Version:
 class SeriesCache:
     """A small thread-safe LRU of rendered bodies (one per process and app)."""
 
-    def __init__(self, max_entries: int = 32, max_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, max_entries: int = 32, max_bytes: int = 16 * 1024 * 1024) -> None:
         self.max_entries, self.max_bytes = max_entries, max_bytes
         self._entries: OrderedDict[Hashable, tuple[Version, str]] = OrderedDict()
         self._bytes = 0

@@ -98,6 +98,13 @@ class Chaos:
                 "rss", lambda: self.rss.append((time.monotonic() - started, rss_kib(self.stack.server.pid)))
             )  # type: ignore[union-attr]
 
+    def trajectory(self, points: int = 7) -> str:
+        """RSS at evenly spaced moments, to tell a plateau (bounded caches filling) from a leak."""
+        if not self.rss:
+            return "-"
+        picks = [self.rss[round(i * (len(self.rss) - 1) / (points - 1))] for i in range(points)]
+        return ", ".join(f"{at / 60:.0f} min {kib / 1024:.0f}" for at, kib in picks)
+
     def growth(self) -> tuple[int, int, float]:
         after_warmup = [kib for at, kib in self.rss if at >= self.warmup_s] or [kib for _, kib in self.rss]
         base, last = after_warmup[0], self.rss[-1][1]
@@ -169,6 +176,7 @@ def soak(kind: str, minutes: float, workers: int, kill_every: float, browsers: i
         print(f"  {problem}")
     mib = f"{base / 1024:.1f} MiB after warm-up -> {last / 1024:.1f} MiB at the end"
     print(f"server RSS: {mib} ({growth:+.1%}; limit +{RSS_GROWTH_LIMIT:.0%})")
+    print(f"server RSS over time (MiB): {chaos.trajectory()}")
     for error in chaos.errors[:10]:
         print(f"  chaos error: {error}")
     ok = not problems and growth <= RSS_GROWTH_LIMIT and load["errors"] == 0 and not chaos.errors
