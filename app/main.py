@@ -6,6 +6,7 @@ is skipped, so features can land module by module.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from app.api.common import default_enqueue
 from app.db import Database
 from app.deps import bearer_backend
 from app.log_redact import install as install_log_redaction
+from app.memory import limit_arenas, trim_forever
 from app.middleware import BodyLimitMiddleware
 from app.pubsub import make_broker
 from app.settings import Settings, get_settings
@@ -65,13 +67,21 @@ def _load_router(target: str) -> APIRouter | None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     db: Database = app.state.db
+    limit_arenas(settings.malloc_arena_max)  # before the thread pool starts (app/memory.py)
     if settings.auto_migrate:
         from app.migrate import upgrade
 
         upgrade(db.engine)
+    trimmer = (
+        asyncio.create_task(trim_forever(settings.memory_trim_seconds))
+        if settings.memory_trim_seconds
+        else None
+    )
     try:
         yield
     finally:
+        if trimmer is not None:
+            trimmer.cancel()
         close = getattr(app.state.publisher, "aclose", None)  # the Redis listener, if any
         if close is not None:
             await close()

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     # (0 = not in this process; run `collapsewatch beat`), re-sending runs queued for SWEEP_AFTER_SECONDS.
     maintenance_interval_seconds: float = Field(5.0, ge=0.0, le=3600.0)
     sweep_after_seconds: float = Field(60.0, gt=0.0, le=86_400.0)
+    # Resident memory (app/memory.py): at most MALLOC_ARENA_MAX glibc malloc arenas (glibc's own
+    # variable; 0 = glibc's default of 8 per core) and malloc_trim every MEMORY_TRIM_SECONDS (0 = never).
+    malloc_arena_max: int = Field(2, ge=0, le=1024)
+    memory_trim_seconds: float = Field(60.0, ge=0.0, le=86_400.0)
 
     @field_validator("database_url")
     @classmethod
