@@ -91,6 +91,12 @@ def make_stack(root: Path, database_url: str, **settings: Any) -> LoadStack:
     return LoadStack(root, database_url=database_url, local_autologin="true", **settings)
 
 
+# A reused connection that the server closes after its 5 s keep-alive (uvicorn's default) at the
+# moment the client sends on it reads as "Server disconnected": a browser retries that silently, an
+# httpx client does not. Clients drop idle connections well before the server does.
+LIMITS = httpx.Limits(keepalive_expiry=2.0)
+
+
 async def _call(stats: Stats, op: str, client: httpx.AsyncClient, method: str, url: str, **kw: Any) -> Any:
     started = time.perf_counter()
     try:
@@ -107,7 +113,7 @@ async def worker(url: str, token: str, run_id: int, end: float, interval: float,
     rng = random.Random(run_id)
     headers = {"Authorization": f"Bearer {token}"}
     last = 0
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30, limits=LIMITS) as client:
         epoch = 0
         while time.monotonic() < end:
             epoch += 1
@@ -154,7 +160,7 @@ async def browser(url: str, index: int, run_ids: list[int], end: float, stats: S
     """Hold an SSE stream, poll the series every second and load the compare page every 5 s."""
     await asyncio.sleep(index * 0.1)  # browsers arrive over two seconds, not in one instant
     watched = [run_ids[(index + k) % len(run_ids)] for k in range(4)]
-    async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(30, read=None)) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(30, read=None), limits=LIMITS) as client:
         page = f"/compare?runs={','.join(map(str, watched))}&stat=mean_sv"
         await _call(stats, "compare page", client, "GET", page)  # signs in (local mode): cookie
         sse = asyncio.create_task(_hold_sse(client, watched[0], stats))
