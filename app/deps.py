@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
@@ -11,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.db import Database
+from app.ratelimit import RateLimiter
 from app.security import Principal
 from app.services import tokens
 from app.settings import Settings
@@ -82,9 +84,28 @@ def get_principal(request: Request) -> Principal:
     for backend in backends:
         principal = backend(request, get_database(request))
         if principal is not None:
+            _rate_limit(request, principal)
             request.state.principal = principal
             return principal
     raise _unauthorized("authentication required: send 'Authorization: Bearer <token>'")
+
+
+def _rate_limit(request: Request, principal: Principal) -> None:
+    """429 once the caller's bucket is empty (``app.ratelimit``): per API token, else per user."""
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    if limiter is None:
+        return
+    key = ("token", principal.token_id) if principal.token_id is not None else ("user", principal.user_id)
+    wait = limiter.acquire(key)
+    if wait > 0:
+        raise HTTPException(
+            429,
+            detail=(
+                f"rate limit: at most {limiter.per_second:g} requests/s ({limiter.burst} at once) per caller "
+                f"(API_RATE_LIMIT_PER_SECOND, API_RATE_LIMIT_BURST); retry after {wait:.2f} s"
+            ),
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -22,6 +22,7 @@ from app.log_redact import install as install_log_redaction
 from app.memory import limit_arenas, trim_forever
 from app.middleware import BodyLimitMiddleware
 from app.pubsub import make_broker
+from app.ratelimit import RateLimiter
 from app.settings import Settings, get_settings
 from app.web import cookie_backend
 
@@ -96,6 +97,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = Database(settings)
     app.state.publisher = make_broker(settings.redis_url)  # in-process, or Redis pub/sub (app.pubsub)
     app.state.enqueue = default_enqueue(settings, app.state.db)  # tests inject a recorder
+    app.state.rate_limiter = (  # per API token / user (app/ratelimit.py); None = no limit
+        RateLimiter(settings.api_rate_limit_per_second, settings.api_rate_limit_burst)
+        if settings.api_rate_limit_per_second
+        else None
+    )
     app.state.auth_backends = [bearer_backend, cookie_backend]  # cookie: app.web (browser sessions)
     errors.install(app)
     install_log_redaction()  # share-link and invite tokens never reach the logs (app/log_redact.py)

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     # (0 = not in this process; run `collapsewatch beat`), re-sending runs queued for SWEEP_AFTER_SECONDS.
     maintenance_interval_seconds: float = Field(5.0, ge=0.0, le=3600.0)
     sweep_after_seconds: float = Field(60.0, gt=0.0, le=86_400.0)
+    # Per-caller API rate limit (app/ratelimit.py): a token bucket per API token or signed-in user,
+    # API_RATE_LIMIT_BURST at once, refilled at API_RATE_LIMIT_PER_SECOND (0 = no limit) -> 429.
+    api_rate_limit_per_second: float = Field(100.0, ge=0.0, le=1e6)
+    api_rate_limit_burst: int = Field(1000, ge=1, le=10**7)
     # Resident memory (app/memory.py): at most MALLOC_ARENA_MAX glibc malloc arenas (glibc's own
     # variable; 0 = glibc's default of 8 per core) and malloc_trim every MEMORY_TRIM_SECONDS (0 = never).
     malloc_arena_max: int = Field(2, ge=0, le=1024)

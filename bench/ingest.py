@@ -105,6 +105,7 @@ def server(database_url: str, workdir: Path) -> Iterator[tuple[str, int]]:
         "BROKER_URL": f"sqla+sqlite:///{workdir / 'broker.db'}",
         "ARTIFACT_DIR": str(workdir / "artifacts"),
         "SECRET_KEY": "bench",
+        "API_RATE_LIMIT_PER_SECOND": "0",  # the bench measures raw ingestion, one token flat out
     }
     cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen([*cmd, "--log-level", "warning", "--no-access-log"], env=env, cwd=workdir)

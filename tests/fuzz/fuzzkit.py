@@ -109,6 +109,7 @@ def make_app(root: Path, database_url: str | None = None) -> FastAPI:
         artifact_dir=root / "artifacts",
         secret_key="fuzz-secret",
         maintenance_interval_seconds=0,
+        api_rate_limit_per_second=0,  # the fuzzer sends thousands of cases with one token; 429s would hide them
         _env_file=None,  # type: ignore[call-arg]
     )
     app = create_app(settings)
