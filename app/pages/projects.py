@@ -3,10 +3,12 @@ manage members, invitations and the project's worker tokens there."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
 
 from app import accounts, authz, projects, reports
 from app.deps import SessionDep
@@ -16,6 +18,7 @@ from app.services.errors import DomainError
 
 router = APIRouter(include_in_schema=False)
 CsrfForm = Annotated[str, Form()]
+T = TypeVar("T")
 
 
 @router.get("/projects", response_class=HTMLResponse)
@@ -72,6 +75,29 @@ def project_page(name: str, request: Request, browser: BrowserDep, session: Sess
     return _project_page(request, browser, session, name)
 
 
+def _owner_change(
+    request: Request,
+    browser: Browser,
+    session: Session,
+    name: str,
+    csrf_token: str,
+    change: Callable[[authz.Actor, int], T],
+    done: Callable[[T], Response],
+) -> Response:
+    """What every owner form on the project page does: check the CSRF token and the ``manage`` role,
+    make ``change(actor, project_id)``, commit and answer ``done(result)``; a refused change
+    answers the project page again with the reason (and its status)."""
+    check_csrf(request, browser, csrf_token)
+    actor = actor_of(browser)
+    project = authz.project_named(session, actor, name, "manage")
+    try:
+        result = change(actor, project.id)
+    except DomainError as exc:
+        return _project_page(request, browser, session, name, error=exc.message, status_code=exc.status_code)
+    session.commit()
+    return done(result)
+
+
 @router.post("/projects/{name}/members", response_model=None)
 def set_member(
     name: str,
@@ -82,15 +108,11 @@ def set_member(
     role: Annotated[str, Form(max_length=16)] = "viewer",
     csrf_token: CsrfForm = "",
 ) -> Response:
-    check_csrf(request, browser, csrf_token)
-    actor = actor_of(browser)
-    project = authz.project_named(session, actor, name, "manage")
-    try:
-        projects.set_member(session, actor, project.id, email=email, role=role)
-    except DomainError as exc:
-        return _project_page(request, browser, session, name, error=exc.message, status_code=exc.status_code)
-    session.commit()
-    return redirect(request, f"/projects/{name}")
+    return _owner_change(
+        request, browser, session, name, csrf_token,
+        lambda actor, project_id: projects.set_member(session, actor, project_id, email=email, role=role),
+        lambda _: redirect(request, f"/projects/{name}"),
+    )  # fmt: skip
 
 
 @router.post("/projects/{name}/members/{user_id}/remove", response_model=None)
@@ -102,18 +124,14 @@ def remove_member(
     session: SessionDep,
     csrf_token: CsrfForm = "",
 ) -> Response:
-    check_csrf(request, browser, csrf_token)
-    actor = actor_of(browser)
-    project = authz.project_named(session, actor, name, "manage")
-    try:
-        projects.remove_member(session, actor, project.id, user_id=user_id)
-    except DomainError as exc:
-        return _project_page(request, browser, session, name, error=exc.message, status_code=exc.status_code)
-    session.commit()
-    return redirect(request, f"/projects/{name}")
+    return _owner_change(
+        request, browser, session, name, csrf_token,
+        lambda actor, project_id: projects.remove_member(session, actor, project_id, user_id=user_id),
+        lambda _: redirect(request, f"/projects/{name}"),
+    )  # fmt: skip
 
 
-@router.post("/projects/{name}/invitations", response_class=HTMLResponse)
+@router.post("/projects/{name}/invitations", response_model=None)
 def invite(
     name: str,
     request: Request,
@@ -122,21 +140,19 @@ def invite(
     email: Annotated[str, Form(max_length=320)] = "",
     role: Annotated[str, Form(max_length=16)] = "viewer",
     csrf_token: CsrfForm = "",
-) -> HTMLResponse:
+) -> Response:
     """Create an invite link and show it once."""
-    check_csrf(request, browser, csrf_token)
-    actor = actor_of(browser)
-    project = authz.project_named(session, actor, name, "manage")
-    try:
-        new = accounts.create_invitation(session, actor, email=email, project_id=project.id, role=role)
-    except DomainError as exc:
-        return _project_page(request, browser, session, name, error=exc.message, status_code=exc.status_code)
-    session.commit()
-    url = f"{str(request.base_url).rstrip('/')}/invite/{new.token}"
-    return _project_page(request, browser, session, name, invite_url=url)
+    base = str(request.base_url).rstrip("/")
+    return _owner_change(
+        request, browser, session, name, csrf_token,
+        lambda actor, project_id: accounts.create_invitation(
+            session, actor, email=email, project_id=project_id, role=role
+        ),
+        lambda new: _project_page(request, browser, session, name, invite_url=f"{base}/invite/{new.token}"),
+    )  # fmt: skip
 
 
-@router.post("/projects/{name}/worker-tokens", response_class=HTMLResponse)
+@router.post("/projects/{name}/worker-tokens", response_model=None)
 def create_worker_token(
     name: str,
     request: Request,
@@ -144,16 +160,13 @@ def create_worker_token(
     session: SessionDep,
     token_name: Annotated[str, Form(max_length=200)] = "worker",
     csrf_token: CsrfForm = "",
-) -> HTMLResponse:
-    check_csrf(request, browser, csrf_token)
-    actor = actor_of(browser)
-    project = authz.project_named(session, actor, name, "manage")
-    try:
-        new = projects.create_worker_token(session, actor, project.id, name=token_name)
-    except DomainError as exc:
-        return _project_page(request, browser, session, name, error=exc.message, status_code=exc.status_code)
-    session.commit()
-    return _project_page(request, browser, session, name, new_token=new.token)
+) -> Response:
+    """Create a worker token for this project and show it once."""
+    return _owner_change(
+        request, browser, session, name, csrf_token,
+        lambda actor, project_id: projects.create_worker_token(session, actor, project_id, name=token_name),
+        lambda new: _project_page(request, browser, session, name, new_token=new.token),
+    )  # fmt: skip
 
 
 @router.post("/projects/{name}/worker-tokens/{token_id}/revoke", response_model=None)
@@ -165,9 +178,8 @@ def revoke_worker_token(
     session: SessionDep,
     csrf_token: CsrfForm = "",
 ) -> Response:
-    check_csrf(request, browser, csrf_token)
-    actor = actor_of(browser)
-    project = authz.project_named(session, actor, name, "manage")
-    projects.revoke_worker_token(session, actor, project.id, token_id)
-    session.commit()
-    return redirect(request, f"/projects/{name}")
+    return _owner_change(
+        request, browser, session, name, csrf_token,
+        lambda actor, project_id: projects.revoke_worker_token(session, actor, project_id, token_id),
+        lambda _: redirect(request, f"/projects/{name}"),
+    )  # fmt: skip

@@ -4,18 +4,11 @@ SQLite file in local mode, two SDK runs with epochs, a saved report and its shar
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
+from seckit import STATS
 
 from tests.queue.harness import Stack
-
-STATS: dict[str, Any] = {
-    "mean_sv": 0.5, "sv_lower": 0.125, "sv_upper": 1.0, "sv_position": 0.43,
-    "singular_values": [1.5, 0.25], "effective_rank": 1.7, "dim_std": [0.1, 0.3],
-    "std_hist": {"edges": [0.0, 1.0, 2.0], "counts": [2, 0]}, "dead_dims": 0,
-    "cov_offdiag": 0.01, "l2_std": 0.2,
-}  # fmt: skip
 
 
 @pytest.fixture(scope="session")
