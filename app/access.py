@@ -20,11 +20,11 @@ from app.db import Database
 from app.deps import PrincipalDep, SessionDep, UserDep, get_database
 
 
-def get_actor(principal: PrincipalDep) -> authz.Actor:
+async def get_actor(principal: PrincipalDep) -> authz.Actor:
     return authz.Actor.of(principal)
 
 
-def get_user_actor(principal: UserDep) -> authz.Actor:
+async def get_user_actor(principal: UserDep) -> authz.Actor:
     return authz.Actor.of(principal)
 
 

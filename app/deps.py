@@ -23,19 +23,25 @@ AuthBackend = Callable[[Request, Database], Principal | None]
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_database(request: Request) -> Database:
+def database_of(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
+async def get_database(request: Request) -> Database:
+    """The app's database. Dependencies that do no I/O are ``async def``: FastAPI runs a plain
+    ``def`` dependency on the thread pool, a hop that costs more than the dependency itself."""
+    return database_of(request)
+
+
 def get_session(request: Request) -> Iterator[Session]:
     """One session (one transaction) per request; rolled back unless the route committed."""
-    db = get_database(request)
+    db = database_of(request)
     with db.session(write=request.method not in READ_METHODS) as session:
         try:
             yield session
@@ -82,7 +88,7 @@ def get_principal(request: Request) -> Principal:
         return cached
     backends: list[AuthBackend] = request.app.state.auth_backends
     for backend in backends:
-        principal = backend(request, get_database(request))
+        principal = backend(request, database_of(request))
         if principal is not None:
             _rate_limit(request, principal)
             request.state.principal = principal
@@ -111,7 +117,7 @@ def _rate_limit(request: Request, principal: Principal) -> None:
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def get_user(principal: PrincipalDep) -> Principal:
+async def get_user(principal: PrincipalDep) -> Principal:
     """A user (not a worker token): worker tokens may only ingest."""
     if principal.is_worker:
         raise HTTPException(403, detail="worker tokens may only call the ingestion and lifecycle routes")

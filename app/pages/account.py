@@ -11,7 +11,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app import accounts, authz, projects
-from app.deps import SessionDep, get_database
+from app.deps import SessionDep, database_of
 from app.pages.common import Browser, BrowserDep, check_csrf, redirect, render, set_session_cookie
 from app.services.errors import DomainError
 from app.web_auth import create_session
@@ -140,7 +140,7 @@ def accept_invitation(
     except DomainError as exc:
         return _invite_page(request, _invite_context(session, token, exc.message), exc.status_code)
     session.commit()
-    with get_database(request).transaction(write=True) as db_session:
+    with database_of(request).transaction(write=True) as db_session:
         cookie = create_session(db_session, user_id=user.id)
     response = redirect(request, "/account")
     set_session_cookie(request, response, cookie)

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from app.deps import get_database
+from app.deps import database_of
 from app.pages.common import BrowserDep, check_csrf, render, set_session_cookie
 from app.web_auth import SESSION_COOKIE, LoginLimiter, authenticate, create_session, end_session
 
@@ -23,7 +23,7 @@ def _limiter(request: Request) -> LoginLimiter:
     if limiter is None:  # failures live in the database: the limit holds across processes
         from app.accounts import DbLoginLimiter
 
-        limiter = request.app.state.login_limiter = DbLoginLimiter(get_database(request))
+        limiter = request.app.state.login_limiter = DbLoginLimiter(database_of(request))
     return limiter
 
 
@@ -71,7 +71,7 @@ def login(
             error="Too many failed sign-ins for this account; wait 15 minutes and try again.",
             status=429,
         )
-    db = get_database(request)
+    db = database_of(request)
     with db.session(write=False) as session:  # the limiter records failures in its own transaction
         user = authenticate(session, email=email, password=password, limiter=limiter)
         user_id = user.id if user is not None else None
@@ -92,7 +92,7 @@ def logout(
     request: Request, browser: BrowserDep, csrf_token: Annotated[str, Form()] = ""
 ) -> RedirectResponse:
     check_csrf(request, browser, csrf_token)
-    with get_database(request).transaction(write=True) as session:
+    with database_of(request).transaction(write=True) as session:
         end_session(session, token=browser.session_token)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")

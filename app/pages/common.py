@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from app.authz import Actor
-from app.deps import get_database
+from app.deps import database_of
 from app.services.tokens import ensure_admin
 from app.settings import Settings
 from app.web_auth import SESSION_COOKIE, SESSION_TTL, create_session, csrf_token, csrf_valid, resolve_session
@@ -79,7 +79,7 @@ def _login_redirect(request: Request) -> HTTPException:
 
 def get_browser(request: Request) -> Browser:
     settings: Settings = request.app.state.settings
-    db = get_database(request)
+    db = database_of(request)
     token = request.cookies.get(SESSION_COOKIE)
     local = autologin_enabled(settings)
     with db.session(write=False) as session:
