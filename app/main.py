@@ -19,7 +19,7 @@ from app.api.common import default_enqueue
 from app.db import Database
 from app.deps import bearer_backend
 from app.log_redact import install as install_log_redaction
-from app.memory import limit_arenas, trim_forever
+from app.memory import freeze_startup_objects, limit_arenas, trim_forever
 from app.middleware import BodyLimitMiddleware
 from app.pubsub import make_broker
 from app.ratelimit import RateLimiter
@@ -73,6 +73,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from app.migrate import upgrade
 
         upgrade(db.engine)
+    freeze_startup_objects()  # full GC passes skip the start-up objects (app/memory.py)
     trimmer = (
         asyncio.create_task(trim_forever(settings.memory_trim_seconds))
         if settings.memory_trim_seconds
