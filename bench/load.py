@@ -5,7 +5,8 @@
 - 8 simulated workers (worker token), each on its own run: ``PUT /api/v1/runs/{id}/epochs/{n}`` with
   realistic collapse statistics (128 singular values, 128 dim stds, a 64-bin histogram, 10 metrics)
   every ``--epoch-interval`` s (default 1 s, already denser than real training; 0.1 s is a stress
-  run), a ``POST .../heartbeat`` every 10 epochs and a ``POST .../metrics`` batch of 100 SDK points.
+  run), each worker at its own random phase within the interval (``--lockstep``: all at once, the
+  worst case), a ``POST .../heartbeat`` every 10 epochs and a ``POST .../metrics`` batch of 100 SDK points.
 - 20 simulated browsers (cookie session, local mode): each holds an SSE stream on one run
   (``/api/v1/runs/{id}/events``), fetches ``GET /api/v1/series`` (4 runs, mean_sv) every second
   and the compare page of 4 runs every 5 s.
@@ -108,14 +109,21 @@ async def _call(stats: Stats, op: str, client: httpx.AsyncClient, method: str, u
     return response
 
 
-async def worker(url: str, token: str, run_id: int, end: float, interval: float, stats: Stats) -> int:
+async def worker(
+    url: str, token: str, run_id: int, end: float, interval: float, stats: Stats, *, lockstep: bool = False
+) -> int:
     """Push epochs 1, 2, ... until ``end``; returns the last epoch acknowledged."""
     rng = random.Random(run_id)
     headers = {"Authorization": f"Bearer {token}"}
     last = 0
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30, limits=LIMITS) as client:
         epoch = 0
-        while time.monotonic() < end:
+        # Independent workers: each starts at its own moment within the interval and keeps its own
+        # cadence (real training runs' epoch boundaries are not in step with each other's).
+        due = time.monotonic() + (0.0 if lockstep else rng.uniform(0, interval))
+        while due < end:
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            due += interval
             epoch += 1
             body = epoch_body(rng, epoch)
             body.pop("_epoch", None)
@@ -138,7 +146,6 @@ async def worker(url: str, token: str, run_id: int, end: float, interval: float,
                 ]
                 await _call(stats, "metrics POST", client, "POST", f"/api/v1/runs/{run_id}/metrics",
                             json={"attempt": 1, "points": points})  # fmt: skip
-            await asyncio.sleep(interval)
     return last
 
 
@@ -188,11 +195,20 @@ def create_runs(stack: Stack, count: int, project: str = "load") -> list[int]:
 
 
 async def drive(
-    stack: Stack, run_ids: list[int], seconds: float, interval: float, browsers: int, warmup: float = 5.0
+    stack: Stack,
+    run_ids: list[int],
+    seconds: float,
+    interval: float,
+    browsers: int,
+    warmup: float = 5.0,
+    *,
+    lockstep: bool = False,
 ) -> Stats:
     stats = Stats(warmup_s=warmup)
     end = time.monotonic() + warmup + seconds
-    tasks = [worker(stack.url, stack.worker_token, r, end, interval, stats) for r in run_ids]
+    tasks = [
+        worker(stack.url, stack.worker_token, r, end, interval, stats, lockstep=lockstep) for r in run_ids
+    ]
     tasks += [browser(stack.url, b, run_ids, end, stats) for b in range(browsers)]
     await asyncio.gather(*tasks)
     return stats
@@ -218,15 +234,23 @@ def report(label: str, stats: Stats, seconds: float) -> dict[str, Any]:
 
 
 def run_load(
-    kind: str, seconds: float, workers: int, browsers: int, interval: float, warmup: float = 5.0
+    kind: str,
+    seconds: float,
+    workers: int,
+    browsers: int,
+    interval: float,
+    warmup: float = 5.0,
+    *,
+    lockstep: bool = False,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"cw-load-{kind}-") as tmp, database(kind, Path(tmp)) as url:
         stack = make_stack(Path(tmp), url)
         try:
             stack.start_server()
             run_ids = create_runs(stack, workers)
-            stats = asyncio.run(drive(stack, run_ids, seconds, interval, browsers, warmup))
-            summary = report(f"{kind}: {workers} workers, {browsers} browsers", stats, seconds)
+            stats = asyncio.run(drive(stack, run_ids, seconds, interval, browsers, warmup, lockstep=lockstep))
+            phases = "in lockstep" if lockstep else "at random phases"
+            summary = report(f"{kind}: {workers} workers {phases}, {browsers} browsers", stats, seconds)
             put = summary.get("epoch PUT", {}).get("p99", float("inf"))
             verdict = "met" if summary["errors"] == 0 and put < PUT_P99_TARGET_MS else "MISSED"
             print(f"target (0 errors, epoch PUT p99 < {PUT_P99_TARGET_MS:.0f} ms): {verdict}")
@@ -243,11 +267,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--browsers", type=int, default=20)
     parser.add_argument("--epoch-interval", type=float, default=1.0, help="seconds between a worker's epochs")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of load before timing starts")
+    parser.add_argument(
+        "--lockstep", action="store_true", help="all workers push at the same moments (worst case)"
+    )
     args = parser.parse_args(argv)
     kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     failed = False
     for kind in kinds:
-        summary = run_load(kind, args.seconds, args.workers, args.browsers, args.epoch_interval, args.warmup)
+        summary = run_load(
+            kind,
+            args.seconds,
+            args.workers,
+            args.browsers,
+            args.epoch_interval,
+            args.warmup,
+            lockstep=args.lockstep,
+        )
         failed |= summary["errors"] > 0
     return 1 if failed else 0
 
