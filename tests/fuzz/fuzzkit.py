@@ -19,15 +19,10 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.services.tokens import create_token, ensure_admin
 from app.settings import Settings
+from tests.app.apikit import STATS as STATS  # one valid statistics record for all the kits
 
 # CI: a bounded run; `make fuzz` raises it (FUZZ_EXAMPLES=300).
 MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
-STATS: dict[str, Any] = {
-    "mean_sv": 0.5, "sv_lower": 0.125, "sv_upper": 1.0, "sv_position": 0.43,
-    "singular_values": [1.5, 0.25], "effective_rank": 1.7, "dim_std": [0.1, 0.3],
-    "std_hist": {"edges": [0.0, 1.0, 2.0], "counts": [2, 0]}, "dead_dims": 0,
-    "cov_offdiag": 0.01, "l2_std": 0.2,
-}  # fmt: skip
 SPEC: dict[str, Any] = {"dataset": "digits", "epochs": 3, "device": "cpu"}
 
 
@@ -109,7 +104,7 @@ def make_app(root: Path, database_url: str | None = None) -> FastAPI:
         artifact_dir=root / "artifacts",
         secret_key="fuzz-secret",
         maintenance_interval_seconds=0,
-        api_rate_limit_per_second=0,  # the fuzzer sends thousands of cases with one token; 429s would hide them
+        api_rate_limit_per_second=0,  # thousands of cases from one token: 429s would hide them
         _env_file=None,  # type: ignore[call-arg]
     )
     app = create_app(settings)

@@ -13,13 +13,7 @@ from fastapi import FastAPI
 
 from app.main import create_app
 from app.settings import Settings
-
-STATS: dict[str, Any] = {
-    "mean_sv": 0.5, "sv_lower": 0.125, "sv_upper": 1.0, "sv_position": 0.43,
-    "singular_values": [1.5, 0.25], "effective_rank": 1.7, "dim_std": [0.1, 0.3],
-    "std_hist": {"edges": [0.0, 1.0, 2.0], "counts": [2, 0]}, "dead_dims": 0,
-    "cov_offdiag": 0.01, "l2_std": 0.2,
-}  # fmt: skip
+from tests.app.apikit import STATS as STATS  # one valid statistics record for all the kits
 
 FILL = {"token": "x" * 43, "name": "p", "run_id": "1", "epoch": "1"}
 
