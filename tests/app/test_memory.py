@@ -99,7 +99,7 @@ def test_app_start_freezes_the_start_up_objects_once() -> None:
     before, first, second = map(int, _python(FREEZE_SCRIPT).stdout.split())
     assert before == 0
     assert first > 50_000  # modules, routes, models: what full collections no longer walk
-    assert second == first
+    assert second - first < 1_000  # the second app's ~100,000 objects were not frozen
 
 
 def test_lifespan_caps_arenas_and_trims_periodically(
