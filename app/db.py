@@ -5,8 +5,8 @@ SQLite runs in WAL mode with a busy timeout and foreign keys on; write transacti
 read-to-write lock upgrade. PostgreSQL goes through psycopg 3 (``postgresql+psycopg://``) with
 a pool that keeps as many connections as the thread pool has threads (40, anyio's default): with 10
 kept and the rest as overflow, every burst opened and closed PostgreSQL connections (a backend
-forked each time), which stalled every request in flight (``bench.load``: epoch PUT p99 110-270 ms,
-then 75-140 ms).
+forked each time), which stalled every request in flight (seen as the epoch PUT p99 of
+``bench.load``).
 
 Sessions are opened at the edge (a FastAPI dependency, a CLI command) and passed keyword-only to
 domain functions, which never create one.
