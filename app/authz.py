@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.account_models import TokenProject
@@ -79,40 +79,56 @@ def effective_role(session: Session, actor: Actor, project_id: int) -> Role | No
     return member_role(session, user_id=actor.user_id, project_id=project_id)
 
 
-def token_scope(session: Session, token_id: int) -> set[int] | None:
-    """The projects a worker token is limited to (None: not limited by the token itself)."""
-    ids = set(session.scalars(select(TokenProject.project_id).where(TokenProject.token_id == token_id)))
-    return ids or None
+def _access_columns(actor: Actor, project_id: Any) -> list[Any]:
+    """SQL for what a permission check needs to know about ``project_id`` (a value or a column):
+    the member role (unless the actor is an admin) and, for a worker token, whether the project is
+    within the token's scope. Read together with the project (or the run), in one round trip."""
+    columns: list[Any] = []
+    if not actor.is_admin:
+        role = select(ProjectMember.role).where(
+            ProjectMember.project_id == project_id, ProjectMember.user_id == actor.user_id
+        )
+        columns.append(role.scalar_subquery().label("role"))
+    if actor.worker_token_id is not None:
+        scope = select(TokenProject.project_id).where(TokenProject.token_id == actor.worker_token_id)
+        in_scope = or_(~scope.exists(), scope.where(TokenProject.project_id == project_id).exists())
+        columns.append(in_scope.label("in_scope"))
+    return columns
 
 
-def check(session: Session, actor: Actor, project_id: int, action: Action, *, missing: str) -> None:
-    """Allow ``action`` on the project or raise NotFound(``missing``) / Forbidden."""
+def _decide(actor: Actor, action: Action, facts: Any, *, missing: str) -> None:
+    """Allow ``action`` given the row of :func:`_access_columns`, or raise NotFound / Forbidden."""
+    role = "owner" if actor.is_admin else facts.role
     if actor.worker_token_id is not None:
         if action != "ingest":
             raise Forbidden(WORKER_ONLY_INGESTS)
-        scope = token_scope(session, actor.worker_token_id)
-        in_scope = scope is None or project_id in scope
-        role = (
-            "owner" if actor.is_admin else member_role(session, user_id=actor.user_id, project_id=project_id)
-        )
-        if not in_scope or role is None or RANK[role] < RANK["editor"]:
+        if not facts.in_scope or role not in RANK or RANK[role] < RANK["editor"]:
             raise NotFound(missing)
         return
-    role = effective_role(session, actor, project_id)
-    if role is None:
+    if role not in RANK:
         raise NotFound(missing)
     need = NEEDS[action]
     if RANK[role] < RANK[need]:
         raise Forbidden(f"this needs the {need} role in the project (you are a {role})")
 
 
+def check(session: Session, actor: Actor, project_id: int, action: Action, *, missing: str) -> None:
+    """Allow ``action`` on the project or raise NotFound(``missing``) / Forbidden."""
+    columns = _access_columns(actor, project_id)
+    facts = session.execute(select(*columns)).one() if columns else None
+    _decide(actor, action, facts, missing=missing)
+
+
 def check_run(session: Session, actor: Actor, run_id: int, action: Action) -> int:
     """The run's project id, once ``action`` on run ``run_id`` is allowed (404 for outsiders)."""
     missing = f"run {run_id} does not exist"
-    project_id = session.scalar(select(Run.project_id).where(Run.id == run_id))
-    if project_id is None:
+    row = session.execute(
+        select(Run.project_id, *_access_columns(actor, Run.project_id)).where(Run.id == run_id)
+    ).first()
+    if row is None:
         raise NotFound(missing)
-    check(session, actor, project_id, action, missing=missing)
+    _decide(actor, action, row, missing=missing)
+    project_id: int = row.project_id
     return project_id
 
 
