@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -39,18 +42,91 @@ async def get_database(request: Request) -> Database:
     return database_of(request)
 
 
+@dataclass(frozen=True)
+class RequestSession:
+    """The request's session (``SessionDep``) while it is open, and whether it is a write session."""
+
+    session: Session
+    write: bool
+
+
 def get_session(request: Request) -> Iterator[Session]:
     """One session (one transaction) per request; rolled back unless the route committed."""
     db = database_of(request)
-    with db.session(write=request.method not in READ_METHODS) as session:
+    write = request.method not in READ_METHODS
+    with db.session(write=write) as session:
+        request.state.db_session = RequestSession(session, write)
         try:
             yield session
         finally:
+            request.state.db_session = None
             session.rollback()
 
 
+def request_session(request: Request) -> RequestSession | None:
+    """The request's open session, if a dependency resolved before this one opened it."""
+    found: RequestSession | None = getattr(request.state, "db_session", None)
+    return found
+
+
+@contextmanager
+def lookup_session(request: Request) -> Iterator[Session]:
+    """Where the credential lookups of the auth backends run.
+
+    The request's own session when the route opened one first (it declares ``session: SessionDep``
+    before its auth dependency): one transaction and one pooled connection per request, instead of
+    a second connection with its own BEGIN and ROLLBACK (three fewer round trips on PostgreSQL,
+    on every authenticated call). Otherwise a short read-only session of its own.
+    """
+    shared = request_session(request)
+    if shared is not None:
+        yield shared.session
+        return
+    with database_of(request).session(write=False) as session:
+        yield session
+
+
+@contextmanager
+def side_write(request: Request) -> Iterator[Session]:
+    """A small write made while authenticating (a token's last use, a local-mode sign-in).
+
+    Inside the request's write session when there is one, committed with the request (on SQLite a
+    second writer would wait for that session's lock); otherwise in a transaction of its own.
+    """
+    shared = request_session(request)
+    if shared is not None and shared.write:
+        yield shared.session
+        return
+    with database_of(request).transaction(write=True) as session:
+        yield session
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+async def heavy_read_slot(request: Request) -> AsyncIterator[None]:
+    """Hold one of the process's ``HEAVY_READ_CONCURRENCY`` slots while a heavy read runs.
+
+    Chart pages, series and exports are CPU-bound Python (rows into arrays, downsampling,
+    templates, JSON). Under the GIL twenty of them at once finish no sooner than two at a time,
+    but every one of them competes for the interpreter each time a short ingestion request comes
+    back from a database round trip, and an epoch PUT makes ten. Queued here (in the event loop,
+    holding no thread and no connection) they leave ingestion its latency. The slot is released
+    when the route returns, before the body is sent (``scope="function"``), so a slow client
+    cannot hold one.
+    """
+    slots: asyncio.Semaphore | None = getattr(request.app.state, "heavy_reads", None)
+    if slots is None:
+        yield
+        return
+    async with slots:
+        yield
+
+
+HEAVY_READ = Depends(heavy_read_slot, scope="function")  # route-level: dependencies=[HEAVY_READ]
 
 
 def bearer_backend(request: Request, db: Database) -> Principal | None:
@@ -61,17 +137,26 @@ def bearer_backend(request: Request, db: Database) -> Principal | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("the Authorization header must be 'Bearer <token>'")
-    with db.session(write=False) as session:
+    with lookup_session(request) as session:
         resolved = tokens.resolve_token(session=session, token=token.strip())
     if resolved is None:
         raise _unauthorized("invalid or revoked token; create one with `collapsewatch token create`")
     if resolved.needs_touch and resolved.principal.token_id is not None:
-        try:
-            with db.transaction(write=True) as session:
-                tokens.touch_token(session=session, token_id=resolved.principal.token_id)
-        except SQLAlchemyError:  # best effort: never fail a request over last_used_at
-            log.warning("could not record token use", exc_info=True)
+        _record_use(request, resolved.principal.token_id)
     return resolved.principal
+
+
+def _record_use(request: Request, token_id: int) -> None:
+    """Set the token's ``last_used_at`` (at most once a minute, ``app.services.tokens``)."""
+    shared = request_session(request)
+    if shared is not None and shared.write:  # committed with the request (see side_write)
+        tokens.touch_token(session=shared.session, token_id=token_id)
+        return
+    try:
+        with database_of(request).transaction(write=True) as session:
+            tokens.touch_token(session=session, token_id=token_id)
+    except SQLAlchemyError:  # best effort: never fail a request over last_used_at
+        log.warning("could not record token use", exc_info=True)
 
 
 def _unauthorized(message: str) -> HTTPException:

@@ -73,6 +73,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from app.migrate import upgrade
 
         upgrade(db.engine)
+    app.state.heavy_reads = (  # in this event loop (app/deps.py heavy_read_slot)
+        asyncio.Semaphore(settings.heavy_read_concurrency) if settings.heavy_read_concurrency else None
+    )
     freeze_startup_objects()  # full GC passes skip the start-up objects (app/memory.py)
     trimmer = (
         asyncio.create_task(trim_forever(settings.memory_trim_seconds))

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # API_RATE_LIMIT_BURST at once, refilled at API_RATE_LIMIT_PER_SECOND (0 = no limit) -> 429.
     api_rate_limit_per_second: float = Field(100.0, ge=0.0, le=1e6)
     api_rate_limit_burst: int = Field(1000, ge=1, le=10**7)
+    # Heavy reads (chart pages, series, exports; app/deps.py heavy_read_slot): at most this many at
+    # once per server process, the rest wait their turn (0 = no limit).
+    heavy_read_concurrency: int = Field(2, ge=0, le=1000)
     # Resident memory (app/memory.py): at most MALLOC_ARENA_MAX glibc malloc arenas (glibc's own
     # variable; 0 = glibc's default of 8 per core) and malloc_trim every MEMORY_TRIM_SECONDS (0 = never).
     malloc_arena_max: int = Field(2, ge=0, le=1024)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
 from app.db import Database
-from app.deps import READ_METHODS
+from app.deps import READ_METHODS, lookup_session
 from app.security import Principal
 from app.web_auth import CSRF_HEADER, SESSION_COOKIE, csrf_valid, resolve_session
 
@@ -60,7 +60,7 @@ def cookie_backend(request: Request, db: Database) -> Principal | None:
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
-    with db.session(write=False) as session:
+    with lookup_session(request) as session:
         user = resolve_session(session, token=token)
         principal = Principal(user_id=user.id, kind="session", is_admin=user.is_admin) if user else None
     if principal is None:

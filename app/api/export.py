@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.access import CanReadRun
 from app.api.common import RunId
-from app.deps import SessionDep
+from app.deps import HEAVY_READ, SessionDep
 from app.schemas import EpochPublic
 from app.services import epochs, runs
 
@@ -49,12 +49,12 @@ def download(run_id: int, fmt: str, *, session: Session) -> Response:
     return Response(json.dumps(body), media_type="application/json", headers=headers)
 
 
-@router.get("/runs/{run_id}/epochs.csv")
+@router.get("/runs/{run_id}/epochs.csv", dependencies=[HEAVY_READ])
 def export_csv(run_id: RunId, session: SessionDep, _can: CanReadRun) -> Response:
     return download(run_id, "csv", session=session)
 
 
-@router.get("/runs/{run_id}/epochs.json")
+@router.get("/runs/{run_id}/epochs.json", dependencies=[HEAVY_READ])
 def export_json(run_id: RunId, session: SessionDep, _can: CanReadRun) -> Response:
     """The run and all its epochs (with spectra and histograms) as one JSON document."""
     return download(run_id, "json", session=session)

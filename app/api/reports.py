@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Response
 from app import authz, reports
 from app.access import UserActorDep
 from app.api.common import MAX_ID
-from app.deps import SessionDep, SettingsDep
+from app.deps import HEAVY_READ, SessionDep, SettingsDep
 from app.schemas import ReportCreate, ReportPublic, ShareCreate, ShareCreated, SharePublic
 
 router = APIRouter(prefix="/api/v1", tags=["reports"])
@@ -69,7 +69,7 @@ def get_report(report_id: IdPath, session: SessionDep, actor: UserActorDep) -> d
     }
 
 
-@router.get("/reports/{report_id}/series.csv")
+@router.get("/reports/{report_id}/series.csv", dependencies=[HEAVY_READ])
 def report_csv(report_id: IdPath, session: SessionDep, actor: UserActorDep) -> Response:
     report = reports.get_report(session, actor, report_id)
     body = reports.series_csv(reports.view(session, report))

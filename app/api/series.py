@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from app import authz
 from app.access import UserActorDep
 from app.api.common import MAX_ID
-from app.deps import SessionDep
+from app.deps import HEAVY_READ, SessionDep
 from app.schemas import KEY_PATTERN, SeriesPublic
 from app.series_cache import SeriesCache, runs_version
 from app.series_query import SourceName, gc_paused, load_series
@@ -22,7 +22,7 @@ MAX_RUNS = 50
 POINT = '{"x":%d,"y":%r,"y_min":%r,"y_max":%r}'  # values are finite floats: repr is valid JSON
 
 
-@router.get("/series", response_model=list[SeriesPublic])
+@router.get("/series", response_model=list[SeriesPublic], dependencies=[HEAVY_READ])
 def get_series(
     request: Request,
     session: SessionDep,

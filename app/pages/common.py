@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from app.authz import Actor
-from app.deps import database_of
+from app.deps import SessionDep, side_write
 from app.services.tokens import ensure_admin
 from app.settings import Settings
 from app.web_auth import SESSION_COOKIE, SESSION_TTL, create_session, csrf_token, csrf_valid, resolve_session
@@ -77,20 +77,20 @@ def _login_redirect(request: Request) -> HTTPException:
     return HTTPException(303, detail="sign in first", headers={"Location": f"/login?next={quote(target)}"})
 
 
-def get_browser(request: Request) -> Browser:
+def get_browser(request: Request, session: SessionDep) -> Browser:
+    """The signed-in user, looked up in the request's session (pages always open one, so a page
+    costs one pooled connection and one transaction)."""
     settings: Settings = request.app.state.settings
-    db = database_of(request)
     token = request.cookies.get(SESSION_COOKIE)
     local = autologin_enabled(settings)
-    with db.session(write=False) as session:
-        user = resolve_session(session, token=token)
-        found = (user.id, user.email, user.is_admin) if user is not None else None
+    user = resolve_session(session, token=token)
+    found = (user.id, user.email, user.is_admin) if user is not None else None
     if found is None:
         if not local:
             raise _login_redirect(request)
-        with db.transaction(write=True) as session:
-            admin = ensure_admin(session=session, email=settings.admin_email)
-            token = create_session(session, user_id=admin.id)
+        with side_write(request) as writer:
+            admin = ensure_admin(session=writer, email=settings.admin_email)
+            token = create_session(writer, user_id=admin.id)
             found = (admin.id, admin.email, admin.is_admin)
         request.state.new_session_token = token
     assert token is not None

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from app.authz import visible_project_ids
 from app.compare_view import SUMMARY_KEYS, CompareData, CompareQuery, build_compare
-from app.deps import SessionDep
+from app.deps import HEAVY_READ, SessionDep
 from app.pages.common import BrowserDep, render
 
 router = APIRouter(include_in_schema=False)
@@ -38,7 +38,7 @@ def _page_data(query: CompareQuery, data: CompareData) -> dict[str, Any]:
     }
 
 
-@router.get("/compare", response_class=HTMLResponse)
+@router.get("/compare", response_class=HTMLResponse, dependencies=[HEAVY_READ])
 def compare_page(request: Request, browser: BrowserDep, session: SessionDep) -> HTMLResponse:
     params: dict[str, list[str]] = {}
     for key, value in request.query_params.multi_items():

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from app import authz, reports
 from app.account_models import Report
-from app.deps import SessionDep
+from app.deps import HEAVY_READ, SessionDep
 from app.models import utcnow
 from app.pages.account import NO_STORE, actor_of
 from app.pages.common import Browser, BrowserDep, check_csrf, redirect, render
@@ -75,7 +75,7 @@ def _report_page(
     return response
 
 
-@router.get("/reports/{report_id}", response_class=HTMLResponse)
+@router.get("/reports/{report_id}", response_class=HTMLResponse, dependencies=[HEAVY_READ])
 def report_page(report_id: int, request: Request, browser: BrowserDep, session: SessionDep) -> HTMLResponse:
     report = reports.get_report(session, actor_of(browser), report_id)
     return _report_page(request, browser, session, report)
@@ -147,13 +147,13 @@ def _csv_download(view: reports.ReportView) -> Response:
     return Response(reports.series_csv(view), media_type="text/csv; charset=utf-8", headers=headers)
 
 
-@router.get("/reports/{report_id}/export.html")
+@router.get("/reports/{report_id}/export.html", dependencies=[HEAVY_READ])
 def export_report_html(report_id: int, browser: BrowserDep, session: SessionDep) -> Response:
     report = reports.get_report(session, actor_of(browser), report_id)
     return _html_download(reports.view(session, report))
 
 
-@router.get("/reports/{report_id}/export.csv")
+@router.get("/reports/{report_id}/export.csv", dependencies=[HEAVY_READ])
 def export_report_csv(report_id: int, browser: BrowserDep, session: SessionDep) -> Response:
     report = reports.get_report(session, actor_of(browser), report_id)
     return _csv_download(reports.view(session, report))
@@ -167,7 +167,7 @@ def _shared(response: Response) -> Response:
     return response
 
 
-@router.get("/s/{token}", response_class=HTMLResponse)
+@router.get("/s/{token}", response_class=HTMLResponse, dependencies=[HEAVY_READ])
 def shared_report(token: str, request: Request, session: SessionDep) -> Response:
     """The report behind a share link, read-only: 404 when unknown or revoked, 410 when expired."""
     try:
@@ -180,11 +180,11 @@ def shared_report(token: str, request: Request, session: SessionDep) -> Response
     return _shared(render(request, None, "shared.html", context))
 
 
-@router.get("/s/{token}/export.html")
+@router.get("/s/{token}/export.html", dependencies=[HEAVY_READ])
 def shared_export_html(token: str, session: SessionDep) -> Response:
     return _shared(_html_download(reports.view(session, reports.resolve_share(session, token))))
 
 
-@router.get("/s/{token}/export.csv")
+@router.get("/s/{token}/export.csv", dependencies=[HEAVY_READ])
 def shared_export_csv(token: str, session: SessionDep) -> Response:
     return _shared(_csv_download(reports.view(session, reports.resolve_share(session, token))))

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from app import authz
 from app.api.common import enqueue, publish
 from app.collapse_alert import DEFAULT_RHO_THRESHOLD
-from app.deps import SessionDep
+from app.deps import HEAVY_READ, SessionDep
 from app.models import Run
 from app.pages.common import Browser, BrowserDep, check_csrf, redirect, render
 from app.run_view import (
@@ -40,7 +40,7 @@ def _load(session: Session, run_id: int, browser: Browser, action: authz.Action 
         raise HTTPException(exc.status_code, detail=exc.message) from exc
 
 
-@router.get("/runs/{run_id}", response_class=HTMLResponse)
+@router.get("/runs/{run_id}", response_class=HTMLResponse, dependencies=[HEAVY_READ])
 def run_page(
     run_id: int,
     request: Request,
