@@ -5,11 +5,13 @@
 - 8 simulated workers (worker token), each on its own run: ``PUT /api/v1/runs/{id}/epochs/{n}`` with
   realistic collapse statistics (128 singular values, 128 dim stds, a 64-bin histogram, 10 metrics)
   every ``--epoch-interval`` s (default 1 s, already denser than real training; 0.1 s is a stress
-  run), each worker at its own random phase within the interval (``--lockstep``: all at once, the
-  worst case), a ``POST .../heartbeat`` every 10 epochs and a ``POST .../metrics`` batch of 100 SDK points.
-- 20 simulated browsers (cookie session, local mode): each holds an SSE stream on one run
-  (``/api/v1/runs/{id}/events``), fetches ``GET /api/v1/series`` (4 runs, mean_sv) every second
-  and the compare page of 4 runs every 5 s.
+  run), each worker at its own random phase within the interval, a ``POST .../heartbeat`` every
+  10 epochs and a ``POST .../metrics`` batch of 100 SDK points.
+- 20 simulated browsers (cookie session, local mode), opening at random moments in the first 5 s:
+  each holds an SSE stream on one run (``/api/v1/runs/{id}/events``), fetches
+  ``GET /api/v1/series`` (4 runs, mean_sv) every second and the compare page of 4 runs every 5 s.
+- ``--lockstep``: the worst case, all workers push in the same instant and all browsers open
+  within 2 s (so every compare page of a 5-second cycle is loaded in one burst).
 - A bounded asyncio client on 127.0.0.1; the server is a subprocess on a fresh SQLite file or a fresh
   PostgreSQL database on 127.0.0.1:5432 (created and dropped). After ``--warmup`` s (browsers sign
   in, pools fill; errors still count) prints, per operation: count, throughput, p50/p99/max latency
@@ -163,9 +165,16 @@ async def _hold_sse(client: httpx.AsyncClient, run_id: int, stats: Stats) -> Non
         stats.samples.append(f"SSE: {type(exc).__name__}: {exc}")
 
 
-async def browser(url: str, index: int, run_ids: list[int], end: float, stats: Stats) -> None:
-    """Hold an SSE stream, poll the series every second and load the compare page every 5 s."""
-    await asyncio.sleep(index * 0.1)  # browsers arrive over two seconds, not in one instant
+async def browser(
+    url: str, index: int, run_ids: list[int], end: float, stats: Stats, *, lockstep: bool = False
+) -> None:
+    """Hold an SSE stream, poll the series every second and load the compare page every 5 s.
+
+    Browsers open at random moments within the first 5 s, so their page loads are spread over the
+    5-second cycle as real users' are (``lockstep``: all within 2 s, every page load of the cycle in
+    one burst, the worst case)."""
+    arrival = index * 0.1 if lockstep else random.Random(1000 + index).uniform(0, 5.0)
+    await asyncio.sleep(arrival)
     watched = [run_ids[(index + k) % len(run_ids)] for k in range(4)]
     async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(30, read=None), limits=LIMITS) as client:
         page = f"/compare?runs={','.join(map(str, watched))}&stat=mean_sv"
@@ -209,7 +218,7 @@ async def drive(
     tasks = [
         worker(stack.url, stack.worker_token, r, end, interval, stats, lockstep=lockstep) for r in run_ids
     ]
-    tasks += [browser(stack.url, b, run_ids, end, stats) for b in range(browsers)]
+    tasks += [browser(stack.url, b, run_ids, end, stats, lockstep=lockstep) for b in range(browsers)]
     await asyncio.gather(*tasks)
     return stats
 
@@ -268,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epoch-interval", type=float, default=1.0, help="seconds between a worker's epochs")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of load before timing starts")
     parser.add_argument(
-        "--lockstep", action="store_true", help="all workers push at the same moments (worst case)"
+        "--lockstep",
+        action="store_true",
+        help="workers push at the same moments, browsers load pages in one burst (worst case)",
     )
     args = parser.parse_args(argv)
     kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
