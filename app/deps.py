@@ -22,7 +22,7 @@ from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
-AuthBackend = Callable[[Request, Database], Principal | None]
+AuthBackend = Callable[[Request], Principal | None]
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -129,7 +129,7 @@ async def heavy_read_slot(request: Request) -> AsyncIterator[None]:
 HEAVY_READ = Depends(heavy_read_slot, scope="function")  # route-level: dependencies=[HEAVY_READ]
 
 
-def bearer_backend(request: Request, db: Database) -> Principal | None:
+def bearer_backend(request: Request) -> Principal | None:
     """``Authorization: Bearer cw_…`` -> the token's principal (None when absent)."""
     header = request.headers.get("authorization")
     if not header:
@@ -173,7 +173,7 @@ def get_principal(request: Request) -> Principal:
         return cached
     backends: list[AuthBackend] = request.app.state.auth_backends
     for backend in backends:
-        principal = backend(request, database_of(request))
+        principal = backend(request)
         if principal is not None:
             _rate_limit(request, principal)
             request.state.principal = principal

@@ -14,7 +14,6 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
-from app.db import Database
 from app.deps import READ_METHODS, lookup_session
 from app.security import Principal
 from app.web_auth import CSRF_HEADER, SESSION_COOKIE, csrf_valid, resolve_session
@@ -53,7 +52,7 @@ def static_file(name: str) -> FileResponse:
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": STATIC_CACHE})
 
 
-def cookie_backend(request: Request, db: Database) -> Principal | None:
+def cookie_backend(request: Request) -> Principal | None:
     """The ``cw_session`` cookie -> the signed-in user (None without a valid session cookie).
 
     Unsafe methods also need the session's CSRF token in ``X-CSRF-Token`` (403 otherwise)."""

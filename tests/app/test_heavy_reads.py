@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from app.deps import HEAVY_READ
 from app.main import create_app
 from app.services.tokens import create_token, ensure_admin
 from app.settings import Settings
+from tests.security.seckit import route_objects
 
 HEAVY_ROUTES = {
     ("GET", "/api/v1/series"),
@@ -34,19 +34,11 @@ HEAVY_ROUTES = {
 }
 
 
-def _walk(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, str, Any]]:
-    for route in routes:
-        if type(route).__name__ == "_IncludedRouter":
-            yield from _walk(route.original_router.routes, prefix + (route.include_context.prefix or ""))
-            continue
-        for method in getattr(route, "methods", None) or []:
-            yield method, prefix + route.path, route
-
-
 def test_the_heavy_read_routes_and_only_they_take_a_slot(settings: Settings) -> None:
     gated = {
         (method, path)
-        for method, path, route in _walk(list(create_app(settings).routes))
+        for path, route in route_objects(list(create_app(settings).routes))
+        for method in getattr(route, "methods", None) or []
         if HEAVY_READ in (getattr(route, "dependencies", None) or [])
     }
     assert gated == HEAVY_ROUTES

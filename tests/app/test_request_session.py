@@ -17,6 +17,7 @@ from app.models import ApiToken
 from app.pages.common import get_browser
 from app.security import hash_token
 from app.settings import Settings
+from tests.security.seckit import route_objects
 
 AUTH_DEPENDENCIES = (get_principal, get_browser)
 
@@ -109,19 +110,13 @@ def _flat(dependant: Any) -> list[Callable[..., Any]]:
     return calls
 
 
-def _routes(routes: list[Any]) -> Iterator[APIRoute]:
-    for route in routes:
-        if type(route).__name__ == "_IncludedRouter":  # FastAPI >= 0.16x: included routers stay nested
-            yield from _routes(route.original_router.routes)
-        elif isinstance(route, APIRoute):
-            yield route
-
-
 def test_every_route_opens_its_session_before_authenticating(settings: Settings) -> None:
     """FastAPI resolves dependencies in parameter order: a route that declares its auth dependency
     before ``session: SessionDep`` would authenticate on a second connection."""
     checked, late = 0, []
-    for route in _routes(list(create_app(settings).routes)):
+    for _path, route in route_objects(list(create_app(settings).routes)):
+        if not isinstance(route, APIRoute):
+            continue
         calls = _flat(route.dependant)
         auth = [calls.index(dep) for dep in AUTH_DEPENDENCIES if dep in calls]
         if get_session in calls and auth:

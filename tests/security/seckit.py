@@ -33,14 +33,22 @@ class Route:
         return f"{self.method} {self.path}"
 
 
-def _walk(routes: list[Any], prefix: str = "") -> Iterator[Route]:
+def route_objects(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(full path, route object) for every route, inside included routers too."""
     for route in routes:
         if type(route).__name__ == "_IncludedRouter":  # FastAPI >= 0.16x: included routers stay nested
-            yield from _walk(route.original_router.routes, prefix + (route.include_context.prefix or ""))
+            yield from route_objects(
+                route.original_router.routes, prefix + (route.include_context.prefix or "")
+            )
             continue
+        yield prefix + route.path, route
+
+
+def _walk(routes: list[Any]) -> Iterator[Route]:
+    for path, route in route_objects(routes):
         for method in sorted(getattr(route, "methods", None) or []):
             if method != "HEAD":
-                yield Route(method, prefix + route.path)
+                yield Route(method, path)
 
 
 def all_routes(app: FastAPI) -> list[Route]:
