@@ -102,8 +102,6 @@ def side_write(request: Request) -> Iterator[Session]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-
-
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
@@ -148,15 +146,14 @@ def bearer_backend(request: Request) -> Principal | None:
 
 def _record_use(request: Request, token_id: int) -> None:
     """Set the token's ``last_used_at`` (at most once a minute, ``app.services.tokens``)."""
-    shared = request_session(request)
-    if shared is not None and shared.write:  # committed with the request (see side_write)
-        tokens.touch_token(session=shared.session, token_id=token_id)
-        return
     try:
-        with database_of(request).transaction(write=True) as session:
+        with side_write(request) as session:
             tokens.touch_token(session=session, token_id=token_id)
-    except SQLAlchemyError:  # best effort: never fail a request over last_used_at
-        log.warning("could not record token use", exc_info=True)
+    except SQLAlchemyError:
+        shared = request_session(request)
+        if shared is not None and shared.write:  # the request's own transaction failed: so does it
+            raise
+        log.warning("could not record token use", exc_info=True)  # best effort otherwise
 
 
 def _unauthorized(message: str) -> HTTPException:
