@@ -8,30 +8,43 @@ kept and the rest as overflow, every burst opened and closed PostgreSQL connecti
 forked each time), which stalled every request in flight (seen as the epoch PUT p99 of
 ``bench.load``).
 
+Connections are not pinged at every checkout (``pool_pre_ping`` costs a round trip per request):
+only one that sat in the pool for ``PING_AFTER_IDLE_S`` or longer is, and one that fails the ping
+is replaced. The pool hands out the most recently returned connection first (LIFO), so under light
+traffic the same few stay warm while the rest idle. A connection that dies while in use (a restart
+under load) fails its request with a disconnect error, answered 503 (``app.api.errors``), and
+SQLAlchemy then replaces every pooled connection older than that failure at its next checkout.
+
 Sessions are opened at the edge (a FastAPI dependency, a CLI command) and passed keyword-only to
 domain functions, which never create one.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.settings import Settings
 
 WRITE_OPTION = "cw_write"
 PG_POOL_SIZE, PG_POOL_OVERFLOW = 40, 10  # kept open / extra under a spike (closed when returned)
+PING_AFTER_IDLE_S = 5.0
+_IDLE_SINCE = "cw_idle_since"
 
 
 def make_engine(settings: Settings) -> Engine:
     """An engine for ``settings.database_url`` with the per-dialect setup described above."""
     url = settings.database_url
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=PG_POOL_SIZE, max_overflow=PG_POOL_OVERFLOW)
+        engine = create_engine(url, pool_size=PG_POOL_SIZE, max_overflow=PG_POOL_OVERFLOW, pool_use_lifo=True)
+        ping_after_idle(engine, PING_AFTER_IDLE_S)
+        return engine
     timeout_s = settings.sqlite_busy_timeout_ms / 1000
     engine = create_engine(url, connect_args={"timeout": timeout_s, "check_same_thread": False})
     busy_ms = settings.sqlite_busy_timeout_ms
@@ -52,6 +65,25 @@ def make_engine(settings: Settings) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def ping_after_idle(engine: Engine, idle_s: float) -> None:
+    """Ping a pooled connection at checkout only when it has been idle for ``idle_s`` or longer; one
+    that fails is replaced (``DisconnectionError`` makes the pool invalidate it and connect anew)."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None or time.monotonic() - since < idle_s:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # the driver's own error class: any failure means a dead connection
+            raise DisconnectionError(f"a pooled connection idle for {idle_s:g} s failed its ping") from exc
 
 
 class Database:
