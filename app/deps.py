@@ -10,9 +10,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.db import Database
 from app.ratelimit import RateLimiter
@@ -50,17 +52,27 @@ class RequestSession:
     write: bool
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One session (one transaction) per request; rolled back unless the route committed."""
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One session (one transaction) per request; rolled back unless the route committed.
+
+    ``async``: opening a session does no I/O (it takes a pooled connection at its first statement),
+    and a plain ``def`` generator would cost two thread-pool hops per request, each of which waits
+    for the GIL under load. Only a transaction that the route left open (a read, a failed write) is
+    rolled back on a thread, shielded from cancellation so that its connection goes back to the pool.
+    """
     db = database_of(request)
     write = request.method not in READ_METHODS
-    with db.session(write=write) as session:
-        request.state.db_session = RequestSession(session, write)
-        try:
-            yield session
-        finally:
-            request.state.db_session = None
-            session.rollback()
+    session = db.session(write=write)
+    request.state.db_session = RequestSession(session, write)
+    try:
+        yield session
+    finally:
+        request.state.db_session = None
+        if session.in_transaction():
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(session.close)
+        else:
+            session.close()  # nothing held: no I/O
 
 
 def request_session(request: Request) -> RequestSession | None:

@@ -7,7 +7,8 @@ import logging
 from collections.abc import Callable
 from typing import Annotated, Any, cast
 
-from fastapi import Path, Request
+from fastapi import Path, Request, Response
+from pydantic import BaseModel
 
 from app.db import Database
 from app.models import RunEvent
@@ -26,6 +27,17 @@ def publish(request: Request, events: list[RunEvent], payload: dict[str, Any] | 
             publisher.publish(event.run_id, event.type, body)
         except Exception:  # subscribers must never break a committed write
             log.exception("publishing %s for run %s failed", event.type, event.run_id)
+
+
+def model_response(model: BaseModel) -> Response:
+    """``model`` as the JSON body, serialised on the route's own thread.
+
+    FastAPI re-validates what a sync route returns on a second trip to the thread pool
+    (``serialize_response``); under load every trip waits for the GIL. The ingestion routes that
+    workers call every epoch return their already-validated model this way instead; their
+    ``response_model`` still documents the body.
+    """
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 def enqueue(request: Request, run_ids: list[int]) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from app.access import CanIngestRun, CanReadRun
-from app.api.common import RunId, publish
+from app.api.common import RunId, model_response, publish
 from app.api.export import download
 from app.deps import SessionDep
 from app.schemas import EpochIn, EpochPublic, MetricBatchIn, MetricBatchPublic
@@ -21,7 +21,7 @@ EpochPath = Annotated[int, Path(ge=0, le=MAX_EPOCH, description="epoch number, f
 @router.put("/runs/{run_id}/epochs/{epoch}", response_model=EpochPublic)
 def put_epoch(
     run_id: RunId, epoch: EpochPath, data: EpochIn, request: Request, session: SessionDep, _c: CanIngestRun
-) -> EpochPublic:
+) -> Response:
     """Store collapse statistics + metrics for one epoch (see ``app.services.epochs`` for the rules).
 
     A replay by the same attempt returns the stored record unchanged; a stale attempt gets 409.
@@ -30,17 +30,15 @@ def put_epoch(
     session.commit()
     if result.changed:
         publish(request, result.written.events, payload=result.record.model_dump(mode="json"))
-    return result.record
+    return model_response(result.record)
 
 
 @router.post("/runs/{run_id}/metrics", response_model=MetricBatchPublic)
-def post_metrics(
-    run_id: RunId, data: MetricBatchIn, session: SessionDep, _caller: CanIngestRun
-) -> MetricBatchPublic:
+def post_metrics(run_id: RunId, data: MetricBatchIn, session: SessionDep, _caller: CanIngestRun) -> Response:
     """Upsert up to 1000 (key, step, value) points; values must be finite."""
     accepted = metrics.write_metrics(session=session, run_id=run_id, data=data)
     session.commit()
-    return MetricBatchPublic(run=run_id, accepted=accepted)
+    return model_response(MetricBatchPublic(run=run_id, accepted=accepted))
 
 
 @router.get("/runs/{run_id}/epochs", response_model=list[EpochPublic])

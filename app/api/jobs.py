@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from app import authz
 from app.access import CanIngestRun, CanReadRun, UserActorDep
-from app.api.common import RunId, enqueue, publish
+from app.api.common import RunId, enqueue, model_response, publish
 from app.deps import SessionDep, SettingsDep, UserDep
 from app.schemas import (
     AttemptIn,
@@ -81,14 +81,14 @@ def claim_run(
 @router.post("/runs/{run_id}/heartbeat", response_model=HeartbeatPublic)
 def heartbeat(
     run_id: RunId, data: AttemptIn, session: SessionDep, settings: SettingsDep, _caller: CanIngestRun
-) -> HeartbeatPublic:
+) -> Response:
     """Extend the lease; read ``cancel_requested`` to stop cooperatively."""
     run = lifecycle.heartbeat(
         session=session, run_id=run_id, attempt=data.attempt, lease_seconds=settings.lease_seconds
     )
     session.commit()
     assert run.lease_until is not None
-    return HeartbeatPublic(lease_until=run.lease_until, cancel_requested=run.cancel_requested)
+    return model_response(HeartbeatPublic(lease_until=run.lease_until, cancel_requested=run.cancel_requested))
 
 
 @router.post("/runs/{run_id}/finish", response_model=RunPublic)

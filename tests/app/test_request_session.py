@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import anyio.to_thread
+import pytest
 from apikit import STATS, Api
 from fastapi.routing import APIRoute
 from sqlalchemy import Engine, event, select
@@ -101,6 +103,45 @@ def test_a_refused_write_records_nothing_and_leaves_no_transaction_open(api: Api
     assert _last_used(api, api.worker_token) is None  # rolled back with the request
     assert api.put_epoch(run_id, 0).status_code == 200  # nothing left locked
     assert _last_used(api, api.worker_token) is not None
+
+
+@contextmanager
+def thread_hops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Calls handed to the thread pool (sync dependencies, sync routes, our own ``run_in_threadpool``)."""
+    hops: list[str] = []
+    original = anyio.to_thread.run_sync
+
+    async def counted(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        hops.append(getattr(func, "__qualname__", repr(func)))
+        return await original(func, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(anyio.to_thread, "run_sync", counted)
+        yield hops
+
+
+def test_an_epoch_put_makes_three_thread_hops_and_leaves_no_connection_out(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each hop waits for the GIL under load. The session opens and closes in the event loop (no
+    I/O: the route committed); the caller, the permission check and the route each take a thread."""
+    run_id = api.sdk_run()["id"]
+    api.put_epoch(run_id, 0)
+    with thread_hops(monkeypatch) as hops:
+        assert api.put_epoch(run_id, 1).status_code == 200
+    assert len(hops) == 3, hops
+    assert api.db.engine.pool.checkedout() == 0
+
+
+def test_a_read_rolls_back_on_a_thread_and_returns_its_connection(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = api.sdk_run()["id"]
+    with thread_hops(monkeypatch) as hops:
+        response = api.client.get(f"/api/v1/runs/{run_id}/epochs", headers=api.user)
+    assert response.status_code == 200, response.text
+    assert any("close" in hop for hop in hops), hops  # the read's transaction ends off the loop
+    assert api.db.engine.pool.checkedout() == 0
 
 
 def _flat(dependant: Any) -> list[Callable[..., Any]]:
