@@ -4,8 +4,6 @@ every checkout; a dead one is replaced, by the ping or, when it died in use, aft
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -18,17 +16,8 @@ from app.main import create_app
 from app.services.tokens import create_token, ensure_admin
 from app.settings import Settings
 
-pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg_settings(pg_migrated_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        database_url=pg_migrated_url,
-        broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
-        artifact_dir=tmp_path / "artifacts",
-        maintenance_interval_seconds=0,
-    )
+# PostgreSQL only (SQLite has no pool to ping): the app fixtures of conftest.py, on their postgres side.
+pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("database_url", ["postgres"], indirect=True)]
 
 
 def _counting(database: Database, monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -55,13 +44,6 @@ def _terminate(url: str, pid: int) -> None:
     time.sleep(0.2)  # the backend is gone once the client sees its socket closed
 
 
-@pytest.fixture
-def database(pg_settings: Settings) -> Iterator[Database]:
-    db = Database(pg_settings)
-    yield db
-    db.dispose()
-
-
 def test_a_connection_in_steady_use_is_not_pinged(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -72,17 +54,17 @@ def test_a_connection_in_steady_use_is_not_pinged(
 
 
 def test_an_idle_connection_is_pinged_and_a_dead_one_replaced(
-    pg_settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(app.db, "PING_AFTER_IDLE_S", 0.3)
-    database = Database(pg_settings)
+    database = Database(settings)
     try:
         seen = _counting(database, monkeypatch)
         first = _backend_pid(database)
         time.sleep(0.4)
         assert _backend_pid(database) == first  # idle past the limit: pinged, alive, kept
         assert len(seen) == 1
-        _terminate(pg_settings.database_url, first)
+        _terminate(settings.database_url, first)
         time.sleep(0.4)
         replaced = _backend_pid(database)  # no error: the ping found it dead and the pool reconnected
         assert replaced != first
@@ -91,8 +73,8 @@ def test_an_idle_connection_is_pinged_and_a_dead_one_replaced(
         database.dispose()
 
 
-def test_a_connection_that_died_in_use_costs_one_503_then_the_pool_recovers(pg_settings: Settings) -> None:
-    application = create_app(pg_settings)
+def test_a_connection_that_died_in_use_costs_one_503_then_the_pool_recovers(settings: Settings) -> None:
+    application = create_app(settings)
     db: Database = application.state.db
     with db.transaction() as session:
         token = create_token(
@@ -101,7 +83,7 @@ def test_a_connection_that_died_in_use_costs_one_503_then_the_pool_recovers(pg_s
     headers = {"Authorization": f"Bearer {token}"}
     with TestClient(application) as client:
         assert client.get("/api/v1/runs", headers=headers).status_code == 200
-        _terminate(pg_settings.database_url, _backend_pid(db))  # the pooled connection, not idle long
+        _terminate(settings.database_url, _backend_pid(db))  # the pooled connection, not idle long
         down = client.get("/api/v1/runs", headers=headers)
         assert down.status_code == 503, down.text
         assert "database is unavailable" in down.json()["message"]
