@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import anyio
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from app.auth import api_tokens
+from app.auth.ratelimit import RateLimiter
+from app.auth.tokens import Principal
 from app.db import Database
-from app.ratelimit import RateLimiter
-from app.security import Principal
-from app.services import tokens
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def bearer_backend(request: Request) -> Principal | None:
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("the Authorization header must be 'Bearer <token>'")
     with lookup_session(request) as session:
-        resolved = tokens.resolve_token(session=session, token=token.strip())
+        resolved = api_tokens.resolve_token(session=session, token=token.strip())
     if resolved is None:
         raise _unauthorized("invalid or revoked token; create one with `collapsewatch token create`")
     if resolved.needs_touch and resolved.principal.token_id is not None:
@@ -157,10 +157,10 @@ def bearer_backend(request: Request) -> Principal | None:
 
 
 def _record_use(request: Request, token_id: int) -> None:
-    """Set the token's ``last_used_at`` (at most once a minute, ``app.services.tokens``)."""
+    """Set the token's ``last_used_at`` (at most once a minute, ``app.auth.api_tokens``)."""
     try:
         with side_write(request) as session:
-            tokens.touch_token(session=session, token_id=token_id)
+            api_tokens.touch_token(session=session, token_id=token_id)
     except SQLAlchemyError:
         shared = request_session(request)
         if shared is not None and shared.write:  # the request's own transaction failed: so does it
@@ -191,7 +191,7 @@ def get_principal(request: Request) -> Principal:
 
 
 def _rate_limit(request: Request, principal: Principal) -> None:
-    """429 once the caller's bucket is empty (``app.ratelimit``): per API token, else per user."""
+    """429 once the caller's bucket is empty (``app.auth.ratelimit``): per API token, else per user."""
     limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
     if limiter is None:
         return
@@ -219,3 +219,7 @@ async def get_user(principal: PrincipalDep) -> Principal:
 
 
 UserDep = Annotated[Principal, Depends(get_user)]
+
+
+MAX_ID = 2**31 - 1
+RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="run id")]

@@ -1,67 +1,59 @@
-"""The ASGI application: ``create_app(settings)``; ``uvicorn app.main:app`` serves ``app``.
-
-Routers are listed in ``ROUTERS`` as "module:attribute"; an entry whose module does not exist yet
-is skipped, so features can land module by module.
-"""
+"""The ASGI application: ``create_app(settings)``; ``uvicorn app.main:app`` serves ``app``."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from app.api import errors
-from app.api.common import default_enqueue
+from app.api import accounts as accounts_api
+from app.api import checkpoints, epochs, errors, events, export, jobs, reports, runs, series
+from app.api.openapi import install as install_openapi
+from app.auth.cookies import cookie_backend
+from app.auth.ratelimit import RateLimiter
 from app.db import Database
 from app.deps import bearer_backend
-from app.log_redact import install as install_log_redaction
-from app.memory import freeze_startup_objects, limit_arenas, trim_forever
-from app.middleware import BodyLimitMiddleware
-from app.pubsub import make_broker
-from app.ratelimit import RateLimiter
+from app.jobs.install import install as install_queue
+from app.live.pubsub import make_broker
+from app.pages import account, auth, compare, run
+from app.pages import jobs as jobs_page
+from app.pages import projects as projects_page
+from app.pages import reports as reports_page
+from app.pages import runs as runs_page
 from app.settings import Settings, get_settings
-from app.web import cookie_backend
+from app.web import static
+from app.web.headers import SecurityHeadersMiddleware
+from app.web.limits import BodyLimitMiddleware
+from app.web.log_redact import install as install_log_redaction
+from app.web.memory import freeze_startup_objects, limit_arenas, trim_forever
 
 log = logging.getLogger(__name__)
 
-ROUTERS: list[str] = [
-    "app.api.runs:router",
-    "app.api.jobs:router",
-    "app.api.epochs:router",
-    "app.api.export:router",
-    "app.api.series:router",
-    "app.api.events:router",
-    "app.api.checkpoints:router",
-    "app.api.accounts:router",
-    "app.api.reports:router",
-    # The dashboard (issue 5): static files, then the pages.
-    "app.web:router",
-    "app.pages.auth:router",
-    "app.pages.runs:router",
-    "app.pages.run:router",
-    "app.pages.jobs:router",
-    "app.pages.compare:router",
-    # Accounts, projects and reports (issue 6).
-    "app.pages.account:router",
-    "app.pages.projects:router",
-    "app.pages.reports:router",
+ROUTERS: list[APIRouter] = [
+    # the JSON API (/api/v1)
+    runs.router,
+    jobs.router,
+    epochs.router,
+    export.router,
+    series.router,
+    events.router,
+    checkpoints.router,
+    accounts_api.router,
+    reports.router,
+    # the dashboard: static files, then the pages
+    static.router,
+    auth.router,
+    runs_page.router,
+    run.router,
+    jobs_page.router,
+    compare.router,
+    account.router,
+    projects_page.router,
+    reports_page.router,
 ]
-
-
-def _load_router(target: str) -> APIRouter | None:
-    module_name, attribute = target.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        return None
-    router: APIRouter = getattr(module, attribute)
-    return router
 
 
 @asynccontextmanager
@@ -99,32 +91,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="collapsewatch", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.db = Database(settings)
-    app.state.publisher = make_broker(settings.redis_url)  # in-process, or Redis pub/sub (app.pubsub)
-    app.state.enqueue = default_enqueue(settings, app.state.db)  # tests inject a recorder
+    app.state.publisher = make_broker(settings.redis_url)  # in-process, or Redis pub/sub (app.live.pubsub)
     app.state.rate_limiter = (  # per API token / user (app/ratelimit.py); None = no limit
         RateLimiter(settings.api_rate_limit_per_second, settings.api_rate_limit_burst)
         if settings.api_rate_limit_per_second
         else None
     )
-    app.state.auth_backends = [bearer_backend, cookie_backend]  # cookie: app.web (browser sessions)
+    app.state.auth_backends = [
+        bearer_backend,
+        cookie_backend,
+    ]  # cookie: app.auth.cookies (browser sessions)
     errors.install(app)
     install_log_redaction()  # share-link and invite tokens never reach the logs (app/log_redact.py)
-    for target in ROUTERS:
-        router = _load_router(target)
-        if router is not None:
-            app.include_router(router)
-    from app.queue import install as install_queue
-
+    for router in ROUTERS:
+        app.include_router(router)
     install_queue(app)  # app.state.enqueue bound to the broker + the reaper/sweeper loop
-    from app.openapi_doc import install as install_openapi
-
     install_openapi(app)  # the shared error answers in /openapi.json (checked by tests/fuzz)
     # Checkpoint uploads enforce MAX_CHECKPOINT_BYTES themselves (app/api/checkpoints.py).
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, exempt_suffixes=("/checkpoint",)
     )
-    from app.headers import SecurityHeadersMiddleware
-
     app.add_middleware(SecurityHeadersMiddleware)  # outermost: CSP, frame-ancestors, nosniff (app/headers.py)
 
     @app.get("/healthz", include_in_schema=False)

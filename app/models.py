@@ -196,7 +196,7 @@ class Metric(Base):
 class MetricChunk(Base):
     """The SDK scalars of one (run, key) in steps ``[chunk * 256, chunk * 256 + 256)``, packed.
 
-    A copy of the ``metrics`` rows kept in the same transaction (``app.metric_chunks``): ``steps``
+    A copy of the ``metrics`` rows kept in the same transaction (``app.series.chunks``): ``steps``
     are little-endian int64, ``vals`` float64 with NaN for NULL. Series queries read these instead
     of grouping every raw row.
     """
@@ -226,7 +226,7 @@ class RunEvent(Base):
 
 # Modules outside this file that declare tables on ``Base``: imported by the migration environment
 # and the migration test so that autogenerate sees every table. Add yours here.
-MODEL_MODULES: tuple[str, ...] = ("app.web_auth", "app.account_models")
+MODEL_MODULES: tuple[str, ...] = ("app.auth.sessions", "app.auth.models")
 
 
 def import_all_models() -> MetaData:

@@ -10,7 +10,7 @@ those 20 runs downsampled to 1,000 points. ``--quick``: 4 runs x 50 epochs, 4 x 
 
 Baselines, in this process, same rows: a plain loop of direct driver inserts into similar tables
 (sqlite3 / psycopg ``executemany``, one commit per epoch or per 1,000 points) and, for the series,
-fetching every point and downsampling in Python (``app.series.downsample``). "Points" of an epoch
+fetching every point and downsampling in Python (``app.series.downsample.downsample``). "Points" of an epoch
 are its 18 chartable scalars (10 metrics + 8 statistics). Targets: scalar batches >= 25,000 points/s
 on SQLite, epoch PUT p50 < 10 ms, series query < 100 ms.
 
@@ -132,8 +132,8 @@ def server(database_url: str, workdir: Path) -> Iterator[tuple[str, int]]:
 
 def tokens(database_url: str) -> tuple[str, str]:
     """A user and a worker token, created with the app's token service."""
+    from app.auth.api_tokens import create_token, ensure_admin
     from app.db import Database
-    from app.services.tokens import create_token, ensure_admin
     from app.settings import Settings
 
     db = Database(Settings(database_url=database_url, _env_file=None))  # type: ignore[call-arg]
@@ -283,7 +283,7 @@ def baseline(
         conn.commit()
     out["metric_s"] = time.perf_counter() - start
     samples = []
-    from app.series import downsample
+    from app.series.downsample import downsample
 
     for _ in range(max(3, work.series_repeats // 3)):
         t0 = time.perf_counter()

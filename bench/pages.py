@@ -60,12 +60,12 @@ def fill(database_url: str, *, runs: int, epochs: int, seed: int = 0) -> list[in
     """Bulk-insert the workload; returns the run ids."""
     from sqlalchemy import insert
 
+    from app.auth.api_tokens import ensure_admin
     from app.db import Database
     from app.migrate import upgrade
     from app.models import Epoch, Project, Run
-    from app.schemas import JobSpec
-    from app.services.tokens import ensure_admin
     from app.settings import Settings
+    from collapsewatch.contract import JobSpec
 
     rng = random.Random(seed)
     db = Database(Settings(database_url=database_url, _env_file=None))  # type: ignore[call-arg]

@@ -1,4 +1,4 @@
-"""Fast paths of worker.regularizers against their direct forms, and collapse_stats overhead.
+"""Fast paths of collapsewatch.regularizers against their direct forms, and collapse_stats overhead.
 
     python -m bench.stats [--quick] [--threads N] [--repeats R] [--clock wall|cpu] [--plain-loop]
 
@@ -25,8 +25,14 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from worker.regularizers import CovMethod, mean_singular_value, svmax_bounds, use_gram_path, vicreg_loss
-from worker.stats import collapse_stats
+from collapsewatch.regularizers import (
+    CovMethod,
+    mean_singular_value,
+    svmax_bounds,
+    use_gram_path,
+    vicreg_loss,
+)
+from collapsewatch.stats import collapse_stats
 
 SHAPES = [(256, 2048), (512, 2048), (1024, 8192)]
 PROBE_SIZE = 1024
@@ -126,7 +132,7 @@ def bench_vicreg(shapes: list[tuple[int, int]], repeats: int) -> None:
 
 def _engine_epoch(d: int) -> tuple[Callable[[], object], Callable[[], object], torch.Tensor]:
     """(one training epoch, one full engine epoch = train + evaluate, a 1024-row probe embedding)."""
-    from app.schemas import JobSpec
+    from collapsewatch.contract import JobSpec
     from worker.training.data import load_splits
     from worker.training.engine import make_optimizer, seed_everything, train_epoch
     from worker.training.evaluate import evaluate

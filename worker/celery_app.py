@@ -15,11 +15,10 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
-from worker.settings import QUEUE_CLASSES, get_worker_settings
+from worker.settings import GPU_SLOTS_ENV, QUEUE_CLASSES, get_worker_settings
 
 # Set by ``collapsewatch worker`` for the parent: the GPU index each pool child is pinned to
 # ("" = hide all GPUs from the children). Unset = leave CUDA_VISIBLE_DEVICES alone.
-GPU_SLOTS_ENV = "COLLAPSEWATCH_GPU_SLOTS"
 
 log = logging.getLogger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per API call is too chatty

@@ -16,8 +16,6 @@ import socket
 import subprocess
 import sys
 
-GPU_SLOTS_ENV = "COLLAPSEWATCH_GPU_SLOTS"  # same name as worker.celery_app.GPU_SLOTS_ENV
-
 
 def worker_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -60,6 +58,8 @@ def celery_command(
     *, gpus: list[str], concurrency: int, queues: list[str], name: str, loglevel: str
 ) -> tuple[list[str], dict[str, str]]:
     """The ``celery worker`` argv and the extra environment for the parent."""
+    from worker.settings import GPU_SLOTS_ENV
+
     argv = [
         sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
         "--pool", "prefork", "--concurrency", str(len(gpus) or concurrency),

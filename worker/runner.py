@@ -23,12 +23,11 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
-from app.schemas import ClaimPublic, EpochIn, FinalStatus, WorkerInfo
-from worker.client import ApiError, Client, NotClaimable, ServerUnavailable, StaleAttempt
-from worker.settings import WorkerSettings
+from collapsewatch.contract import ClaimPublic, EpochIn, FinalStatus, WorkerInfo
+from collapsewatch.sdk.client import ApiError, Client, NotClaimable, ServerUnavailable, StaleAttempt
+from worker.settings import GPU_SLOTS_ENV, WorkerSettings
 
 log = logging.getLogger(__name__)
-GPU_SLOTS_ENV = "COLLAPSEWATCH_GPU_SLOTS"
 TRACEBACK_LINES = 15
 
 

@@ -16,10 +16,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # The task name and the queues by device class are part of the wire contract: a job with device "cpu"
 # goes to ``cpu``, "cuda"/"cuda:N" to ``gpu`` and "auto" to ``default``, which every worker consumes
 # (GPU workers train it on their GPU).
-from app.schemas import QUEUE_CLASSES, TASK_NAME
+from collapsewatch.contract import QUEUE_CLASSES, TASK_NAME
 
-__all__ = ["QUEUE_CLASSES", "TASK_NAME", "WorkerSettings", "get_worker_settings"]
+__all__ = ["GPU_SLOTS_ENV", "QUEUE_CLASSES", "TASK_NAME", "WorkerSettings", "get_worker_settings"]
 DEFAULT_BROKER_URL = "sqla+sqlite:///./collapsewatch-broker.db"
+# The comma list of GPU indices a worker's pool children are pinned to (set by ``collapsewatch worker``
+# for Celery's children; "" hides every GPU). Unset: CUDA_VISIBLE_DEVICES is left alone.
+GPU_SLOTS_ENV = "COLLAPSEWATCH_GPU_SLOTS"
 
 
 class WorkerSettings(BaseSettings):

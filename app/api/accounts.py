@@ -1,8 +1,8 @@
 """Accounts over the API: who am I, personal tokens, projects, members, invitations, worker tokens.
 
-Roles are enforced by ``app.projects`` / ``app.accounts`` through ``app.authz``: every user lists
-and creates their own tokens and projects; owners (and admins) manage members, invitations and
-the project's worker tokens. Worker tokens are refused here (403).
+Roles are enforced by ``app.auth.projects`` / ``app.auth.accounts`` through ``app.auth.roles``:
+every user lists and creates their own tokens and projects; owners (and admins) manage members,
+invitations and the project's worker tokens. Worker tokens are refused here (403).
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 from sqlalchemy.orm import Session
 
-from app import accounts, authz, projects
-from app.access import UserActorDep
-from app.api.common import MAX_ID
-from app.deps import SessionDep, SettingsDep
-from app.models import Project, User
-from app.schemas import (
+from app.auth import accounts, projects, roles
+from app.auth.access import UserActorDep
+from app.auth.api_tokens import NewToken
+from app.auth.schemas import (
     InvitationCreate,
     InvitationPublic,
     MemberPublic,
@@ -29,8 +27,9 @@ from app.schemas import (
     TokenCreated,
     TokenPublic,
 )
-from app.services.errors import NotFound
-from app.services.tokens import NewToken
+from app.deps import MAX_ID, SessionDep, SettingsDep
+from app.errors import NotFound
+from app.models import Project, User
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -42,12 +41,12 @@ def _token(row: projects.TokenRow) -> TokenPublic:
 
 
 def _created(session: Session, new: NewToken) -> TokenCreated:
-    rows = projects.token_rows(session, [new.record])
+    rows = projects.token_rows(session=session, tokens=[new.record])
     return TokenCreated(**_token(rows[0]).model_dump(), token=new.token)
 
 
-def _project(session: Session, actor: authz.Actor, name: str, action: authz.Action) -> Project:
-    return authz.project_named(session, actor, name, action)
+def _project(session: Session, actor: roles.Actor, name: str, action: roles.Action) -> Project:
+    return roles.project_named(session=session, actor=actor, name=name, action=action)
 
 
 @router.get("/me", response_model=MePublic)
@@ -61,13 +60,13 @@ def me(session: SessionDep, actor: UserActorDep) -> MePublic:
 @router.get("/tokens", response_model=list[TokenPublic])
 def list_tokens(session: SessionDep, actor: UserActorDep) -> list[TokenPublic]:
     """Your tokens (revoked ones included), newest first, with their last-used time."""
-    return [_token(row) for row in projects.user_tokens(session, actor.user_id)]
+    return [_token(row) for row in projects.user_tokens(session=session, user_id=actor.user_id)]
 
 
 @router.post("/tokens", status_code=201, response_model=TokenCreated)
 def create_token(data: TokenCreate, session: SessionDep, actor: UserActorDep) -> TokenCreated:
     """A personal API token; the secret is in this response only (stored as sha256)."""
-    new = projects.create_user_token(session, actor, name=data.name)
+    new = projects.create_user_token(session=session, actor=actor, name=data.name)
     created = _created(session, new)
     session.commit()
     return created
@@ -75,20 +74,23 @@ def create_token(data: TokenCreate, session: SessionDep, actor: UserActorDep) ->
 
 @router.delete("/tokens/{token_id}", status_code=204)
 def revoke_token(token_id: IdPath, session: SessionDep, actor: UserActorDep) -> Response:
-    projects.revoke_user_token(session, actor, token_id)
+    projects.revoke_user_token(session=session, actor=actor, token_id=token_id)
     session.commit()
     return Response(status_code=204)
 
 
 @router.get("/projects", response_model=list[ProjectPublic])
 def list_projects(session: SessionDep, actor: UserActorDep) -> list[ProjectPublic]:
-    return [ProjectPublic(id=p.id, name=p.name, role=p.role) for p in projects.my_projects(session, actor)]
+    return [
+        ProjectPublic(id=p.id, name=p.name, role=p.role)
+        for p in projects.my_projects(session=session, actor=actor)
+    ]
 
 
 @router.post("/projects", status_code=201, response_model=ProjectPublic)
 def create_project(data: ProjectCreate, session: SessionDep, actor: UserActorDep) -> ProjectPublic:
     """A new project; you become its owner."""
-    project = projects.create_project(session, actor, data.name)
+    project = projects.create_project(session=session, actor=actor, name=data.name)
     session.commit()
     return ProjectPublic(id=project.id, name=project.name, role="owner")
 
@@ -97,7 +99,8 @@ def create_project(data: ProjectCreate, session: SessionDep, actor: UserActorDep
 def list_members(name: NamePath, session: SessionDep, actor: UserActorDep) -> list[MemberPublic]:
     project = _project(session, actor, name, "read")
     return [
-        MemberPublic.model_validate(m, from_attributes=True) for m in projects.members(session, project.id)
+        MemberPublic.model_validate(m, from_attributes=True)
+        for m in projects.members(session=session, project_id=project.id)
     ]
 
 
@@ -105,7 +108,9 @@ def list_members(name: NamePath, session: SessionDep, actor: UserActorDep) -> li
 def set_member(name: NamePath, data: MemberSet, session: SessionDep, actor: UserActorDep) -> MemberPublic:
     """Add an existing user to the project or change their role (owners)."""
     project = _project(session, actor, name, "manage")
-    row = projects.set_member(session, actor, project.id, email=data.email, role=data.role)
+    row = projects.set_member(
+        session=session, actor=actor, project_id=project.id, email=data.email, role=data.role
+    )
     session.commit()
     return MemberPublic.model_validate(row, from_attributes=True)
 
@@ -113,7 +118,7 @@ def set_member(name: NamePath, data: MemberSet, session: SessionDep, actor: User
 @router.delete("/projects/{name}/members/{user_id}", status_code=204)
 def remove_member(name: NamePath, user_id: IdPath, session: SessionDep, actor: UserActorDep) -> Response:
     project = _project(session, actor, name, "manage")
-    projects.remove_member(session, actor, project.id, user_id=user_id)
+    projects.remove_member(session=session, actor=actor, project_id=project.id, user_id=user_id)
     session.commit()
     return Response(status_code=204)
 
@@ -124,7 +129,9 @@ def invite(
 ) -> InvitationPublic:
     """An invite link (owners): the invitee opens it, sets a password and joins with ``role``."""
     project = _project(session, actor, name, "manage")
-    new = accounts.create_invitation(session, actor, email=data.email, project_id=project.id, role=data.role)
+    new = accounts.create_invitation(
+        session=session, actor=actor, email=data.email, project_id=project.id, role=data.role
+    )
     session.commit()
     url = f"{settings.public_url.rstrip('/')}/invite/{new.token}"
     return InvitationPublic(
@@ -135,7 +142,10 @@ def invite(
 @router.get("/projects/{name}/worker-tokens", response_model=list[TokenPublic])
 def list_worker_tokens(name: NamePath, session: SessionDep, actor: UserActorDep) -> list[TokenPublic]:
     project = _project(session, actor, name, "manage")
-    return [_token(row) for row in projects.project_worker_tokens(session, actor, project.id)]
+    return [
+        _token(row)
+        for row in projects.project_worker_tokens(session=session, actor=actor, project_id=project.id)
+    ]
 
 
 @router.post("/projects/{name}/worker-tokens", status_code=201, response_model=TokenCreated)
@@ -144,7 +154,7 @@ def create_worker_token(
 ) -> TokenCreated:
     """A worker token limited to this project's runs, ingestion routes only (owners)."""
     project = _project(session, actor, name, "manage")
-    new = projects.create_worker_token(session, actor, project.id, name=data.name)
+    new = projects.create_worker_token(session=session, actor=actor, project_id=project.id, name=data.name)
     created = _created(session, new)
     session.commit()
     return created
@@ -155,6 +165,6 @@ def revoke_worker_token(
     name: NamePath, token_id: IdPath, session: SessionDep, actor: UserActorDep
 ) -> Response:
     project = _project(session, actor, name, "manage")
-    projects.revoke_worker_token(session, actor, project.id, token_id)
+    projects.revoke_worker_token(session=session, actor=actor, project_id=project.id, token_id=token_id)
     session.commit()
     return Response(status_code=204)

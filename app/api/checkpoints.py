@@ -15,12 +15,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 
-from app.access import CanIngestRunDb
-from app.artifacts import CheckpointStore, CheckpointTooLarge
+from app.auth.access import CanIngestRunDb
 from app.db import Database
 from app.deps import get_database
-from app.services.errors import NotFound
-from app.services.runs import get_run, writable_run
+from app.errors import NotFound
+from app.runs.artifacts import CheckpointStore, CheckpointTooLarge
+from app.runs.store import get_run, writable_run
 from app.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -6,13 +6,15 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from app.access import CanIngestRun, CanReadRun
-from app.api.common import RunId, model_response, publish
+from app.api.common import model_response
 from app.api.export import download
-from app.deps import SessionDep
-from app.schemas import EpochIn, EpochPublic, MetricBatchIn, MetricBatchPublic
-from app.services import epochs, metrics, runs
-from app.services.epochs import MAX_EPOCH
+from app.auth.access import CanIngestRun, CanReadRun
+from app.deps import RunId, SessionDep
+from app.runs import store
+from app.runs.events import publish
+from app.series import epochs, metrics
+from app.series.epochs import MAX_EPOCH
+from collapsewatch.contract import EpochIn, EpochPublic, MetricBatchIn, MetricBatchPublic
 
 router = APIRouter(prefix="/api/v1", tags=["ingestion"])
 EpochPath = Annotated[int, Path(ge=0, le=MAX_EPOCH, description="epoch number, from 0")]
@@ -22,7 +24,7 @@ EpochPath = Annotated[int, Path(ge=0, le=MAX_EPOCH, description="epoch number, f
 def put_epoch(
     run_id: RunId, epoch: EpochPath, data: EpochIn, request: Request, session: SessionDep, _c: CanIngestRun
 ) -> Response:
-    """Store collapse statistics + metrics for one epoch (see ``app.services.epochs`` for the rules).
+    """Store collapse statistics + metrics for one epoch (see ``app.series.epochs`` for the rules).
 
     A replay by the same attempt returns the stored record unchanged; a stale attempt gets 409.
     """
@@ -53,5 +55,5 @@ def list_epochs(
     """Stored epochs in order (``since``: first epoch wanted; ``format``: a csv/json download)."""
     if format is not None:
         return download(run_id, format, session=session)
-    runs.get_run(session=session, run_id=run_id)
+    store.get_run(session=session, run_id=run_id)
     return epochs.list_epochs(session=session, run_id=run_id, since=since, limit=limit)

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from app.services.errors import DomainError, InvalidInput
+from app.errors import DomainError, InvalidInput
 
 MAX_INPUT_REPR = 80
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")

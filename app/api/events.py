@@ -1,4 +1,4 @@
-"""SSE streams: ``GET /api/v1/runs/{id}/events`` and ``GET /api/v1/events`` (see ``app.sse``)."""
+"""SSE streams: ``GET /api/v1/runs/{id}/events`` and ``GET /api/v1/events`` (see ``app.live.sse``)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from app import sse
-from app.access import CanReadRunDb, UserActorDep, visible_frames
-from app.api.common import RunId
+from app.auth.access import CanReadRunDb, UserActorDep, visible_frames
 from app.db import Database
+from app.deps import RunId
+from app.errors import NotFound
+from app.live import sse
+from app.live.pubsub import InProcessBroker
 from app.models import Run
-from app.pubsub import InProcessBroker
-from app.schemas import TERMINAL_STATUSES
-from app.services.errors import NotFound
+from collapsewatch.contract import TERMINAL_STATUSES
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 

@@ -10,11 +10,11 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from app.access import CanReadRun
-from app.api.common import RunId
-from app.deps import HEAVY_READ, SessionDep
-from app.schemas import EpochPublic
-from app.services import epochs, runs
+from app.auth.access import CanReadRun
+from app.deps import HEAVY_READ, RunId, SessionDep
+from app.runs import store
+from app.series import epochs
+from collapsewatch.contract import EpochPublic
 
 router = APIRouter(prefix="/api/v1", tags=["export"])
 
@@ -36,14 +36,14 @@ def epochs_csv(records: list[EpochPublic]) -> str:
 
 def download(run_id: int, fmt: str, *, session: Session) -> Response:
     """The epochs of ``run_id`` as a file download (``fmt``: csv or json)."""
-    run = runs.get_run(session=session, run_id=run_id)
+    run = store.get_run(session=session, run_id=run_id)
     records = epochs.list_epochs(session=session, run_id=run_id)
     filename = f"run-{run_id}-epochs.{fmt}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     if fmt == "csv":
         return Response(epochs_csv(records), media_type="text/csv; charset=utf-8", headers=headers)
     body = {
-        "run": runs.run_public(run).model_dump(mode="json"),
+        "run": store.run_public(run).model_dump(mode="json"),
         "epochs": [r.model_dump(mode="json") for r in records],
     }
     return Response(json.dumps(body), media_type="application/json", headers=headers)

@@ -6,11 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from app import authz
-from app.access import CanIngestRun, CanReadRun, UserActorDep
-from app.api.common import RunId, enqueue, model_response, publish
-from app.deps import SessionDep, SettingsDep, UserDep
-from app.schemas import (
+from app.api.common import model_response
+from app.auth import roles
+from app.auth.access import CanIngestRun, CanReadRun, UserActorDep
+from app.deps import RunId, SessionDep, SettingsDep, UserDep
+from app.runs import lifecycle, store, submit
+from app.runs.events import publish
+from collapsewatch.contract import (
     AttemptIn,
     ClaimIn,
     ClaimPublic,
@@ -22,7 +24,6 @@ from app.schemas import (
     LogLinePublic,
     RunPublic,
 )
-from app.services import lifecycle, runs
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
@@ -37,14 +38,16 @@ def submit_jobs(
     actor: UserActorDep,
 ) -> list[RunPublic]:
     """One queued run per grid point x seed (sharing a ``sweep_id``), enqueued after the commit."""
-    authz.check_new_runs(session, actor, data.project)
-    created, written = runs.create_jobs(
-        session=session, data=data, owner_id=user.user_id, max_attempts=settings.max_attempts
+    roles.check_new_runs(session=session, actor=actor, project_name=data.project)
+    created = submit.submit_jobs(
+        session=session,
+        data=data,
+        owner_id=user.user_id,
+        max_attempts=settings.max_attempts,
+        publisher=request.app.state.publisher,
+        enqueue=request.app.state.enqueue,
     )
-    session.commit()
-    publish(request, written.events)
-    enqueue(request, [run.id for run in created])
-    return [runs.run_public(run) for run in created]
+    return [store.run_public(run) for run in created]
 
 
 @router.post("/runs/{run_id}/claim", response_model=ClaimPublic)
@@ -67,13 +70,13 @@ def claim_run(
         raise HTTPException(409, detail=result.message)
     run = result.run
     assert run.lease_until is not None
-    store = getattr(request.app.state, "checkpoints", None)  # app.artifacts.CheckpointStore
+    checkpoints = getattr(request.app.state, "checkpoints", None)  # app.runs.artifacts.CheckpointStore
     return ClaimPublic(
-        run=runs.run_public(run),
+        run=store.run_public(run),
         attempt=run.attempt,
         lease_until=run.lease_until,
         spec=JobSpec.model_validate(run.config),
-        resume_epoch=store.latest_epoch(run.id) if store is not None else None,
+        resume_epoch=checkpoints.latest_epoch(run.id) if checkpoints is not None else None,
         lease_seconds=settings.lease_seconds,
     )
 
@@ -98,7 +101,7 @@ def finish_run(
     run, written = lifecycle.finish(session=session, run_id=run_id, data=data)
     session.commit()
     publish(request, written.events)
-    return runs.run_public(run)
+    return store.run_public(run)
 
 
 @router.post("/runs/{run_id}/logs", status_code=201, response_model=list[LogLinePublic])

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
 
-from app import authz, reports
-from app.access import UserActorDep
-from app.api.common import MAX_ID
-from app.deps import HEAVY_READ, SessionDep, SettingsDep
-from app.schemas import ReportCreate, ReportPublic, ShareCreate, ShareCreated, SharePublic
+from app.auth import roles
+from app.auth.access import UserActorDep
+from app.compare import reports
+from app.compare.schemas import ReportCreate, ReportPublic, ShareCreate, ShareCreated, SharePublic
+from app.deps import HEAVY_READ, MAX_ID, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api/v1", tags=["reports"])
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -33,8 +33,8 @@ def _public(report: Any, project: str) -> ReportPublic:
 def create_report(data: ReportCreate, session: SessionDep, actor: UserActorDep) -> ReportPublic:
     """Save the compare view ``query`` (its runs of ``project`` only) as a report (editors)."""
     report = reports.create_report(
-        session,
-        actor,
+        session=session,
+        actor=actor,
         project=data.project,
         title=data.title,
         notes=data.notes,
@@ -47,15 +47,15 @@ def create_report(data: ReportCreate, session: SessionDep, actor: UserActorDep) 
 
 @router.get("/projects/{name}/reports", response_model=list[ReportPublic])
 def list_reports(name: NamePath, session: SessionDep, actor: UserActorDep) -> list[ReportPublic]:
-    project = authz.project_named(session, actor, name, "read")
-    return [_public(r, project.name) for r in reports.project_reports(session, project.id)]
+    project = roles.project_named(session=session, actor=actor, name=name, action="read")
+    return [_public(r, project.name) for r in reports.project_reports(session=session, project_id=project.id)]
 
 
 @router.get("/reports/{report_id}")
 def get_report(report_id: IdPath, session: SessionDep, actor: UserActorDep) -> dict[str, Any]:
     """The report's content: title, sanitised notes, runs, config diff and the charts' data."""
-    report = reports.get_report(session, actor, report_id)
-    view = reports.view(session, report)
+    report = reports.get_report(session=session, actor=actor, report_id=report_id)
+    view = reports.view(session=session, report=report)
     return {
         "id": view.id,
         "project": view.project,
@@ -71,16 +71,19 @@ def get_report(report_id: IdPath, session: SessionDep, actor: UserActorDep) -> d
 
 @router.get("/reports/{report_id}/series.csv", dependencies=[HEAVY_READ])
 def report_csv(report_id: IdPath, session: SessionDep, actor: UserActorDep) -> Response:
-    report = reports.get_report(session, actor, report_id)
-    body = reports.series_csv(reports.view(session, report))
+    report = reports.get_report(session=session, actor=actor, report_id=report_id)
+    body = reports.series_csv(reports.view(session=session, report=report))
     headers = {"Content-Disposition": f'attachment; filename="report-{report_id}-series.csv"'}
     return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
 
 
 @router.get("/reports/{report_id}/shares", response_model=list[SharePublic])
 def list_shares(report_id: IdPath, session: SessionDep, actor: UserActorDep) -> list[SharePublic]:
-    reports.get_report(session, actor, report_id, "write")
-    return [SharePublic.model_validate(s, from_attributes=True) for s in reports.shares(session, report_id)]
+    reports.get_report(session=session, actor=actor, report_id=report_id, action="write")
+    return [
+        SharePublic.model_validate(s, from_attributes=True)
+        for s in reports.shares(session=session, report_id=report_id)
+    ]
 
 
 @router.post("/reports/{report_id}/shares", status_code=201, response_model=ShareCreated)
@@ -88,9 +91,11 @@ def create_share(
     report_id: IdPath, data: ShareCreate, session: SessionDep, settings: SettingsDep, actor: UserActorDep
 ) -> ShareCreated:
     """A read-only link to this report for anyone who has it (optional expiry); shown once."""
-    report = reports.get_report(session, actor, report_id, "write")
-    token = reports.create_share(session, actor, report, expires_at=data.expires_at, label=data.label)
-    link = reports.shares(session, report_id)[0]
+    report = reports.get_report(session=session, actor=actor, report_id=report_id, action="write")
+    token = reports.create_share(
+        session=session, actor=actor, report=report, expires_at=data.expires_at, label=data.label
+    )
+    link = reports.shares(session=session, report_id=report_id)[0]
     session.commit()
     url = f"{settings.public_url.rstrip('/')}/s/{token}"
     return ShareCreated(**SharePublic.model_validate(link, from_attributes=True).model_dump(), url=url)
@@ -98,7 +103,7 @@ def create_share(
 
 @router.delete("/reports/{report_id}/shares/{link_id}", status_code=204)
 def revoke_share(report_id: IdPath, link_id: IdPath, session: SessionDep, actor: UserActorDep) -> Response:
-    report = reports.get_report(session, actor, report_id, "write")
-    reports.revoke_share(session, actor, report, link_id)
+    report = reports.get_report(session=session, actor=actor, report_id=report_id, action="write")
+    reports.revoke_share(session=session, actor=actor, report=report, link_id=link_id)
     session.commit()
     return Response(status_code=204)

@@ -6,13 +6,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from app import authz
-from app.access import CanReadRun, CanWriteRun, UserActorDep
-from app.api.common import RunId, publish
-from app.deps import SessionDep, UserDep
-from app.schemas import RunCreate, RunPublic, RunStatus
-from app.services import lifecycle, runs
-from app.services.runs import SORTS
+from app.auth import roles
+from app.auth.access import CanReadRun, CanWriteRun, UserActorDep
+from app.deps import RunId, SessionDep, UserDep
+from app.runs import lifecycle, store, submit
+from app.runs.events import publish
+from app.runs.store import SORTS
+from collapsewatch.contract import RunCreate, RunPublic, RunStatus
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
 SORT_PATTERN = "^-?(" + "|".join(SORTS) + ")$"
@@ -23,11 +23,11 @@ def create_run(
     data: RunCreate, request: Request, session: SessionDep, user: UserDep, actor: UserActorDep
 ) -> RunPublic:
     """Create a run for the SDK (status running, attempt 1): editors, or anyone for a new project."""
-    authz.check_new_runs(session, actor, data.project)
-    run, written = runs.create_sdk_run(session=session, data=data, owner_id=user.user_id)
+    roles.check_new_runs(session=session, actor=actor, project_name=data.project)
+    run, written = submit.create_sdk_run(session=session, data=data, owner_id=user.user_id)
     session.commit()
     publish(request, written.events)
-    return runs.run_public(run)
+    return store.run_public(run)
 
 
 @router.get("/runs", response_model=list[RunPublic])
@@ -45,18 +45,18 @@ def list_runs(
     sort: Annotated[str, Query(pattern=SORT_PATTERN)] = "-created_at",
 ) -> list[RunPublic]:
     """Runs, newest first; the total matching count is in ``X-Total-Count``."""
-    visible = authz.visible_project_ids(session, actor)
-    filt = runs.RunFilter(
+    visible = roles.visible_project_ids(session=session, actor=actor)
+    filt = store.RunFilter(
         project=project, status=status, sweep=sweep, tag=tag, kind=kind, project_ids=visible
     )
-    found, total = runs.list_runs(session=session, filt=filt, limit=limit, offset=offset, sort=sort)
+    found, total = store.list_runs(session=session, filt=filt, limit=limit, offset=offset, sort=sort)
     response.headers["X-Total-Count"] = str(total)
-    return [runs.run_public(run) for run in found]
+    return [store.run_public(run) for run in found]
 
 
 @router.get("/runs/{run_id}", response_model=RunPublic)
 def get_run(run_id: RunId, session: SessionDep, _can: CanReadRun) -> RunPublic:
-    return runs.run_public(runs.get_run(session=session, run_id=run_id))
+    return store.run_public(store.get_run(session=session, run_id=run_id))
 
 
 @router.post("/runs/{run_id}/cancel", response_model=RunPublic)
@@ -65,4 +65,4 @@ def cancel_run(run_id: RunId, request: Request, session: SessionDep, _can: CanWr
     run, written = lifecycle.cancel(session=session, run_id=run_id)
     session.commit()
     publish(request, written.events)
-    return runs.run_public(run)
+    return store.run_public(run)

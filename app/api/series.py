@@ -1,4 +1,4 @@
-"""``GET /api/v1/series``: one downsampled series per run, aligned by epoch/step (``app.series_query``)."""
+"""``GET /api/v1/series``: one downsampled series per run, aligned by epoch/step (``app.series.query``)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from app import authz
-from app.access import UserActorDep
-from app.api.common import MAX_ID
-from app.deps import HEAVY_READ, SessionDep
-from app.schemas import KEY_PATTERN, SeriesPublic
-from app.series_cache import SeriesCache, runs_version
-from app.series_query import SourceName, gc_paused, load_series
-from app.services.errors import NotFound
+from app.auth import roles
+from app.auth.access import UserActorDep
+from app.deps import HEAVY_READ, MAX_ID, SessionDep
+from app.errors import NotFound
+from app.series.cache import SeriesCache, runs_version
+from app.series.query import SourceName, gc_paused, load_series
+from collapsewatch.contract import KEY_PATTERN, SeriesPublic
 
 router = APIRouter(prefix="/api/v1", tags=["series"])
 MAX_RUNS = 50
@@ -44,13 +43,18 @@ def get_series(
     point carries the min/max envelope of its bucket. ``total`` counts the stored points.
     """
     wanted = list(dict.fromkeys(run))
-    found = authz.readable_run_ids(session, actor, wanted)  # unreadable runs look missing (404)
+    found = roles.readable_run_ids(
+        session=session, actor=actor, run_ids=wanted
+    )  # unreadable runs look missing (404)
     missing = [r for r in wanted if r not in found]
     if missing:
         names = ", ".join(str(r) for r in missing)
         raise NotFound(f"run {names} does not exist" if len(missing) == 1 else f"runs {names} do not exist")
     cache = _cache(request)
-    cache_key, version = (tuple(wanted), key, max_points, source), runs_version(session, wanted)
+    cache_key, version = (
+        (tuple(wanted), key, max_points, source),
+        runs_version(session=session, run_ids=wanted),
+    )
     body = cache.get(cache_key, version)
     if body is None:
         body = _render(session, wanted, key, max_points, source)
@@ -67,7 +71,7 @@ def _cache(request: Request) -> SeriesCache:
 
 def _render(session: Session, runs: list[int], key: str, max_points: int, source: SourceName) -> str:
     with gc_paused():
-        results = load_series(session, run_ids=runs, key=key, max_points=max_points, source=source)
+        results = load_series(session=session, run_ids=runs, key=key, max_points=max_points, source=source)
         parts = []
         for r in results:  # hand-written JSON: 20,000 points are the hot path of the compare page
             head = json.dumps({"run": r.run, "key": key, "source": r.source, "total": r.total})

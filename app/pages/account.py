@@ -10,19 +10,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from app import accounts, authz, projects
+from app.auth import accounts, projects, roles
+from app.auth.sessions import create_session
 from app.deps import SessionDep, database_of
+from app.errors import DomainError
 from app.pages.common import Browser, BrowserDep, check_csrf, redirect, render, set_session_cookie
-from app.services.errors import DomainError
-from app.web_auth import create_session
 
 router = APIRouter(include_in_schema=False)
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 INVITE_CSRF_COOKIE = "cw_invite_csrf"
 
 
-def actor_of(browser: Browser) -> authz.Actor:
-    return authz.Actor(browser.user_id, browser.is_admin)
+def actor_of(browser: Browser) -> roles.Actor:
+    return roles.Actor(browser.user_id, browser.is_admin)
 
 
 def _account_page(
@@ -31,8 +31,8 @@ def _account_page(
     actor = actor_of(browser)
     context = {
         "nav": "account",
-        "tokens": projects.user_tokens(session, browser.user_id),
-        "projects": projects.my_projects(session, actor),
+        "tokens": projects.user_tokens(session=session, user_id=browser.user_id),
+        "projects": projects.my_projects(session=session, actor=actor),
         "new_token": None,
         "message": "",
         "error": "",
@@ -58,7 +58,7 @@ def create_token(
     """Create a token and show it once (the page is not cached)."""
     check_csrf(request, browser, csrf_token)
     try:
-        new = projects.create_user_token(session, actor_of(browser), name=name)
+        new = projects.create_user_token(session=session, actor=actor_of(browser), name=name)
     except DomainError as exc:
         return _account_page(request, browser, session, error=exc.message, status_code=exc.status_code)
     session.commit()
@@ -74,7 +74,7 @@ def revoke_token(
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     check_csrf(request, browser, csrf_token)
-    projects.revoke_user_token(session, actor_of(browser), token_id)
+    projects.revoke_user_token(session=session, actor=actor_of(browser), token_id=token_id)
     session.commit()
     return redirect(request, "/account")
 
@@ -90,7 +90,9 @@ def change_password(
 ) -> HTMLResponse:
     check_csrf(request, browser, csrf_token)
     try:
-        accounts.change_password(session, user_id=browser.user_id, current=current_password, new=new_password)
+        accounts.change_password(
+            session=session, user_id=browser.user_id, current=current_password, new=new_password
+        )
     except DomainError as exc:
         return _account_page(request, browser, session, error=exc.message, status_code=422)
     session.commit()
@@ -110,7 +112,7 @@ def _invite_page(request: Request, context: dict[str, Any], status_code: int = 2
 def _invite_context(session: Any, token: str, error: str) -> dict[str, Any]:
     """The page's context: the form while the invitation is open, else only the reason."""
     try:
-        found: Any = accounts.open_invitation(session, token)
+        found: Any = accounts.open_invitation(session=session, token=token)
     except DomainError as exc:
         return {"error": exc.message, "invitation": None, "status": exc.status_code}
     return {"error": error, "invitation": found, "token": token, "status": 200}
@@ -136,12 +138,12 @@ def accept_invitation(
         error = "The form expired; reload the page and try again."
         return _invite_page(request, _invite_context(session, token, error), 403)
     try:
-        user = accounts.accept_invitation(session, token, password=password)
+        user = accounts.accept_invitation(session=session, token=token, password=password)
     except DomainError as exc:
         return _invite_page(request, _invite_context(session, token, exc.message), exc.status_code)
     session.commit()
     with database_of(request).transaction(write=True) as db_session:
-        cookie = create_session(db_session, user_id=user.id)
+        cookie = create_session(session=db_session, user_id=user.id)
     response = redirect(request, "/account")
     set_session_cookie(request, response, cookie)
     return response

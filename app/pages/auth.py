@@ -10,9 +10,9 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from app.auth.sessions import SESSION_COOKIE, LoginLimiter, authenticate, create_session, end_session
 from app.deps import database_of
 from app.pages.common import BrowserDep, check_csrf, render, set_session_cookie
-from app.web_auth import SESSION_COOKIE, LoginLimiter, authenticate, create_session, end_session
 
 router = APIRouter(include_in_schema=False)
 LOGIN_CSRF_COOKIE = "cw_login_csrf"
@@ -21,7 +21,7 @@ LOGIN_CSRF_COOKIE = "cw_login_csrf"
 def _limiter(request: Request) -> LoginLimiter:
     limiter: LoginLimiter | None = getattr(request.app.state, "login_limiter", None)
     if limiter is None:  # failures live in the database: the limit holds across processes
-        from app.accounts import DbLoginLimiter
+        from app.auth.accounts import DbLoginLimiter
 
         limiter = request.app.state.login_limiter = DbLoginLimiter(database_of(request))
     return limiter
@@ -73,12 +73,12 @@ def login(
         )
     db = database_of(request)
     with db.session(write=False) as session:  # the limiter records failures in its own transaction
-        user = authenticate(session, email=email, password=password, limiter=limiter)
+        user = authenticate(session=session, email=email, password=password, limiter=limiter)
         user_id = user.id if user is not None else None
     token = None
     if user_id is not None:
         with db.transaction(write=True) as session:
-            token = create_session(session, user_id=user_id)
+            token = create_session(session=session, user_id=user_id)
     if token is None:
         return _login_page(request, email=email, next_url=next, error="Wrong email or password.", status=401)
     response = RedirectResponse(_safe_next(next), status_code=303)
@@ -93,7 +93,7 @@ def logout(
 ) -> RedirectResponse:
     check_csrf(request, browser, csrf_token)
     with database_of(request).transaction(write=True) as session:
-        end_session(session, token=browser.session_token)
+        end_session(session=session, token=browser.session_token)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

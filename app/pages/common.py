@@ -7,48 +7,26 @@ A session created during the request is attached to the response by :func:`rende
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
-from app.authz import Actor
+from app.auth.api_tokens import ensure_admin
+from app.auth.roles import Actor
+from app.auth.sessions import (
+    SESSION_COOKIE,
+    SESSION_TTL,
+    create_session,
+    csrf_token,
+    csrf_valid,
+    resolve_session,
+)
 from app.deps import SessionDep, side_write
-from app.services.tokens import ensure_admin
 from app.settings import Settings
-from app.web_auth import SESSION_COOKIE, SESSION_TTL, create_session, csrf_token, csrf_valid, resolve_session
-
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates"
-STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
-templates = Jinja2Templates(directory=str(TEMPLATE_DIR))
-
-
-def _tojson_safe(value: Any) -> Any:
-    """NaN/Inf become null so the page's JSON parses (JSON has no NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _tojson_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_tojson_safe(v) for v in value]
-    return value
-
-
-def _static_url(name: str) -> str:
-    path = STATIC_DIR / name
-    version = int(path.stat().st_mtime) if path.exists() else 0
-    return f"/static/{name}?v={version}"
-
-
-templates.env.globals["static_url"] = _static_url
-templates.env.filters["jsonsafe"] = _tojson_safe
-templates.env.filters["compact_json"] = lambda v: json.dumps(v, sort_keys=True, separators=(", ", ": "))
+from app.web.templating import templates
 
 
 def autologin_enabled(settings: Settings) -> bool:
@@ -68,7 +46,7 @@ class Browser:
 
     @property
     def actor(self) -> Actor:
-        """The browser's user for permission checks (app.authz)."""
+        """The browser's user for permission checks (app.auth.roles)."""
         return Actor(self.user_id, self.is_admin)
 
 
@@ -83,14 +61,14 @@ def get_browser(request: Request, session: SessionDep) -> Browser:
     settings: Settings = request.app.state.settings
     token = request.cookies.get(SESSION_COOKIE)
     local = autologin_enabled(settings)
-    user = resolve_session(session, token=token)
+    user = resolve_session(session=session, token=token)
     found = (user.id, user.email, user.is_admin) if user is not None else None
     if found is None:
         if not local:
             raise _login_redirect(request)
         with side_write(request) as writer:
             admin = ensure_admin(session=writer, email=settings.admin_email)
-            token = create_session(writer, user_id=admin.id)
+            token = create_session(session=writer, user_id=admin.id)
             found = (admin.id, admin.email, admin.is_admin)
         request.state.new_session_token = token
     assert token is not None

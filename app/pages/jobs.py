@@ -5,13 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
-from app.api.common import enqueue, publish
-from app.authz import check_new_runs, check_run
+from app.auth.roles import check_new_runs, check_run
 from app.deps import SessionDep
-from app.job_form import default_values, form_fields, validate_form, values_from_run
+from app.errors import DomainError, InvalidInput
 from app.pages.common import Browser, BrowserDep, check_csrf, redirect, render
-from app.services import runs
-from app.services.errors import DomainError, InvalidInput
+from app.runs import store, submit
+from app.runs.job_form import default_values, form_fields, validate_form, values_from_run
 
 router = APIRouter(include_in_schema=False)
 
@@ -30,8 +29,8 @@ def new_job(
     values = default_values()
     if clone is not None:
         try:
-            check_run(session, browser.actor, clone, "read")
-            run = runs.get_run(session=session, run_id=clone)
+            check_run(session=session, actor=browser.actor, run_id=clone, action="read")
+            run = store.get_run(session=session, run_id=clone)
         except DomainError as exc:
             raise HTTPException(404, detail=exc.message) from exc
         values = values_from_run(run.config, project=run.project.name, tags=list(run.tags))
@@ -51,20 +50,22 @@ async def submit_job(request: Request, browser: BrowserDep, session: SessionDep)
     if result.submit is None:
         return _form_page(request, browser, kept, result.errors, status_code=422)
     try:
-        check_new_runs(session, browser.actor, result.submit.project)
+        check_new_runs(session=session, actor=browser.actor, project_name=result.submit.project)
     except DomainError as exc:
         return _form_page(request, browser, kept, {"project": exc.message}, status_code=exc.status_code)
     settings = request.app.state.settings
     try:
-        created, written = runs.create_jobs(
-            session=session, data=result.submit, owner_id=browser.user_id, max_attempts=settings.max_attempts
+        created = submit.submit_jobs(
+            session=session,
+            data=result.submit,
+            owner_id=browser.user_id,
+            max_attempts=settings.max_attempts,
+            publisher=request.app.state.publisher,
+            enqueue=request.app.state.enqueue,
         )
     except InvalidInput as exc:
         field = str(exc.loc[-1]) if exc.loc else "sweep_mode"
         return _form_page(request, browser, kept, {field: exc.message}, status_code=422)
-    session.commit()
-    publish(request, written.events)
-    enqueue(request, [run.id for run in created])
     if len(created) == 1:
         return redirect(request, f"/runs/{created[0].id}")
     return redirect(request, f"/compare?sweep={created[0].sweep_id}")

@@ -10,11 +10,12 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
-from app import accounts, authz, projects, reports
+from app.auth import accounts, projects, roles
+from app.compare import reports
 from app.deps import SessionDep
+from app.errors import DomainError
 from app.pages.account import NO_STORE, actor_of
 from app.pages.common import Browser, BrowserDep, check_csrf, redirect, render
-from app.services.errors import DomainError
 
 router = APIRouter(include_in_schema=False)
 CsrfForm = Annotated[str, Form()]
@@ -23,7 +24,7 @@ T = TypeVar("T")
 
 @router.get("/projects", response_class=HTMLResponse)
 def projects_page(request: Request, browser: BrowserDep, session: SessionDep) -> HTMLResponse:
-    rows = projects.my_projects(session, actor_of(browser))
+    rows = projects.my_projects(session=session, actor=actor_of(browser))
     return render(request, browser, "projects.html", {"nav": "projects", "projects": rows, "error": ""})
 
 
@@ -37,9 +38,9 @@ def create_project(
 ) -> Response:
     check_csrf(request, browser, csrf_token)
     try:
-        project = projects.create_project(session, actor_of(browser), name.strip())
+        project = projects.create_project(session=session, actor=actor_of(browser), name=name.strip())
     except DomainError as exc:
-        rows = projects.my_projects(session, actor_of(browser))
+        rows = projects.my_projects(session=session, actor=actor_of(browser))
         context = {"nav": "projects", "projects": rows, "error": exc.message}
         return render(request, browser, "projects.html", context, status_code=exc.status_code)
     session.commit()
@@ -50,17 +51,19 @@ def _project_page(
     request: Request, browser: Browser, session: Any, name: str, *, status_code: int = 200, **extra: Any
 ) -> HTMLResponse:
     actor = actor_of(browser)
-    project = authz.project_named(session, actor, name, "read")
-    role = authz.effective_role(session, actor, project.id)
+    project = roles.project_named(session=session, actor=actor, name=name, action="read")
+    role = roles.effective_role(session=session, actor=actor, project_id=project.id)
     owner = role == "owner"
     context = {
         "nav": "projects",
         "project": project,
         "role": role,
         "is_owner": owner,
-        "members": projects.members(session, project.id),
-        "reports": reports.project_reports(session, project.id),
-        "worker_tokens": projects.project_worker_tokens(session, actor, project.id) if owner else [],
+        "members": projects.members(session=session, project_id=project.id),
+        "reports": reports.project_reports(session=session, project_id=project.id),
+        "worker_tokens": projects.project_worker_tokens(session=session, actor=actor, project_id=project.id)
+        if owner
+        else [],
         "invite_url": None,
         "new_token": None,
         "error": "",
@@ -81,7 +84,7 @@ def _owner_change(
     session: Session,
     name: str,
     csrf_token: str,
-    change: Callable[[authz.Actor, int], T],
+    change: Callable[[roles.Actor, int], T],
     done: Callable[[T], Response],
 ) -> Response:
     """What every owner form on the project page does: check the CSRF token and the ``manage`` role,
@@ -89,7 +92,7 @@ def _owner_change(
     answers the project page again with the reason (and its status)."""
     check_csrf(request, browser, csrf_token)
     actor = actor_of(browser)
-    project = authz.project_named(session, actor, name, "manage")
+    project = roles.project_named(session=session, actor=actor, name=name, action="manage")
     try:
         result = change(actor, project.id)
     except DomainError as exc:
@@ -110,7 +113,9 @@ def set_member(
 ) -> Response:
     return _owner_change(
         request, browser, session, name, csrf_token,
-        lambda actor, project_id: projects.set_member(session, actor, project_id, email=email, role=role),
+        lambda actor, project_id: projects.set_member(
+            session=session, actor=actor, project_id=project_id, email=email, role=role,
+        ),
         lambda _: redirect(request, f"/projects/{name}"),
     )  # fmt: skip
 
@@ -126,7 +131,9 @@ def remove_member(
 ) -> Response:
     return _owner_change(
         request, browser, session, name, csrf_token,
-        lambda actor, project_id: projects.remove_member(session, actor, project_id, user_id=user_id),
+        lambda actor, project_id: projects.remove_member(
+            session=session, actor=actor, project_id=project_id, user_id=user_id,
+        ),
         lambda _: redirect(request, f"/projects/{name}"),
     )  # fmt: skip
 
@@ -146,7 +153,7 @@ def invite(
     return _owner_change(
         request, browser, session, name, csrf_token,
         lambda actor, project_id: accounts.create_invitation(
-            session, actor, email=email, project_id=project_id, role=role
+            session=session, actor=actor, email=email, project_id=project_id, role=role
         ),
         lambda new: _project_page(request, browser, session, name, invite_url=f"{base}/invite/{new.token}"),
     )  # fmt: skip
@@ -164,7 +171,9 @@ def create_worker_token(
     """Create a worker token for this project and show it once."""
     return _owner_change(
         request, browser, session, name, csrf_token,
-        lambda actor, project_id: projects.create_worker_token(session, actor, project_id, name=token_name),
+        lambda actor, project_id: projects.create_worker_token(
+            session=session, actor=actor, project_id=project_id, name=token_name,
+        ),
         lambda new: _project_page(request, browser, session, name, new_token=new.token),
     )  # fmt: skip
 
@@ -180,6 +189,8 @@ def revoke_worker_token(
 ) -> Response:
     return _owner_change(
         request, browser, session, name, csrf_token,
-        lambda actor, project_id: projects.revoke_worker_token(session, actor, project_id, token_id),
+        lambda actor, project_id: projects.revoke_worker_token(
+            session=session, actor=actor, project_id=project_id, token_id=token_id,
+        ),
         lambda _: redirect(request, f"/projects/{name}"),
     )  # fmt: skip

@@ -10,14 +10,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from app import authz, reports
-from app.account_models import Report
+from app.auth import roles
+from app.auth.models import Report
+from app.compare import reports
+from app.compare.export import export_filename, export_html
 from app.deps import HEAVY_READ, SessionDep
+from app.errors import DomainError
 from app.models import utcnow
 from app.pages.account import NO_STORE, actor_of
 from app.pages.common import Browser, BrowserDep, check_csrf, redirect, render
-from app.report_export import export_filename, export_html
-from app.services.errors import DomainError
 
 router = APIRouter(include_in_schema=False)
 CsrfForm = Annotated[str, Form()]
@@ -43,8 +44,8 @@ def save_report(
     """Save the compare view (the form on the compare page) and open the new report."""
     check_csrf(request, browser, csrf_token)
     report = reports.create_report(
-        session,
-        actor_of(browser),
+        session=session,
+        actor=actor_of(browser),
         project=project,
         title=title,
         notes=notes,
@@ -59,14 +60,14 @@ def _report_page(
     request: Request, browser: Browser, session: Any, report: Report, *, new_link: str = ""
 ) -> HTMLResponse:
     actor = actor_of(browser)
-    role = authz.effective_role(session, actor, report.project_id)
-    editor = authz.role_at_least(role, "editor")
+    role = roles.effective_role(session=session, actor=actor, project_id=report.project_id)
+    editor = roles.role_at_least(role, "editor")
     context = {
         "nav": "projects",
-        "view": reports.view(session, report),
+        "view": reports.view(session=session, report=report),
         "member": True,
         "can_edit": editor,
-        "links": reports.shares(session, report.id) if editor else [],
+        "links": reports.shares(session=session, report_id=report.id) if editor else [],
         "new_link": new_link,
         "now": utcnow(),
     }
@@ -77,7 +78,7 @@ def _report_page(
 
 @router.get("/reports/{report_id}", response_class=HTMLResponse, dependencies=[HEAVY_READ])
 def report_page(report_id: int, request: Request, browser: BrowserDep, session: SessionDep) -> HTMLResponse:
-    report = reports.get_report(session, actor_of(browser), report_id)
+    report = reports.get_report(session=session, actor=actor_of(browser), report_id=report_id)
     return _report_page(request, browser, session, report)
 
 
@@ -94,12 +95,12 @@ def create_share(
     """A new share link, shown once on the page that answers."""
     check_csrf(request, browser, csrf_token)
     actor = actor_of(browser)
-    report = reports.get_report(session, actor, report_id, "write")
+    report = reports.get_report(session=session, actor=actor, report_id=report_id, action="write")
     days = expires_days.strip()
     if days and (not days.isdigit() or not 1 <= int(days) <= 3650):
         raise DomainError("expires_days: a whole number of days from 1 to 3650, or empty for no expiry")
     expires = utcnow() + timedelta(days=int(days)) if days else None
-    token = reports.create_share(session, actor, report, expires_at=expires, label=label)
+    token = reports.create_share(session=session, actor=actor, report=report, expires_at=expires, label=label)
     session.commit()
     url = f"{str(request.base_url).rstrip('/')}/s/{token}"
     return _report_page(request, browser, session, report, new_link=url)
@@ -116,8 +117,8 @@ def revoke_share(
 ) -> Response:
     check_csrf(request, browser, csrf_token)
     actor = actor_of(browser)
-    report = reports.get_report(session, actor, report_id, "write")
-    reports.revoke_share(session, actor, report, link_id)
+    report = reports.get_report(session=session, actor=actor, report_id=report_id, action="write")
+    reports.revoke_share(session=session, actor=actor, report=report, link_id=link_id)
     session.commit()
     return redirect(request, f"/reports/{report_id}")
 
@@ -127,7 +128,7 @@ def delete_report(
     report_id: int, request: Request, browser: BrowserDep, session: SessionDep, csrf_token: CsrfForm = ""
 ) -> Response:
     check_csrf(request, browser, csrf_token)
-    report = reports.get_report(session, actor_of(browser), report_id, "write")
+    report = reports.get_report(session=session, actor=actor_of(browser), report_id=report_id, action="write")
     project = report.project_id
     session.delete(report)
     session.commit()
@@ -149,14 +150,14 @@ def _csv_download(view: reports.ReportView) -> Response:
 
 @router.get("/reports/{report_id}/export.html", dependencies=[HEAVY_READ])
 def export_report_html(report_id: int, browser: BrowserDep, session: SessionDep) -> Response:
-    report = reports.get_report(session, actor_of(browser), report_id)
-    return _html_download(reports.view(session, report))
+    report = reports.get_report(session=session, actor=actor_of(browser), report_id=report_id)
+    return _html_download(reports.view(session=session, report=report))
 
 
 @router.get("/reports/{report_id}/export.csv", dependencies=[HEAVY_READ])
 def export_report_csv(report_id: int, browser: BrowserDep, session: SessionDep) -> Response:
-    report = reports.get_report(session, actor_of(browser), report_id)
-    return _csv_download(reports.view(session, report))
+    report = reports.get_report(session=session, actor=actor_of(browser), report_id=report_id)
+    return _csv_download(reports.view(session=session, report=report))
 
 
 # Shared pages: no sign-in, no cookies, no referrer, not indexed. ----------------------------
@@ -171,20 +172,28 @@ def _shared(response: Response) -> Response:
 def shared_report(token: str, request: Request, session: SessionDep) -> Response:
     """The report behind a share link, read-only: 404 when unknown or revoked, 410 when expired."""
     try:
-        report = reports.resolve_share(session, token)
+        report = reports.resolve_share(session=session, token=token)
     except DomainError as exc:
         context = {"status": exc.status_code, "message": exc.message}
         return _shared(render(request, None, "shared_error.html", context, status_code=exc.status_code))
-    view = reports.view(session, report)
+    view = reports.view(session=session, report=report)
     context = {"view": view, "member": False, "can_edit": False, "links": [], "share_base": f"/s/{token}"}
     return _shared(render(request, None, "shared.html", context))
 
 
 @router.get("/s/{token}/export.html", dependencies=[HEAVY_READ])
 def shared_export_html(token: str, session: SessionDep) -> Response:
-    return _shared(_html_download(reports.view(session, reports.resolve_share(session, token))))
+    return _shared(
+        _html_download(
+            reports.view(session=session, report=reports.resolve_share(session=session, token=token))
+        )
+    )
 
 
 @router.get("/s/{token}/export.csv", dependencies=[HEAVY_READ])
 def shared_export_csv(token: str, session: SessionDep) -> Response:
-    return _shared(_csv_download(reports.view(session, reports.resolve_share(session, token))))
+    return _shared(
+        _csv_download(
+            reports.view(session=session, report=reports.resolve_share(session=session, token=token))
+        )
+    )

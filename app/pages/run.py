@@ -8,13 +8,15 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
-from app import authz
-from app.api.common import enqueue, publish
-from app.collapse_alert import DEFAULT_RHO_THRESHOLD
+from app.auth import roles
 from app.deps import HEAVY_READ, SessionDep
+from app.errors import DomainError
 from app.models import Run
 from app.pages.common import Browser, BrowserDep, check_csrf, redirect, render
-from app.run_view import (
+from app.runs import lifecycle, store, submit
+from app.runs.alert import DEFAULT_RHO_THRESHOLD
+from app.runs.events import publish
+from app.series.run_view import (
     alerts_for,
     alerts_from_db,
     epoch_rows,
@@ -23,19 +25,22 @@ from app.run_view import (
     recent_logs,
     status_history,
 )
-from app.schemas import TERMINAL_STATUSES, JobSubmit
-from app.services import lifecycle, runs
-from app.services.errors import DomainError
+from collapsewatch.contract import TERMINAL_STATUSES, JobSubmit
 
 router = APIRouter(include_in_schema=False)
 RhoQuery = Annotated[float, Query(ge=0.0, le=1.0)]
 
 
-def _load(session: Session, run_id: int, browser: Browser, action: authz.Action = "read") -> Run:
-    """The run, if the browser's user may ``action`` it (app.authz: 404 outsiders, 403 role)."""
+def _load(session: Session, run_id: int, browser: Browser, action: roles.Action = "read") -> Run:
+    """The run, if the browser's user may ``action`` it (app.auth.roles: 404 outsiders, 403 role)."""
     try:
-        authz.check_run(session, authz.Actor(browser.user_id, browser.is_admin), run_id, action)
-        return runs.get_run(session=session, run_id=run_id)
+        roles.check_run(
+            session=session,
+            actor=roles.Actor(browser.user_id, browser.is_admin),
+            run_id=run_id,
+            action=action,
+        )
+        return store.get_run(session=session, run_id=run_id)
     except DomainError as exc:
         raise HTTPException(exc.status_code, detail=exc.message) from exc
 
@@ -122,12 +127,14 @@ def rerun(
     data = JobSubmit(project=run.project.name, name=run.name, tags=list(run.tags), spec=dict(run.config))
     settings = request.app.state.settings
     try:
-        created, written = runs.create_jobs(
-            session=session, data=data, owner_id=browser.user_id, max_attempts=settings.max_attempts
+        created = submit.submit_jobs(
+            session=session,
+            data=data,
+            owner_id=browser.user_id,
+            max_attempts=settings.max_attempts,
+            publisher=request.app.state.publisher,
+            enqueue=request.app.state.enqueue,
         )
     except DomainError as exc:
         raise HTTPException(exc.status_code, detail=exc.message) from exc
-    session.commit()
-    publish(request, written.events)
-    enqueue(request, [r.id for r in created])
     return redirect(request, f"/runs/{created[0].id}")

@@ -7,11 +7,11 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from app.authz import visible_project_ids
+from app.auth.roles import visible_project_ids
 from app.deps import SessionDep
 from app.pages.common import BrowserDep, render
-from app.runs_table import SORT_KEYS, STATUSES, TableQuery, filter_choices, runs_table
-from app.schemas import JobSpec
+from app.runs.table import SORT_KEYS, STATUSES, TableQuery, filter_choices, runs_table
+from collapsewatch.contract import JobSpec
 
 router = APIRouter(include_in_schema=False)
 
@@ -38,7 +38,7 @@ def runs_page(
     page: int = 1,
 ) -> HTMLResponse:
     query = TableQuery(project, status, regularizer, objective, tag, sweep, sort, page)
-    visible = visible_project_ids(session, browser.actor)
+    visible = visible_project_ids(session=session, actor=browser.actor)
     table = runs_table(session=session, query=query, visible=visible)
     filters = {name: getattr(query, name) for name in FILTERS}
     active = {k: v for k, v in filters.items() if v}

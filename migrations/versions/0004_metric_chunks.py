@@ -16,7 +16,7 @@ down_revision: str | None = '0003_accounts'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-CHUNK_BITS = 8  # as app.metric_chunks at this revision (frozen here on purpose)
+CHUNK_BITS = 8  # as app.series.chunks at this revision (frozen here on purpose)
 
 
 def upgrade() -> None:

@@ -14,11 +14,11 @@ from apikit import Api, Recorder
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
+from app.auth.api_tokens import create_token, ensure_admin
 from app.db import Database
 from app.main import create_app
 from app.migrate import upgrade
 from app.models import import_all_models
-from app.services.tokens import create_token, ensure_admin
 from app.settings import Settings
 
 

@@ -8,12 +8,12 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from app.account_models import TokenProject
+from app.auth.api_tokens import create_token, ensure_admin
+from app.auth.models import TokenProject
+from app.auth.sessions import hash_password
 from app.db import Database
 from app.models import ProjectMember, User, utcnow
-from app.services.runs import ensure_project
-from app.services.tokens import create_token, ensure_admin
-from app.web_auth import hash_password
+from app.runs.submit import ensure_project
 
 PASSWORD = "correct horse battery"
 MEMBERS = ("owner", "editor", "viewer")

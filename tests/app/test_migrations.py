@@ -33,3 +33,19 @@ def test_upgrade_when_already_at_head_changes_nothing(database: Database) -> Non
     upgrade(database.engine)
     upgrade(database.engine)
     assert _diff(database) == []
+
+
+def test_history_is_one_line_with_a_single_head() -> None:
+    """Later changes add migrations: each must follow the last one (no branches, no merges)."""
+    from alembic.script import ScriptDirectory
+
+    from app.migrate import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config())
+    assert len(script.get_heads()) == 1, f"several heads: {script.get_heads()}"
+    revisions = list(script.walk_revisions())
+    assert len(revisions) >= 4
+    for revision in revisions:
+        down = revision.down_revision
+        assert down is None or isinstance(down, str), f"{revision.revision} merges {down}"
+    assert sum(r.down_revision is None for r in revisions) == 1

@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 import app.db
+from app.auth.api_tokens import create_token, ensure_admin
 from app.db import Database
 from app.main import create_app
-from app.services.tokens import create_token, ensure_admin
 from app.settings import Settings
 
 # PostgreSQL only (SQLite has no pool to ping): the app fixtures of conftest.py, on their postgres side.

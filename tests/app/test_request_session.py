@@ -13,11 +13,11 @@ from apikit import STATS, Api
 from fastapi.routing import APIRoute
 from sqlalchemy import Engine, event, select
 
+from app.auth.tokens import hash_token
 from app.deps import get_principal, get_session
 from app.main import create_app
 from app.models import ApiToken
 from app.pages.common import get_browser
-from app.security import hash_token
 from app.settings import Settings
 from tests.security.seckit import route_objects
 

@@ -64,7 +64,7 @@ def test_heartbeat_pace_comes_from_the_server_lease_not_the_worker_clock(
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from app.schemas import ClaimPublic, JobSpec
+    from collapsewatch.contract import ClaimPublic, JobSpec
     from worker import runner
     from worker.settings import WorkerSettings
 

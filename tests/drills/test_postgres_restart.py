@@ -15,8 +15,8 @@ import httpx
 import pytest
 from drillkit import STATS, PrivatePostgres
 
+from collapsewatch.sdk import Client, start_run
 from tests.queue.harness import SLOW_SPEC, Stack, assert_invariants
-from worker.client import Client
 
 pytestmark = pytest.mark.slow
 SDK_EPOCHS = 40
@@ -24,7 +24,7 @@ OUTAGE_S = 3.0
 
 
 def _log_epochs(client: Client, project: str, done: list[int]) -> None:
-    run = client.start_run(project=project, name="sdk-drill")
+    run = start_run(client, project=project, name="sdk-drill")
     done.append(run.id)
     for epoch in range(1, SDK_EPOCHS + 1):
         run.log_epoch(epoch, {"val_acc": epoch / SDK_EPOCHS}, STATS)

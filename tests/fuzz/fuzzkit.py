@@ -16,8 +16,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from app.auth.api_tokens import create_token, ensure_admin
 from app.main import create_app
-from app.services.tokens import create_token, ensure_admin
 from app.settings import Settings
 from tests.app.apikit import STATS as STATS  # one valid statistics record for all the kits
 

@@ -41,7 +41,7 @@ def test_nul_character_in_text_gets_a_422_that_names_it_on_postgres(tmp_path: Pa
     import psycopg
     from fuzzkit import pg_fuzz_url
 
-    from app.services.tokens import create_token, ensure_admin
+    from app.auth.api_tokens import create_token, ensure_admin
 
     admin_url, url = pg_fuzz_url()
     name = url.rsplit("/", 1)[1]

@@ -14,10 +14,10 @@ from dashboard_fakes import Recorder, Seeder
 from fastapi.testclient import TestClient
 from pagekit import Pages
 
+from app.auth.api_tokens import ensure_admin
 from app.db import Database
 from app.main import create_app
 from app.migrate import upgrade
-from app.services.tokens import ensure_admin
 from app.settings import Settings
 
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.db import Database
-from app.schemas import EpochIn, JobSubmit
-from app.services import epochs, lifecycle, runs
+from app.runs import lifecycle, submit
+from app.series import epochs
+from collapsewatch.contract import EpochIn, JobSubmit
 
 BINS = 8
 
@@ -59,7 +60,9 @@ class Seeder:
     ) -> list[int]:
         data = JobSubmit(project=project, spec=spec or {}, sweep=sweep or {}, seeds=seeds, tags=tags or [])
         with self.db.transaction() as session:
-            created, _ = runs.create_jobs(session=session, data=data, owner_id=self.admin_id, max_attempts=3)
+            created, _ = submit.create_jobs(
+                session=session, data=data, owner_id=self.admin_id, max_attempts=3
+            )
             return [r.id for r in created]
 
     def claim(self, run_id: int) -> None:

@@ -70,7 +70,7 @@ def start_live_server(workdir: Path) -> LiveServer:
         "MKL_NUM_THREADS": "1",
     }
     env.pop("REDIS_URL", None)
-    cli = [sys.executable, "-m", "app.cli"]
+    cli = [sys.executable, "-m", "collapsewatch.cli"]
     token = subprocess.run(
         [*cli, "token", "create"],
         env=env,

@@ -14,13 +14,13 @@ from typing import Any
 from dashboard_fakes import Recorder, Seeder
 from fastapi.testclient import TestClient
 
+from app.auth.api_tokens import ensure_admin
+from app.auth.sessions import hash_password
 from app.db import Database
 from app.main import create_app
 from app.models import ProjectMember, User, utcnow
-from app.services.runs import ensure_project
-from app.services.tokens import ensure_admin
+from app.runs.submit import ensure_project
 from app.settings import Settings
-from app.web_auth import hash_password
 
 PASSWORD = "correct horse battery"
 

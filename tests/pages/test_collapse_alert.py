@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.collapse_alert import CollapseAlert, EpochPoint, detect_collapse
+from app.runs.alert import CollapseAlert, EpochPoint, detect_collapse
 
 
 def _points(rhos: list[float | None], deads: list[int | None]) -> list[EpochPoint]:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from app.compare import (
+from app.compare.groups import (
     aligned_epoch,
     config_diff,
     group_runs,

@@ -244,7 +244,7 @@ def test_demo_command_submits_both_sweeps_and_prints_their_compare_urls(live: Li
 
     import httpx
 
-    command = [sys.executable, "-m", "app.cli", "demo", "--url", live.url, "--token", live.token]
+    command = [sys.executable, "-m", "collapsewatch.cli", "demo", "--url", live.url, "--token", live.token]
     done = subprocess.run(
         [*command, "--epochs", "1", "--seeds", "1"], capture_output=True, text=True, timeout=120
     )

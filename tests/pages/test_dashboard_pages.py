@@ -184,11 +184,12 @@ def test_plotly_js_is_served_from_the_installed_package(pages: Pages) -> None:
 def test_run_page_embeds_scalars_logged_by_the_sdk(pages: Pages) -> None:
     import json
 
-    from app.schemas import MetricBatchIn, RunCreate
-    from app.services import metrics, runs
+    from app.runs import submit
+    from app.series import metrics
+    from collapsewatch.contract import MetricBatchIn, RunCreate
 
     with pages.db.transaction() as session:
-        run, _ = runs.create_sdk_run(
+        run, _ = submit.create_sdk_run(
             session=session, data=RunCreate(project="sdk"), owner_id=pages.seed.admin_id
         )
         points = [{"key": "loss", "step": s, "value": 1.0 / (s + 1)} for s in range(5)]

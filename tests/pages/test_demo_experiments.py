@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.demo import compare_url, experiments
-from app.schemas import JobSubmit
+from app.cli.demo import compare_url, experiments
+from collapsewatch.contract import JobSubmit
 
 
 def test_demo_experiments_are_valid_grids_of_baseline_vs_svmax() -> None:

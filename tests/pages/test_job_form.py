@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.job_form import default_values, validate_form, values_from_run
-from app.schemas import JobSpec
+from app.runs.job_form import default_values, validate_form, values_from_run
+from collapsewatch.contract import JobSpec
 
 
 def test_validate_form_defaults_make_one_default_job() -> None:

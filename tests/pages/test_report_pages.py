@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from teamsite import TeamSite, page_csrf, team_site
 
-from app.account_models import ShareLink
+from app.auth.models import ShareLink
 from app.models import utcnow
 
 NOTES = (

@@ -9,12 +9,12 @@ import pytest
 from dashboard_fakes import Seeder
 from sqlalchemy import create_engine, text
 
-from app.compare_view import CompareQuery, build_compare
+from app.auth.api_tokens import ensure_admin
+from app.compare.view import CompareQuery, build_compare
 from app.db import Database
 from app.migrate import upgrade
 from app.models import import_all_models
-from app.runs_table import TableQuery, runs_table
-from app.services.tokens import ensure_admin
+from app.runs.table import TableQuery, runs_table
 from app.settings import Settings
 
 

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from teamsite import TeamSite, page_csrf, team_site
 
-from app.job_form import default_values
+from app.runs.job_form import default_values
 
 ROLES = ("outsider", "viewer", "editor", "owner")
 RANK = {"outsider": 0, "viewer": 1, "editor": 2, "owner": 3}

@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from teamsite import PASSWORD, TeamSite, login, page_csrf, team_site
 
-from app.account_models import Invitation
+from app.auth.models import Invitation
+from app.auth.sessions import SESSION_COOKIE
 from app.main import create_app
 from app.models import utcnow
-from app.web_auth import SESSION_COOKIE
 
 
 @pytest.fixture

@@ -10,9 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import create_app
-from app.settings import Settings
-from app.web_auth import (
+from app.auth.sessions import (
     SESSION_COOKIE,
     LoginLimiter,
     create_session,
@@ -21,6 +19,8 @@ from app.web_auth import (
     hash_password,
     resolve_session,
 )
+from app.main import create_app
+from app.settings import Settings
 
 if TYPE_CHECKING:
     from pagekit import Pages
@@ -120,18 +120,18 @@ def test_cookie_session_reads_the_api_but_writes_need_the_csrf_header(pages: Pag
 
 
 def test_sessions_are_stored_hashed_and_expire(pages: Pages) -> None:
-    from app.web_auth import WebSession
+    from app.auth.sessions import WebSession
 
     with pages.db.transaction() as session:
-        live = create_session(session, user_id=pages.seed.admin_id)
-        old = create_session(session, user_id=pages.seed.admin_id, ttl=timedelta(seconds=-1))
+        live = create_session(session=session, user_id=pages.seed.admin_id)
+        old = create_session(session=session, user_id=pages.seed.admin_id, ttl=timedelta(seconds=-1))
         stored = {row.token_hash for row in session.query(WebSession)}
     assert live not in stored and old not in stored
     with pages.db.session(write=False) as session:
-        user = resolve_session(session, token=live)
+        user = resolve_session(session=session, token=live)
         assert user is not None and user.id == pages.seed.admin_id
-        assert resolve_session(session, token=old) is None
-        assert resolve_session(session, token="unknown") is None
+        assert resolve_session(session=session, token=old) is None
+        assert resolve_session(session=session, token="unknown") is None
 
 
 def test_csrf_token_is_bound_to_the_session() -> None:
@@ -146,8 +146,8 @@ def test_pages_show_members_only_their_projects_and_viewers_cannot_cancel(
     page_settings: Settings,
 ) -> None:
     from app.models import ProjectMember, User
-    from app.schemas import JobSubmit
-    from app.services import runs
+    from app.runs import submit
+    from collapsewatch.contract import JobSubmit
 
     settings = page_settings.model_copy(update={"local_autologin": False})
     app = create_app(settings)
@@ -156,14 +156,14 @@ def test_pages_show_members_only_their_projects_and_viewers_cannot_cancel(
             viewer = User(email="vic@example.org", password_hash=hash_password("pw"))
             session.add(viewer)
             session.flush()
-            mine, _ = runs.create_jobs(
+            mine, _ = submit.create_jobs(
                 session=session, data=JobSubmit(project="shared"), owner_id=None, max_attempts=3
             )
-            other, _ = runs.create_jobs(
+            other, _ = submit.create_jobs(
                 session=session, data=JobSubmit(project="secret"), owner_id=None, max_attempts=3
             )
             session.add(ProjectMember(project_id=mine[0].project_id, user_id=viewer.id, role="viewer"))
-            token = create_session(session, user_id=viewer.id)
+            token = create_session(session=session, user_id=viewer.id)
             shared_id, secret_id = mine[0].id, other[0].id
         client.cookies.set(SESSION_COOKIE, token)
         listing = client.get("/runs").text

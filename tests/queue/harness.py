@@ -150,8 +150,8 @@ class Stack:
 
     def cli(self, *args: str) -> str:
         out = subprocess.run(
-            [sys.executable, "-m", "app.cli", *args], env=self.env, cwd=REPO, capture_output=True, text=True,
-            timeout=120, check=True,
+            [sys.executable, "-m", "collapsewatch.cli", *args], env=self.env, cwd=REPO, capture_output=True,
+            text=True, timeout=120, check=True,
         )  # fmt: skip
         return out.stdout.strip()
 
@@ -185,7 +185,7 @@ class Stack:
         argv = [
             sys.executable,
             "-m",
-            "app.cli",
+            "collapsewatch.cli",
             "worker",
             "--gpus",
             "none",

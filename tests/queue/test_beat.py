@@ -32,7 +32,7 @@ def test_beat_reaps_expired_leases_and_stops_on_sigterm(tmp_path: Path) -> None:
         ARTIFACT_DIR=str(tmp_path / "artifacts"), MAINTENANCE_INTERVAL_SECONDS="0.3",
     )  # fmt: skip
     beat = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "beat"],
+        [sys.executable, "-m", "collapsewatch.cli", "beat"],
         env=env,
         cwd=REPO,
         stdout=subprocess.PIPE,

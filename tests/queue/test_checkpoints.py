@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.artifacts import CheckpointStore, CheckpointTooLarge
+from app.auth.api_tokens import create_token, ensure_admin
 from app.main import create_app
-from app.services.tokens import create_token, ensure_admin
+from app.runs.artifacts import CheckpointStore, CheckpointTooLarge
 from app.settings import Settings
 
 LIMIT = 4096

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from app.cli import build_parser
 from app.settings import Settings
+from collapsewatch.cli import build_parser
 from worker.settings import WorkerSettings, parse_gpus
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,7 +87,7 @@ def test_compose_worker_agrees_with_web_and_reserves_gpus(compose: dict[str, Any
     assert settings.queue_prefix == web["environment"].get("QUEUE_PREFIX", "")
     port = re.search(r"--port (\d+)", " ".join(web["command"]))
     assert port is not None and settings.server_url == f"http://web:{port.group(1)}"
-    args = build_parser().parse_args(worker["command"][1:])
+    args = build_parser("worker").parse_args(worker["command"][1:])
     assert args.command == "worker" and worker["command"][0] == "collapsewatch"
     parse_gpus(args.gpus)
     devices = worker["deploy"]["resources"]["reservations"]["devices"]

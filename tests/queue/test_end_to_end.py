@@ -106,7 +106,7 @@ def test_up_serves_and_trains_on_sqlite_broker_and_stops_on_sigterm(tmp_path: An
     stack.worker_http.base_url = httpx.URL(stack.url)
     log = open(tmp_path / "up.log", "ab")  # noqa: SIM115
     up = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "up", "--port", str(port), "--gpus", "none"],
+        [sys.executable, "-m", "collapsewatch.cli", "up", "--port", str(port), "--gpus", "none"],
         env=stack.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.queue import JobQueue
+from app.jobs.queue import JobQueue
 from tests.queue.harness import (
     SLOW_SPEC,
     TINY_SPEC,

@@ -7,15 +7,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from app.artifacts import CheckpointStore
 from app.db import Database
-from app.maintenance import LeaderLock, tick
+from app.jobs.maintenance import LeaderLock, tick
+from app.jobs.queue import JobQueue
+from app.jobs.reaper import cancel_unclaimed, reap_expired, sweep_queued
 from app.models import Run, utcnow
-from app.queue import JobQueue
-from app.reaper import cancel_unclaimed, reap_expired, sweep_queued
-from app.schemas import TASK_NAME
-from app.services import lifecycle
-from app.services.runs import ensure_project
+from app.runs import lifecycle
+from app.runs.artifacts import CheckpointStore
+from app.runs.submit import ensure_project
+from collapsewatch.contract import TASK_NAME
 
 
 def add_run(database: Database, **values: Any) -> int:

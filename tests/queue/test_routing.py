@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app import queue as server_queue
+from app.jobs import queue as server_queue
 from tests.queue.harness import RedisServer
 from worker import celery_app, launch, runner, tasks
 from worker import settings as worker_settings
@@ -60,10 +60,9 @@ def test_celery_command_runs_one_child_per_gpu() -> None:
     argv, env = launch.celery_command(
         gpus=["0", "1"], concurrency=8, queues=["gpu"], name="n", loglevel="INFO"
     )
-    assert argv[argv.index("--concurrency") + 1] == "2" and env == {launch.GPU_SLOTS_ENV: "0,1"}
+    assert argv[argv.index("--concurrency") + 1] == "2" and env == {worker_settings.GPU_SLOTS_ENV: "0,1"}
     argv, env = launch.celery_command(gpus=[], concurrency=3, queues=["cpu"], name="n", loglevel="INFO")
-    assert argv[argv.index("--concurrency") + 1] == "3" and env == {launch.GPU_SLOTS_ENV: ""}
-    assert launch.GPU_SLOTS_ENV == celery_app.GPU_SLOTS_ENV == runner.GPU_SLOTS_ENV
+    assert argv[argv.index("--concurrency") + 1] == "3" and env == {worker_settings.GPU_SLOTS_ENV: ""}
 
 
 @pytest.mark.parametrize(
@@ -75,9 +74,9 @@ def test_training_device_follows_the_pinning(
     monkeypatch: pytest.MonkeyPatch, slots: str | None, spec_device: str, device: str | None
 ) -> None:
     if slots is None:
-        monkeypatch.delenv(runner.GPU_SLOTS_ENV, raising=False)
+        monkeypatch.delenv(worker_settings.GPU_SLOTS_ENV, raising=False)
     else:
-        monkeypatch.setenv(runner.GPU_SLOTS_ENV, slots)
+        monkeypatch.setenv(worker_settings.GPU_SLOTS_ENV, slots)
     assert runner.training_device(spec_device) == device
 
 

@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 from seckit import all_routes, team_app
 
-from app.headers import CSP
-from app.services.tokens import create_token, ensure_admin
+from app.auth.api_tokens import create_token, ensure_admin
+from app.web.headers import CSP
 
 BODY_LIMIT = 64 * 1024
 CHECKPOINT_LIMIT = 256 * 1024

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from seckit import STATS
 
+from collapsewatch.sdk import Client, start_run
 from tests.queue.harness import Stack
-from worker.client import Client
 
 EPOCHS = 25
 
@@ -21,7 +21,7 @@ def test_sdk_logging_flat_out_is_throttled_and_loses_nothing(tmp_path: Path) -> 
         stack.start_server()
         token = stack.cli("token", "create")  # its own bucket: the checks below use the stack's token
         client = Client(stack.url, token, spool_dir=tmp_path / "spool", backoff=0.2, backoff_max=2.0)
-        run = client.start_run(project="rate", name="flat-out")
+        run = start_run(client, project="rate", name="flat-out")
         for epoch in range(1, EPOCHS + 1):
             run.log_epoch(epoch, {"val_acc": epoch / EPOCHS}, STATS)
         assert run.finish(timeout=120), "the SDK did not deliver everything"

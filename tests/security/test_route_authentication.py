@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from seckit import Route, all_routes, team_app
 
-from app.services.tokens import create_token, ensure_admin
+from app.auth.api_tokens import create_token, ensure_admin
 
 # Reachable without a session, and why.
 PUBLIC: dict[str, str] = {

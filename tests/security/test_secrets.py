@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 from seckit import team_app
 from sqlalchemy import select
 
-from app.accounts import create_user
+from app.auth.accounts import create_user
+from app.auth.api_tokens import create_token
 from app.models import import_all_models
-from app.services.tokens import create_token
 
 PASSWORD = "correct horse battery staple"
 EMAIL = "ana@example.org"
@@ -31,7 +31,7 @@ def _secrets(client: TestClient) -> dict[str, str]:
     """Sign in with a password and mint one of every kind of secret through the real routes."""
     db = client.app.state.db  # type: ignore[attr-defined]
     with db.transaction() as session:
-        user = create_user(session, email=EMAIL, password=PASSWORD, is_admin=True)
+        user = create_user(session=session, email=EMAIL, password=PASSWORD, is_admin=True)
         bearer = create_token(session=session, user=user, name="seed").token
     login_page = client.get("/login").text
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', login_page)

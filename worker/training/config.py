@@ -1,4 +1,4 @@
-"""Loading a :class:`app.schemas.JobSpec` from YAML and ``key=value`` overrides, with errors that
+"""Loading a :class:`collapsewatch.contract.JobSpec` from YAML and ``key=value`` overrides, with errors that
 name the field and what is allowed."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from app.schemas import JobSpec
+from collapsewatch.contract import JobSpec
 
 # YAML 1.1 reads "1e-2" as a string; numbers in that form are read as floats here.
 _FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.schemas import JobSpec
+from collapsewatch.contract import JobSpec
 
 GAUSSIAN_CLASSES = 10
 GAUSSIAN_DIM = 32

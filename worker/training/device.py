@@ -25,7 +25,7 @@ def resolve_device(name: str | None) -> torch.device:
 
 
 def device_info(device: torch.device | str) -> dict[str, Any]:
-    """Where a run trains: device, its name and the torch/CUDA versions (``app.schemas.WorkerInfo``)."""
+    """Where a run trains: device, its name and the torch/CUDA versions (``contract.WorkerInfo``)."""
     device = torch.device(device)
     name = platform.processor() or platform.machine() or "cpu"
     if device.type == "cuda":

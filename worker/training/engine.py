@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.schemas import JobSpec
+from collapsewatch.contract import JobSpec
 from worker.training import checkpoint as ckpt
 from worker.training.checkpoint import CheckpointIO
 from worker.training.data import Splits, load_splits

@@ -7,7 +7,7 @@
   validation row (ties go to the smaller label).
 - ``recall_at_1``: the fraction of validation rows whose nearest other validation row (cosine, i.e.
   Euclidean on L2-normalised embeddings) has the same label.
-- ``stats``: :func:`worker.stats.collapse_stats` of the probe embeddings (float64 inside it).
+- ``stats``: :func:`collapsewatch.stats.collapse_stats` of the probe embeddings (float64 inside it).
 Any metric over non-finite embeddings is None.
 """
 
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from worker.stats import collapse_stats
+from collapsewatch.stats import collapse_stats
 from worker.training.models import Network, embed_all
 
 KNN_K = 5

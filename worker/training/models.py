@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from app.schemas import JobSpec
+from collapsewatch.contract import JobSpec
 
 HIDDEN = 256
 PROJECTOR_MAX = 2048

@@ -8,7 +8,7 @@
 - ``triplet``: batch-hard (Hermans et al. 2017) on L2-normalised embeddings: every anchor with a
   positive and a negative in the batch takes its farthest positive and nearest negative,
   ``relu(d_ap - d_an + margin)``, averaged over those anchors.
-- ``vicreg``: two augmented views through encoder and projector, ``worker.regularizers.vicreg_loss``
+- ``vicreg``: two augmented views through encoder and projector, ``collapsewatch.regularizers.vicreg_loss``
   with ``spec.vicreg_{sim,std,cov}_coeff`` and ``spec.vicreg_gamma``. Views: flat rows get Gaussian
   noise (std :data:`NOISE_STD`, in standardised units) and random feature masking (each feature zeroed
   with probability :data:`MASK_PROB`); images get a random shift of up to :data:`MAX_SHIFT` pixels
@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from app.schemas import JobSpec
-from worker.regularizers import svmax_loss, vicreg_loss, vicreg_variance
+from collapsewatch.contract import JobSpec
+from collapsewatch.regularizers import svmax_loss, vicreg_loss, vicreg_variance
 from worker.training.models import Network
 
 NOISE_STD = 0.3

@@ -1,4 +1,4 @@
-"""The per-epoch record handed to the ``on_epoch`` hook, and its JSON form (``app.schemas.EpochIn``)."""
+"""The per-epoch record handed to the ``on_epoch`` hook, and its JSON form (``contract.EpochIn``)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def finite_or_none(value: float | int | None) -> float | None:
 @dataclass(frozen=True)
 class EpochRecord:
     """One finished epoch (1-based). ``metrics`` holds :data:`METRIC_KEYS` plus extras (e.g. the
-    objective's parts); ``stats`` is :func:`worker.stats.collapse_stats` on the fixed probe set, or
+    objective's parts); ``stats`` is :func:`collapsewatch.stats.collapse_stats` on the fixed probe set, or
     None when the embeddings were not finite (diverged run)."""
 
     epoch: int
@@ -37,7 +37,7 @@ class EpochRecord:
     stats: dict[str, Any] | None = None
 
     def to_json(self, attempt: int = 1) -> dict[str, Any]:
-        """The ``PUT /api/v1/runs/{id}/epochs/{epoch}`` body (``app.schemas.EpochIn``)."""
+        """The ``PUT /api/v1/runs/{id}/epochs/{epoch}`` body (``collapsewatch.contract.EpochIn``)."""
         return {
             "attempt": attempt,
             "metrics": {k: finite_or_none(v) for k, v in self.metrics.items()},

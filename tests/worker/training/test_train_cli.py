@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.schemas import EpochIn
+from collapsewatch.contract import EpochIn
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 def _collapsewatch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     script = Path(sys.executable).with_name("collapsewatch")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "collapsewatch.cli"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [*command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False

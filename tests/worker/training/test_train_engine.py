@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.schemas import EpochIn
+from collapsewatch.contract import EpochIn
 from worker.training.checkpoint import MemoryCheckpoint
 from worker.training.config import build_spec
 from worker.training.data import DataError

@@ -1,0 +1,99 @@
+"""Typed FastAPI dependencies that apply ``app.auth.roles`` to the run in the path.
+
+A route adds e.g. ``_: CanReadRun`` next to its ``run_id: RunId``: the dependency reads the same
+path parameter, checks the caller's role in the run's project and raises 404/403 before the
+route body runs. They share the request's session (FastAPI caches ``SessionDep`` per request).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends
+from starlette.concurrency import run_in_threadpool
+
+from app.auth import roles
+from app.db import Database
+from app.deps import PrincipalDep, RunId, SessionDep, UserDep, get_database
+
+
+async def get_actor(principal: PrincipalDep) -> roles.Actor:
+    return roles.Actor.of(principal)
+
+
+async def get_user_actor(principal: UserDep) -> roles.Actor:
+    return roles.Actor.of(principal)
+
+
+ActorDep = Annotated[roles.Actor, Depends(get_actor)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
+UserActorDep = Annotated[roles.Actor, Depends(get_user_actor)]
+
+
+def can_read_run(run_id: RunId, session: SessionDep, actor: UserActorDep) -> int:
+    return roles.check_run(session=session, actor=actor, run_id=run_id, action="read")
+
+
+def can_write_run(run_id: RunId, session: SessionDep, actor: UserActorDep) -> int:
+    return roles.check_run(session=session, actor=actor, run_id=run_id, action="write")
+
+
+def can_ingest_run(run_id: RunId, session: SessionDep, actor: ActorDep) -> int:
+    return roles.check_run(session=session, actor=actor, run_id=run_id, action="ingest")
+
+
+def can_ingest_run_db(run_id: RunId, database: DatabaseDep, actor: ActorDep) -> int:
+    """For routes without a request session (streaming uploads): a short read-only session."""
+    with database.session(write=False) as session:
+        return roles.check_run(session=session, actor=actor, run_id=run_id, action="ingest")
+
+
+CanReadRun = Annotated[int, Depends(can_read_run)]
+CanWriteRun = Annotated[int, Depends(can_write_run)]
+CanIngestRun = Annotated[int, Depends(can_ingest_run)]
+CanIngestRunDb = Annotated[int, Depends(can_ingest_run_db)]
+
+
+def can_read_run_db(run_id: RunId, database: DatabaseDep, actor: UserActorDep) -> int:
+    with database.session(write=False) as session:
+        return roles.check_run(session=session, actor=actor, run_id=run_id, action="read")
+
+
+CanReadRunDb = Annotated[int, Depends(can_read_run_db)]
+
+
+def _readable(database: Database, actor: roles.Actor, run_id: int) -> bool:
+    with database.session(write=False) as session:
+        return bool(roles.readable_run_ids(session=session, actor=actor, run_ids=[run_id]))
+
+
+async def visible_frames(
+    database: Database, actor: roles.Actor, frames: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
+    """Drop the SSE frames (``data: {..., "run_id": N}``) of runs the actor may not read."""
+    if actor.is_admin:
+        async for frame in frames:
+            yield frame
+        return
+    known: dict[int, bool] = {}
+    async for frame in frames:
+        run_id = _frame_run(frame)
+        if run_id is not None:
+            if run_id not in known:
+                known[run_id] = await run_in_threadpool(_readable, database, actor, run_id)
+            if not known[run_id]:
+                continue
+        yield frame
+
+
+def _frame_run(frame: bytes) -> int | None:
+    for line in frame.split(b"\n"):
+        if line.startswith(b"data: "):
+            try:
+                value = json.loads(line[6:]).get("run_id")
+            except (ValueError, AttributeError):
+                return None
+            return value if isinstance(value, int) else None
+    return None

@@ -1,0 +1,261 @@
+"""Reports: a compare view saved with a title and Markdown notes, pinned (the chart data is stored
+as JSON when saved) or live (re-queried on every view), plus share links and the CSV of the series.
+
+A report belongs to one project and only ever shows that project's runs, whoever looks at it (a
+member, or anyone holding a share link), so a link never reveals runs of another project.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+import markdown
+import nh3
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.auth.accounts import Gone
+from app.auth.models import Report, ShareLink
+from app.auth.roles import Action, Actor, check
+from app.compare.view import CompareData, CompareQuery, build_compare, page_data
+from app.errors import InvalidInput, NotFound
+from app.models import Project, utcnow
+from app.web.templating import tojson_safe
+
+MAX_TITLE = 200
+MAX_NOTES = 50_000
+
+
+@dataclass(frozen=True)
+class ReportView:
+    """Everything the report page, the shared page and the exports show."""
+
+    id: int
+    project: str
+    title: str
+    notes_html: str
+    pinned: bool
+    saved_at: datetime
+    compare_url: str
+    page_data: dict[str, Any]
+    runs: list[dict[str, Any]]
+    diff: list[dict[str, Any]]
+
+
+def render_notes(text: str) -> str:
+    """Markdown -> HTML, sanitised by nh3 (no scripts, no event handlers, safe link targets)."""
+    return nh3.clean(markdown.markdown(text, extensions=["tables", "fenced_code"]))
+
+
+def _params(query_string: str) -> dict[str, list[str]]:
+    return parse_qs(query_string.lstrip("?"), keep_blank_values=False)
+
+
+def project_compare(
+    *, session: Session, query_string: str, project_id: int
+) -> tuple[CompareQuery, CompareData]:
+    """The compare view of ``query_string`` limited to the runs of one project."""
+    query, _problems = CompareQuery.from_params(_params(query_string))
+    return query, build_compare(session=session, query=query, visible=[project_id])
+
+
+def snapshot(query: CompareQuery, data: CompareData) -> dict[str, Any]:
+    """The JSON a pinned report keeps: the charts' data, the runs and the config diff."""
+    return {
+        "page_data": tojson_safe(page_data(query, data)),
+        "runs": [
+            {"id": r.id, "name": r.name or f"run {r.id}", "status": r.status, "sweep_id": r.sweep_id}
+            for r in data.runs
+        ],
+        "diff": [{"key": d.key, "values": tojson_safe(d.values), "differs": d.differs} for d in data.diff],
+    }
+
+
+def create_report(
+    *, session: Session, actor: Actor, project: str, title: str, notes: str, pinned: bool, query_string: str
+) -> Report:
+    """Save a compare view as a report of ``project`` (editors)."""
+    found = session.scalar(select(Project).where(Project.name == project))
+    if found is None:
+        raise NotFound(f"project {project!r} does not exist")
+    check(
+        session=session,
+        actor=actor,
+        project_id=found.id,
+        action="write",
+        missing=f"project {project!r} does not exist",
+    )
+    title = title.strip()
+    if not 1 <= len(title) <= MAX_TITLE:
+        raise InvalidInput(["title"], f"a title needs 1 to {MAX_TITLE} characters")
+    if len(notes) > MAX_NOTES:
+        raise InvalidInput(["notes"], f"notes are limited to {MAX_NOTES} characters")
+    query, data = project_compare(session=session, query_string=query_string, project_id=found.id)
+    if not data.runs:
+        raise InvalidInput(["query"], f"the view has no runs of project {project!r}; pick runs first")
+    canonical = query.url(x=data.x).removeprefix("/compare?")
+    report = Report(
+        project_id=found.id,
+        title=title,
+        notes=notes,
+        pinned=pinned,
+        query=canonical,
+        snapshot=snapshot(query, data) if pinned else None,
+        created_by=actor.user_id,
+        created_at=utcnow(),
+    )
+    session.add(report)
+    session.flush()
+    return report
+
+
+def get_report(*, session: Session, actor: Actor, report_id: int, action: Action = "read") -> Report:
+    report = session.get(Report, report_id)
+    missing = f"report {report_id} does not exist"
+    if report is None:
+        raise NotFound(missing)
+    check(session=session, actor=actor, project_id=report.project_id, action=action, missing=missing)
+    return report
+
+
+def project_reports(*, session: Session, project_id: int) -> list[Report]:
+    stmt = select(Report).where(Report.project_id == project_id).order_by(Report.id.desc())
+    return list(session.scalars(stmt))
+
+
+def view(*, session: Session, report: Report) -> ReportView:
+    """The report's content: its snapshot when pinned, else the view re-queried now."""
+    if report.pinned and report.snapshot is not None:
+        stored = report.snapshot
+    else:
+        query, data = project_compare(
+            session=session, query_string=report.query, project_id=report.project_id
+        )
+        stored = snapshot(query, data)
+    project = session.get(Project, report.project_id)
+    return ReportView(
+        id=report.id,
+        project=project.name if project else "",
+        title=report.title,
+        notes_html=render_notes(report.notes),
+        pinned=report.pinned,
+        saved_at=report.created_at,
+        compare_url="/compare?" + report.query,
+        page_data=stored["page_data"],
+        runs=stored["runs"],
+        diff=stored["diff"],
+    )
+
+
+def series_csv(report: ReportView) -> str:
+    """The series behind the charts, one point per row: per-run curves, group bands, sweep points."""
+    data = report.page_data
+    names = {str(r["id"]): r["name"] for r in data.get("runs", [])}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["chart", "series", "run_id", "x", "y", "std", "n"])
+    for run_id, points in data.get("curves", {}).items():
+        for x, y in points:
+            writer.writerow([data.get("stat", ""), names.get(run_id, run_id), run_id, x, _cell(y), "", ""])
+    for group in data.get("groups", []):
+        for x, mean, std, n in zip(group["x"], group["mean"], group["std"], group["n"], strict=True):
+            writer.writerow(
+                [f"{data.get('stat', '')} (group mean)", group["label"], "", x, _cell(mean), _cell(std), n]
+            )
+    for line in data.get("sweep", []):
+        for x, mean, std, n in zip(line["x"], line["mean"], line["std"], line["n"], strict=True):
+            writer.writerow(
+                [
+                    f"final {data.get('metric', '')} vs {data.get('x', '')}",
+                    line["label"],
+                    "",
+                    x,
+                    _cell(mean),
+                    _cell(std),
+                    n,
+                ]
+            )
+    return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    return "" if value is None else value
+
+
+# Share links ---------------------------------------------------------------------------------
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_share(
+    *, session: Session, actor: Actor, report: Report, expires_at: datetime | None, label: str = ""
+) -> str:
+    """A new read-only link to ``report`` (editors); returns the token, shown only now."""
+    check(
+        session=session,
+        actor=actor,
+        project_id=report.project_id,
+        action="write",
+        missing=f"report {report.id} does not exist",
+    )
+    if expires_at is not None and expires_at.tzinfo is None:
+        raise InvalidInput(["expires_at"], "give the expiry with a timezone, e.g. 2030-01-01T00:00:00Z")
+    if expires_at is not None and expires_at <= utcnow():
+        raise InvalidInput(["expires_at"], "the expiry must be in the future (or empty for none)")
+    token = secrets.token_urlsafe(32)  # 256 random bits
+    link = ShareLink(
+        report_id=report.id,
+        token_hash=_hash(token),
+        label=label.strip()[:200],
+        created_by=actor.user_id,
+        created_at=utcnow(),
+        expires_at=expires_at,
+    )
+    session.add(link)
+    session.flush()
+    return token
+
+
+def shares(*, session: Session, report_id: int) -> list[ShareLink]:
+    stmt = select(ShareLink).where(ShareLink.report_id == report_id).order_by(ShareLink.id.desc())
+    return list(session.scalars(stmt))
+
+
+def revoke_share(*, session: Session, actor: Actor, report: Report, link_id: int) -> None:
+    check(
+        session=session,
+        actor=actor,
+        project_id=report.project_id,
+        action="write",
+        missing=f"report {report.id} does not exist",
+    )
+    link = session.get(ShareLink, link_id)
+    if link is None or link.report_id != report.id:
+        raise NotFound(f"share link {link_id} does not exist")
+    if link.revoked_at is None:
+        link.revoked_at = utcnow()
+    session.flush()
+
+
+def resolve_share(*, session: Session, token: str) -> Report:
+    """The report behind a share token: NotFound if unknown or revoked, Gone (410) if expired."""
+    if not token or len(token) > 200:
+        raise NotFound("this link does not exist")
+    link = session.scalar(select(ShareLink).where(ShareLink.token_hash == _hash(token)))
+    if link is None or link.revoked_at is not None:
+        raise NotFound("this link does not exist or was revoked")
+    if link.expires_at is not None and link.expires_at <= utcnow():
+        raise Gone("this link has expired")
+    report = session.get(Report, link.report_id)
+    if report is None:  # pragma: no cover - cascades delete the links with the report
+        raise NotFound("this link does not exist")
+    return report

@@ -1,0 +1,161 @@
+"""Runs as stored: lookup, fencing checks, listing and filtering, and their events."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Select, String, cast, exists, func, select, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Session, contains_eager, lazyload
+
+from app.errors import Conflict, InvalidInput, NotFound
+from app.models import Project, Run, RunEvent, utcnow
+from collapsewatch.contract import TERMINAL_STATUSES, RunPublic
+
+SORTS: dict[str, Any] = {
+    "created_at": Run.created_at,
+    "id": Run.id,
+    "name": Run.name,
+    "status": Run.status,
+    "updated_at": Run.updated_at,
+}
+
+
+@dataclass
+class Written:
+    """What a write produced: the events to publish after the commit."""
+
+    events: list[RunEvent] = field(default_factory=list)
+
+
+def run_public(run: Run) -> RunPublic:
+    return RunPublic(
+        id=run.id,
+        project=run.project.name,
+        name=run.name,
+        kind="job" if run.kind == "job" else "sdk",
+        status=run.status,
+        attempt=run.attempt,
+        max_attempts=run.max_attempts,
+        config=run.config,
+        tags=run.tags,
+        sweep_id=run.sweep_id,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        lease_until=run.lease_until,
+        cancel_requested=run.cancel_requested,
+        error=run.error,
+        worker=run.worker,
+        summary=run.summary,
+        last_epoch=run.last_epoch,
+    )
+
+
+_EVENTS: Any = RunEvent.__table__
+_INSERT_EVENT = _EVENTS.insert().returning(_EVENTS.c.id)
+
+
+def record_event(*, session: Session, run_id: int, type: str, payload: dict[str, Any]) -> RunEvent:
+    """Insert an event (Core INSERT … RETURNING: no ORM flush); returns it, detached, with its id."""
+    values = {"run_id": run_id, "type": type, "payload": payload, "created_at": utcnow()}
+    event_id = session.execute(_INSERT_EVENT, values).scalar_one()
+    return RunEvent(id=event_id, **values)
+
+
+def status_event(*, session: Session, run: Run) -> RunEvent:
+    payload = {
+        "status": run.status,
+        "attempt": run.attempt,
+        "cancel_requested": run.cancel_requested,
+        "error": run.error,
+    }
+    return record_event(session=session, run_id=run.id, type="status", payload=payload)
+
+
+def get_run(*, session: Session, run_id: int, lock: bool = False) -> Run:
+    """The run, or NotFound. ``lock`` takes a row lock (PostgreSQL; SQLite writes are serialised)."""
+    stmt = select(Run).where(Run.id == run_id)
+    if lock:  # a write: the project is rarely needed, so it is not joined (loaded on access)
+        stmt = stmt.options(lazyload(Run.project)).with_for_update(of=Run)
+    run = session.scalars(stmt).unique().one_or_none()
+    if run is None:
+        raise NotFound(f"run {run_id} does not exist")
+    return run
+
+
+def writable_run(*, session: Session, run_id: int, attempt: int) -> Run:
+    """Lock the run for a write from ``attempt``: 404 unknown, 409 terminal or not the current attempt."""
+    run = get_run(session=session, run_id=run_id, lock=True)
+    if run.status in TERMINAL_STATUSES:
+        raise Conflict(f"run {run_id} is {run.status}; it accepts no more writes")
+    check_attempt(run, attempt)
+    if run.status == "queued":
+        raise Conflict(
+            f"run {run_id} is queued again (the lease of attempt {attempt} expired); stop this attempt"
+            if attempt
+            else f"run {run_id} is queued; claim it before writing"
+        )
+    return run
+
+
+def check_attempt(run: Run, attempt: int) -> None:
+    if attempt < run.attempt:
+        raise Conflict(
+            f"attempt {attempt} is stale: run {run.id} is on attempt {run.attempt}; stop this attempt"
+        )
+    if attempt > run.attempt:
+        raise Conflict(
+            f"attempt {attempt} of run {run.id} has not been claimed (current attempt: {run.attempt})"
+        )
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    project: str | None = None
+    status: Sequence[str] | None = None
+    sweep: str | None = None
+    tag: str | None = None
+    kind: Literal["job", "sdk"] | None = None
+    project_ids: Sequence[int] | None = None  # None: every project (app.auth.roles.visible_project_ids)
+
+
+def _has_tag(session: Session, tag: str) -> ColumnElement[bool]:
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(Run.tags, JSONB).contains([tag])
+    each = func.json_each(Run.tags).table_valued("value")
+    return exists(select(text("1")).select_from(each).where(each.c.value == cast(tag, String)))
+
+
+def _filtered(session: Session, filt: RunFilter) -> Select[Any]:
+    stmt = select(Run).join(Run.project).options(contains_eager(Run.project))
+    if filt.project:
+        stmt = stmt.where(Project.name == filt.project)
+    if filt.project_ids is not None:
+        stmt = stmt.where(Run.project_id.in_(filt.project_ids))
+    if filt.status:
+        stmt = stmt.where(Run.status.in_(filt.status))
+    if filt.sweep:
+        stmt = stmt.where(Run.sweep_id == filt.sweep)
+    if filt.kind:
+        stmt = stmt.where(Run.kind == filt.kind)
+    if filt.tag:
+        stmt = stmt.where(_has_tag(session, filt.tag))
+    return stmt
+
+
+def list_runs(
+    *, session: Session, filt: RunFilter, limit: int = 50, offset: int = 0, sort: str = "-created_at"
+) -> tuple[list[Run], int]:
+    """Runs matching ``filt`` (newest first by default) and the total count."""
+    key = sort.removeprefix("-")
+    if key not in SORTS:
+        raise InvalidInput(["query", "sort"], f"sort {sort!r} is not allowed; use one of {sorted(SORTS)}")
+    column = SORTS[key]
+    order = [column.desc(), Run.id.desc()] if sort.startswith("-") else [column.asc(), Run.id.asc()]
+    stmt = _filtered(session, filt)
+    total = session.scalar(select(func.count()).select_from(stmt.with_only_columns(Run.id).subquery()))
+    runs = session.scalars(stmt.order_by(*order).limit(limit).offset(offset)).unique().all()
+    return list(runs), int(total or 0)

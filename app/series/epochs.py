@@ -1,0 +1,160 @@
+"""Epoch records: idempotent upsert with attempt fencing, listing, run summaries.
+
+NaN/Inf policy: collapse statistics must be finite (422 otherwise); metric values are finite numbers
+or null, where null means "not finite / not available" (the SDK turns NaN and +-Inf into null).
+Fencing: a write must carry the run's current attempt (an older one gets 409, a newer one 409 until it
+is claimed); a replay of the epoch by the attempt that already wrote it is a no-op; a newer attempt
+overwrites an epoch written by an older one; nothing can be written to a finished run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import Conflict, InvalidInput
+from app.models import EPOCH_STAT_COLUMNS, Epoch, Run, utcnow
+from app.runs.store import Written, record_event, writable_run
+from app.runs.upsert import dialect_insert
+from collapsewatch.contract import CollapseStatsIn, EpochIn, EpochPublic, StdHist
+
+MAX_EPOCH = 2**31 - 1
+MAX_DIMS = 2**31 - 1
+SCALAR_STATS = EPOCH_STAT_COLUMNS
+FINAL_STATS = ("mean_sv", "sv_position", "effective_rank", "dead_dims")
+BEST_METRICS = ("val_acc", "recall_at_1")
+COLUMNS = (*SCALAR_STATS, "attempt", "metrics", "std_hist", "singular_values", "dim_std", "recorded_at")
+_EPOCHS: Any = Epoch.__table__
+_UPSERTS: dict[str, Any] = {}  # per dialect: the epoch INSERT ... ON CONFLICT, built once
+
+
+@dataclass
+class EpochWrite:
+    record: EpochPublic
+    changed: bool
+    written: Written
+
+
+def epoch_public(row: Epoch) -> EpochPublic:
+    stats = None
+    if row.mean_sv is not None and row.std_hist is not None:
+        values: dict[str, Any] = {name: getattr(row, name) for name in SCALAR_STATS}
+        values |= {"singular_values": row.singular_values, "dim_std": row.dim_std}
+        # stored values were validated on the way in: construct without re-validating, but with a
+        # StdHist (a plain dict there makes pydantic warn on every dump)
+        stats = CollapseStatsIn.model_construct(std_hist=StdHist.model_construct(**row.std_hist), **values)
+    return EpochPublic(
+        epoch=row.epoch, attempt=row.attempt, metrics=row.metrics, stats=stats, recorded_at=row.recorded_at
+    )
+
+
+def _values(run_id: int, epoch: int, data: EpochIn) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "run_id": run_id,
+        "epoch": epoch,
+        "attempt": data.attempt,
+        "metrics": data.metrics,
+        "recorded_at": utcnow(),
+    }
+    stats = data.stats
+    for name in SCALAR_STATS:
+        values[name] = getattr(stats, name) if stats else None
+    values["std_hist"] = stats.std_hist.model_dump() if stats else None
+    values["singular_values"] = stats.singular_values if stats else None
+    values["dim_std"] = stats.dim_std if stats else None
+    return values
+
+
+def _upsert_statement(*, session: Session) -> Any:
+    """Insert an epoch; on (run, epoch) overwrite it only from a newer attempt (Core: no ORM bulk path)."""
+    name = session.get_bind().dialect.name
+    stmt = _UPSERTS.get(name)
+    if stmt is None:
+        insert = dialect_insert(session, _EPOCHS)
+        stmt = _UPSERTS[name] = insert.on_conflict_do_update(
+            index_elements=["run_id", "epoch"],
+            set_={c: insert.excluded[c] for c in COLUMNS},
+            where=_EPOCHS.c.attempt < insert.excluded.attempt,
+        )
+    return stmt
+
+
+def _bump_summary(run: Run, epoch: int, data: EpochIn) -> None:
+    summary = dict(run.summary)
+    stats = data.stats
+    if stats is not None and epoch >= summary.get("stats_epoch", -1):
+        summary |= {name: getattr(stats, name) for name in FINAL_STATS} | {"stats_epoch": epoch}
+    for key in BEST_METRICS:
+        value = data.metrics.get(key)
+        best = summary.get(f"best_{key}")
+        if value is not None and (best is None or value > best):
+            summary[f"best_{key}"] = value
+    run.summary = summary
+    run.last_epoch = epoch if run.last_epoch is None else max(run.last_epoch, epoch)
+
+
+def recompute_summary(*, session: Session, run: Run) -> None:
+    """Rebuild ``run.summary`` and ``run.last_epoch`` from the stored epochs (after a supersede)."""
+    rows = session.execute(
+        select(Epoch.epoch, Epoch.metrics, *(getattr(Epoch, n) for n in FINAL_STATS))
+        .where(Epoch.run_id == run.id)
+        .order_by(Epoch.epoch)
+    ).all()
+    summary: dict[str, Any] = {}
+    for row in rows:
+        if row.mean_sv is not None:
+            summary |= {name: getattr(row, name) for name in FINAL_STATS} | {"stats_epoch": row.epoch}
+        for key in BEST_METRICS:
+            value = row.metrics.get(key)
+            best = summary.get(f"best_{key}")
+            if value is not None and (best is None or value > best):
+                summary[f"best_{key}"] = value
+    run.summary = summary
+    run.last_epoch = rows[-1].epoch if rows else None
+
+
+def put_epoch(*, session: Session, run_id: int, epoch: int, data: EpochIn) -> EpochWrite:
+    """Store one epoch record (see the module docstring for the rules)."""
+    if data.stats is not None and data.stats.dead_dims > MAX_DIMS:
+        message = f"{data.stats.dead_dims} is not a dimension count (at most {MAX_DIMS})"
+        raise InvalidInput(["body", "stats", "dead_dims"], message)
+    run = writable_run(session=session, run_id=run_id, attempt=data.attempt)
+    where = (_EPOCHS.c.run_id == run_id, _EPOCHS.c.epoch == epoch)
+    existing = session.execute(select(_EPOCHS.c.attempt).where(*where)).scalar_one_or_none()
+    if existing is not None and existing == data.attempt:  # a replay: answer with what is stored
+        row = session.scalars(select(Epoch).where(Epoch.run_id == run_id, Epoch.epoch == epoch)).one()
+        return EpochWrite(epoch_public(row), changed=False, written=Written())
+    if existing is not None and existing > data.attempt:  # pragma: no cover - fenced above
+        raise Conflict(f"epoch {epoch} was written by attempt {existing}; {data.attempt} is stale")
+    values = _values(run_id, epoch, data)
+    session.execute(_upsert_statement(session=session), [values])
+    if existing is not None:
+        recompute_summary(session=session, run=run)
+    else:
+        _bump_summary(run, epoch, data)
+    run.updated_at = utcnow()
+    record = EpochPublic(
+        epoch=epoch,
+        attempt=data.attempt,
+        metrics=data.metrics,
+        stats=data.stats,
+        recorded_at=values["recorded_at"],
+    )
+    event = record_event(
+        session=session, run_id=run_id, type="epoch", payload={"epoch": epoch, "attempt": data.attempt}
+    )
+    return EpochWrite(record, changed=True, written=Written([event]))
+
+
+def list_epochs(
+    *, session: Session, run_id: int, since: int | None = None, limit: int | None = None
+) -> list[EpochPublic]:
+    stmt = select(Epoch).where(Epoch.run_id == run_id).order_by(Epoch.epoch)
+    if since is not None:
+        stmt = stmt.where(Epoch.epoch >= since)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [epoch_public(row) for row in session.scalars(stmt)]

@@ -1,1 +1,0 @@
-"""Plain domain functions: each takes a ``session`` keyword-only and never commits."""

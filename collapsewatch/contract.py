@@ -1,0 +1,356 @@
+"""The wire contract shared by the server, the workers and the SDK (DESIGN.md §5).
+
+Pydantic only: importable without FastAPI, SQLAlchemy or torch. Flat keys, so that forms, sweeps and
+"group by" all speak the same names. Classes are named by direction: ``*In`` / ``*Create`` travel to
+the server, ``*Public`` come back from it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Dataset = Literal["digits", "gaussians", "npz"]
+ModelName = Literal["mlp", "cnn"]
+Objective = Literal["cross_entropy", "contrastive", "triplet", "vicreg"]
+Regularizer = Literal["none", "svmax", "vicreg_variance"]
+Optimizer = Literal["sgd", "adam"]
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "lost"]
+FinalStatus = Literal["succeeded", "failed", "cancelled"]
+
+TASK_NAME = "train_run"
+"""The Celery task the server sends by name with a run id (DESIGN.md §2); workers register it."""
+QUEUE_CLASSES: tuple[str, ...] = ("cpu", "gpu", "default")
+"""Queues by device class: device "cpu" -> ``cpu``, "cuda"/"cuda:N" -> ``gpu``, "auto" -> ``default``."""
+
+TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d{1,2})$")
+KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,127}$"
+MAX_SWEEP_RUNS = 256
+MAX_METRIC_POINTS = 1000
+
+
+class JobSpec(BaseModel):
+    """Everything a training job needs; the defaults are DESIGN.md §5's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: Dataset = "digits"
+    data_path: str | None = Field(None, description="Path to an .npz with arrays x and y (dataset=npz)")
+    model: ModelName = "mlp"
+    embedding_dim: int = Field(32, ge=1, le=8192)
+    objective: Objective = "cross_entropy"
+    regularizer: Regularizer = "none"
+    reg_lambda: float = Field(1.0, ge=0.0, le=1e4)
+    svmax_bounded: bool = True
+    vicreg_gamma: float = Field(1.0, gt=0.0, le=1e3)
+    lr: float = Field(0.05, gt=0.0, le=10.0)
+    batch_size: int = Field(128, ge=2, le=65536)
+    epochs: int = Field(20, ge=1, le=10000)
+    optimizer: Optimizer = "sgd"
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    probe_size: int = Field(512, ge=2, le=100_000)
+    device: str = "auto"
+    # Extensions beyond §5's list (same flat style).
+    margin: float = Field(0.5, gt=0.0, le=10.0, description="contrastive / triplet margin")
+    vicreg_sim_coeff: float = Field(25.0, ge=0.0, le=1e4, description="VICReg lambda (objective=vicreg)")
+    vicreg_std_coeff: float = Field(25.0, ge=0.0, le=1e4, description="VICReg mu (objective=vicreg)")
+    vicreg_cov_coeff: float = Field(1.0, ge=0.0, le=1e4, description="VICReg nu (objective=vicreg)")
+    dead_threshold: float = Field(1e-3, gt=0.0, le=1.0)
+    checkpoint_every: int = Field(1, ge=1, le=10000, description="epochs between checkpoints")
+
+    @field_validator("reg_lambda", "vicreg_gamma", "lr", "weight_decay", "margin")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not DEVICE_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        return value
+
+    @model_validator(mode="after")
+    def _data_path_matches_dataset(self) -> JobSpec:
+        if self.dataset == "npz" and not self.data_path:
+            raise ValueError("data_path is required when dataset is 'npz'")
+        if self.dataset != "npz" and self.data_path:
+            raise ValueError("data_path is only allowed when dataset is 'npz'")
+        return self
+
+
+class JobSubmit(BaseModel):
+    """``POST /api/v1/jobs``: one run per grid point x seed, sharing a sweep id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    name: str | None = Field(None, max_length=200)
+    tags: list[str] = Field(default_factory=list, max_length=32)
+    spec: dict[str, Any] = Field(default_factory=dict)
+    sweep: dict[str, list[Any]] = Field(default_factory=dict)
+    seeds: list[int] | None = Field(None, min_length=1, max_length=64)
+
+    def expand(self) -> list[JobSpec]:
+        """The validated grid. Raises ``ValueError`` naming the field for a bad key or value."""
+        import itertools
+
+        base = JobSpec.model_validate(self.spec)
+        for key, values in self.sweep.items():
+            if key not in JobSpec.model_fields:
+                raise ValueError(f"sweep.{key}: unknown spec key; allowed: {sorted(JobSpec.model_fields)}")
+            if not values:
+                raise ValueError(f"sweep.{key}: needs at least one value")
+        seeds = self.seeds if self.seeds is not None else [base.seed]
+        keys = list(self.sweep)
+        total = len(seeds) * math.prod(len(v) for v in self.sweep.values())
+        if total > MAX_SWEEP_RUNS:
+            raise ValueError(f"sweep: {total} runs requested; at most {MAX_SWEEP_RUNS} per submission")
+        specs: list[JobSpec] = []
+        for combo in itertools.product(*(self.sweep[k] for k in keys)):
+            for seed in seeds:
+                data = base.model_dump() | dict(zip(keys, combo, strict=True)) | {"seed": seed}
+                specs.append(JobSpec.model_validate(data))
+        return specs
+
+
+class RunCreate(BaseModel):
+    """``POST /api/v1/runs``: a run logged by the SDK from the user's own loop."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    name: str | None = Field(None, max_length=200)
+    config: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list, max_length=32)
+
+
+class WorkerInfo(BaseModel):
+    """Where an attempt ran (sent with the claim)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    host: str | None = None
+    device: str | None = None
+    device_name: str | None = None
+    torch: str | None = None
+    cuda: str | None = None
+    pid: int | None = None
+
+
+class RunPublic(BaseModel):
+    id: int
+    project: str
+    name: str | None
+    kind: Literal["job", "sdk"]
+    status: RunStatus
+    attempt: int
+    max_attempts: int
+    config: dict[str, Any]
+    tags: list[str]
+    sweep_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    lease_until: datetime | None
+    cancel_requested: bool
+    error: str | None
+    worker: dict[str, Any] | None
+    summary: dict[str, Any]
+    last_epoch: int | None
+
+
+class ClaimIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    worker: WorkerInfo = Field(default_factory=WorkerInfo)
+
+
+class ClaimPublic(BaseModel):
+    run: RunPublic
+    attempt: int
+    lease_until: datetime
+    spec: JobSpec
+    resume_epoch: int | None = Field(None, description="epoch of the newest stored checkpoint, if any")
+    lease_seconds: float | None = Field(
+        None, description="the lease granted; pace heartbeats by it (a worker's clock may be skewed)"
+    )
+
+
+class AttemptIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attempt: int = Field(..., ge=1)
+
+
+class HeartbeatPublic(BaseModel):
+    lease_until: datetime
+    cancel_requested: bool
+
+
+class FinishIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attempt: int = Field(..., ge=1)
+    status: FinalStatus
+    error: str | None = Field(None, max_length=20_000)
+
+
+class StdHist(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    edges: list[float] = Field(..., min_length=2, max_length=1025)
+    counts: list[int] = Field(..., min_length=1, max_length=1024)
+
+    @model_validator(mode="after")
+    def _shape(self) -> StdHist:
+        if len(self.edges) != len(self.counts) + 1:
+            raise ValueError("edges must have exactly one more entry than counts")
+        if any(b <= a for a, b in zip(self.edges, self.edges[1:], strict=False)):
+            raise ValueError("edges must be strictly increasing")
+        if any(c < 0 for c in self.counts):
+            raise ValueError("counts must be non-negative")
+        return self
+
+
+def _all_finite(values: list[float], name: str) -> list[float]:
+    for i, v in enumerate(values):
+        if not math.isfinite(v):
+            raise ValueError(f"{name}[{i}] is {v}; only finite numbers are accepted")
+    return values
+
+
+class CollapseStatsIn(BaseModel):
+    """The ``collapse_stats`` dict of DESIGN.md §3. All values finite."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mean_sv: float
+    sv_lower: float
+    sv_upper: float
+    sv_position: float
+    singular_values: list[float] = Field(..., max_length=8192)
+    effective_rank: float
+    dim_std: list[float] = Field(..., max_length=8192)
+    std_hist: StdHist
+    dead_dims: int = Field(..., ge=0)
+    cov_offdiag: float
+    l2_std: float
+
+    @field_validator(
+        "mean_sv", "sv_lower", "sv_upper", "sv_position", "effective_rank", "cov_offdiag", "l2_std"
+    )
+    @classmethod
+    def _finite_scalar(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError(f"{value} is not finite; only finite numbers are accepted")
+        return value
+
+    @field_validator("singular_values", "dim_std", "std_hist")
+    @classmethod
+    def _finite_lists(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, list):
+            return _all_finite(value, info.field_name)
+        if isinstance(value, StdHist):
+            _all_finite(value.edges, "std_hist.edges")
+        return value
+
+
+class EpochIn(BaseModel):
+    """``PUT /api/v1/runs/{id}/epochs/{epoch}``. Metric values: finite numbers or null (null = not
+    finite / not available; the SDK sends NaN and +-Inf as null)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempt: int = Field(..., ge=1)
+    metrics: dict[str, float | None] = Field(default_factory=dict, max_length=256)
+    stats: CollapseStatsIn | None = None
+
+    @field_validator("metrics")
+    @classmethod
+    def _metric_keys(cls, value: dict[str, float | None]) -> dict[str, float | None]:
+        for key, v in value.items():
+            if not re.match(KEY_PATTERN, key):
+                raise ValueError(f"metrics key {key!r} must match {KEY_PATTERN}")
+            if v is not None and not math.isfinite(v):
+                raise ValueError(f"metrics.{key} is {v}; send a finite number, or null")
+        return value
+
+
+class EpochPublic(BaseModel):
+    epoch: int
+    attempt: int
+    metrics: dict[str, float | None]
+    stats: CollapseStatsIn | None
+    recorded_at: datetime
+
+
+class MetricPoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(..., pattern=KEY_PATTERN)
+    step: int = Field(..., ge=0, le=2**53)
+    value: float = Field(..., allow_inf_nan=False)  # checked in pydantic-core: ~1000 points per batch
+
+
+class MetricBatchIn(BaseModel):
+    """``POST /api/v1/runs/{id}/metrics``: at most 1000 points per call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempt: int = Field(..., ge=1)
+    points: list[MetricPoint] = Field(..., min_length=1, max_length=MAX_METRIC_POINTS)
+
+
+class SeriesPoint(BaseModel):
+    x: int
+    y: float | None
+    y_min: float | None = None
+    y_max: float | None = None
+
+
+class SeriesPublic(BaseModel):
+    run: int
+    key: str
+    points: list[SeriesPoint]
+    total: int
+    source: Literal["epoch", "metric"] | None = Field(
+        None, description="where the key was found: epoch records (x = epoch) or SDK scalars (x = step)"
+    )
+
+
+class MetricBatchPublic(BaseModel):
+    run: int
+    accepted: int = Field(..., description="points stored (a repeated (key, step) in one batch counts once)")
+
+
+class LogBatchIn(BaseModel):
+    """``POST /api/v1/runs/{id}/logs``: worker / SDK log lines."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempt: int = Field(..., ge=1)
+    lines: list[str] = Field(..., min_length=1, max_length=1000)
+
+    @field_validator("lines")
+    @classmethod
+    def _line_length(cls, value: list[str]) -> list[str]:
+        for i, line in enumerate(value):
+            if len(line) > 10_000:
+                raise ValueError(f"lines[{i}] has {len(line)} characters; at most 10000 per line")
+        return value
+
+
+class LogLinePublic(BaseModel):
+    id: int
+    attempt: int
+    line: str
+    created_at: datetime

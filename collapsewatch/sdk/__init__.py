@@ -1,0 +1,19 @@
+"""The SDK: :func:`init` starts a run, :class:`Run` logs into it, :class:`Client` speaks the HTTP API."""
+
+from collapsewatch.sdk.client import Client
+from collapsewatch.sdk.errors import ApiError, CollapsewatchError, Conflict, ServerUnavailable, StaleAttempt
+from collapsewatch.sdk.run import Run
+from collapsewatch.sdk.start import attach, init, start_run
+
+__all__ = [
+    "ApiError",
+    "Client",
+    "CollapsewatchError",
+    "Conflict",
+    "Run",
+    "ServerUnavailable",
+    "StaleAttempt",
+    "attach",
+    "init",
+    "start_run",
+]

@@ -1,0 +1,327 @@
+"""The collapsewatch Python SDK: log collapse statistics and scalars from your own training loop.
+
+Quick start (the server prints a token with ``collapsewatch token create``)::
+
+    from collapsewatch.sdk.client import Client
+
+    client = Client("http://127.0.0.1:8000", token)          # or Client.from_env()
+    with client.start_run(project="default", config={"lr": 0.05}) as run:
+        for epoch in range(1, 21):
+            loss = train_one_epoch()
+            run.log({"loss": loss}, step=epoch)              # buffered, sent in batches
+            run.log_embeddings(model(probe_x), epoch)        # collapse statistics, computed here
+
+The module has two layers:
+
+* :class:`Client` -- a typed client of the HTTP API (DESIGN.md §5), also used by the Celery workers
+  (``claim``, ``heartbeat``, ``put_epoch``, ``upload_checkpoint``, ``finish`` ...). Every call
+  retries connection errors, timeouts, 5xx, 408 and 429 with exponential backoff and jitter; other
+  4xx answers raise :class:`ApiError` at once with the server's message.
+* :class:`collapsewatch.sdk.run.Run` -- what ``start_run`` returns: writes go through a background
+  thread and, while the server is unreachable, into an on-disk spool (:mod:`collapsewatch.sdk.spool`), so a
+  server outage of minutes loses nothing and never stalls training.
+
+Importing this module does not import torch; ``Run.log_embeddings`` does, when called.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from collapsewatch.contract import (
+    AttemptIn,
+    ClaimIn,
+    ClaimPublic,
+    EpochIn,
+    EpochPublic,
+    FinalStatus,
+    FinishIn,
+    HeartbeatPublic,
+    MetricBatchIn,
+    RunCreate,
+    RunPublic,
+    WorkerInfo,
+)
+from collapsewatch.sdk.errors import (
+    FINAL_STATUSES,
+    RETRY_STATUSES,
+    ApiError,
+    CollapsewatchError,
+    Conflict,
+    NotClaimable,
+    ServerUnavailable,
+    StaleAttempt,
+    error_message,
+    retry_after_seconds,
+)
+from collapsewatch.sdk.outbox import backoff_delay
+from collapsewatch.sdk.spool import Entry, leftover_files, log_rejection, replay_file, spool_dir_for
+
+API = "/api/v1"
+__all__ = [
+    "ApiError",
+    "Client",
+    "CollapsewatchError",
+    "Conflict",
+    "NotClaimable",
+    "ServerUnavailable",
+    "StaleAttempt",
+]
+
+
+class Client:
+    """Typed client of the collapsewatch HTTP API with a bearer token (synchronous, thread-safe).
+
+    ``timeout`` is per request in seconds. Failed requests are retried ``max_retries`` times, after
+    ``backoff * 2**n`` seconds (capped at ``backoff_max``, with jitter; a ``Retry-After`` header is
+    honoured up to the cap). ``spool_dir`` (default ``$COLLAPSEWATCH_SPOOL_DIR`` or
+    ``~/.cache/collapsewatch/spool``) holds the runs' undelivered writes, one sub-directory per
+    server URL. Runs flush buffered scalars every ``flush_interval`` seconds and ``finish()`` waits at
+    most ``finish_timeout`` seconds for undelivered writes. Retried ``create_run`` calls can, rarely,
+    create a second run when a response is lost after the server committed the first.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        spool_dir: str | os.PathLike[str] | None = None,
+        max_retries: int = 5,
+        backoff: float = 0.5,
+        backoff_max: float = 10.0,
+        flush_interval: float = 2.0,
+        finish_timeout: float = 60.0,
+    ) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"url: {url!r} must start with http:// or https://")
+        if not token:
+            raise ValueError("token is empty; create one with `collapsewatch token create`")
+        self.url = url.rstrip("/")
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.backoff_max = backoff_max
+        self.flush_interval = flush_interval
+        self.finish_timeout = finish_timeout
+        self.spool_dir = spool_dir_for(self.url, spool_dir or os.environ.get("COLLAPSEWATCH_SPOOL_DIR"))
+        self._http = httpx.Client(
+            base_url=self.url,
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {token}", "User-Agent": "collapsewatch-sdk/0.1"},
+        )
+        self._recovery: threading.Thread | None = None
+        self._closed = threading.Event()
+
+    @classmethod
+    def from_env(cls, **options: Any) -> Client:
+        """A client for ``$COLLAPSEWATCH_URL`` (default ``http://127.0.0.1:8000``) and
+        ``$COLLAPSEWATCH_TOKEN``; ``options`` are passed to :class:`Client`."""
+        token = os.environ.get("COLLAPSEWATCH_TOKEN", "")
+        if not token:
+            raise ValueError(
+                "COLLAPSEWATCH_TOKEN is not set; create a token with `collapsewatch token create`"
+            )
+        return cls(os.environ.get("COLLAPSEWATCH_URL", "http://127.0.0.1:8000"), token, **options)
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._recovery is not None:
+            self._recovery.join(timeout=self._http.timeout.read or 10.0)
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport ---------------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        retries: int | None = None,
+        conflict: type[Conflict] = Conflict,
+    ) -> httpx.Response:
+        """Send one request with retries; returns a 2xx/3xx response, raises :class:`ApiError` (409 as
+        ``conflict``) or, once ``retries`` (default ``max_retries``) are used up, ServerUnavailable."""
+        allowed = self.max_retries if retries is None else retries
+        failures = 0
+        while True:
+            if self._closed.is_set():  # a run outliving its client: keep its writes in the spool
+                raise ServerUnavailable(f"{method} {self.url}{path}: this client is closed")
+            retry_after: float | None = None
+            try:
+                response = self._http.request(
+                    method, path, json=json, content=content, params=params, headers=headers
+                )
+            except httpx.TransportError as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            else:
+                status = response.status_code
+                if status < 400:
+                    return response
+                message = error_message(response)
+                if (status < 500 and status not in RETRY_STATUSES) or status in FINAL_STATUSES:
+                    kind = conflict if status == 409 else ApiError
+                    raise kind(status, message, method=method, url=str(response.request.url))
+                reason = f"HTTP {status}: {message}"
+                retry_after = retry_after_seconds(response)
+            failures += 1
+            if failures > allowed:
+                raise ServerUnavailable(f"{method} {self.url}{path}: {reason} (tried {failures} times)")
+            delay = backoff_delay(failures, self.backoff, self.backoff_max)
+            if retry_after is not None:
+                delay = max(delay, min(retry_after, self.backoff_max))
+            time.sleep(delay)
+
+    # -- runs ----------------------------------------------------------------------------------------
+
+    def create_run(self, body: RunCreate) -> RunPublic:
+        """``POST /api/v1/runs``: a run for the SDK, status ``running``, attempt 1."""
+        response = self.request("POST", f"{API}/runs", json=body.model_dump(mode="json"))
+        return RunPublic.model_validate(response.json())
+
+    def get_run(self, run_id: int) -> RunPublic:
+        return RunPublic.model_validate(self.request("GET", f"{API}/runs/{run_id}").json())
+
+    def list_epochs(self, run_id: int) -> list[EpochPublic]:
+        response = self.request("GET", f"{API}/runs/{run_id}/epochs")
+        return [EpochPublic.model_validate(item) for item in response.json()]
+
+    def claim(self, run_id: int, worker: WorkerInfo | Mapping[str, Any] | None = None) -> ClaimPublic:
+        """Take run ``run_id`` for a new attempt; :class:`NotClaimable` if someone else has it or it is
+        not queued (the caller should exit quietly)."""
+        info = worker if isinstance(worker, WorkerInfo) else WorkerInfo.model_validate(dict(worker or {}))
+        body = ClaimIn(worker=info).model_dump(mode="json")
+        response = self.request("POST", f"{API}/runs/{run_id}/claim", json=body, conflict=NotClaimable)
+        return ClaimPublic.model_validate(response.json())
+
+    def heartbeat(self, run_id: int, attempt: int) -> HeartbeatPublic:
+        """Extend the lease; :class:`StaleAttempt` when a newer attempt owns the run."""
+        body = AttemptIn(attempt=attempt).model_dump(mode="json")
+        response = self.request("POST", f"{API}/runs/{run_id}/heartbeat", json=body, conflict=StaleAttempt)
+        return HeartbeatPublic.model_validate(response.json())
+
+    def put_epoch(self, run_id: int, epoch: int, body: EpochIn, *, retries: int | None = None) -> None:
+        """Store one epoch record (idempotent: a replay from the same attempt is a no-op)."""
+        self._check_epoch(epoch)
+        self._fenced("PUT", f"/runs/{run_id}/epochs/{epoch}", body.model_dump(mode="json"), retries)
+
+    def post_metrics(self, run_id: int, body: MetricBatchIn, *, retries: int | None = None) -> None:
+        """Store up to 1000 scalar points (upserted by ``(run, key, step)``)."""
+        self._fenced("POST", f"/runs/{run_id}/metrics", body.model_dump(mode="json"), retries)
+
+    def post_logs(
+        self, run_id: int, attempt: int, lines: Sequence[str], *, retries: int | None = None
+    ) -> None:
+        """Append log lines to the run's event log."""
+        body = {"attempt": attempt, "lines": list(lines)}
+        self._fenced("POST", f"/runs/{run_id}/logs", body, retries)
+
+    def finish(
+        self,
+        run_id: int,
+        attempt: int,
+        status: FinalStatus,
+        error: str | None = None,
+        *,
+        retries: int | None = None,
+    ) -> None:
+        """End the attempt with ``status`` (``succeeded``, ``failed`` or ``cancelled``)."""
+        body = FinishIn(attempt=attempt, status=status, error=_clip(error)).model_dump(mode="json")
+        self._fenced("POST", f"/runs/{run_id}/finish", body, retries)
+
+    def upload_checkpoint(self, run_id: int, attempt: int, epoch: int, data: bytes) -> None:
+        """Store the checkpoint of ``epoch`` (raw bytes, e.g. from ``torch.save``) for resuming."""
+        self._check_epoch(epoch)
+        self.request(
+            "PUT",
+            f"{API}/runs/{run_id}/checkpoint",
+            content=data,
+            params={"attempt": attempt, "epoch": epoch},
+            headers={"Content-Type": "application/octet-stream"},
+            conflict=StaleAttempt,
+        )
+
+    def download_checkpoint(self, run_id: int) -> tuple[int, bytes] | None:
+        """``(epoch, bytes)`` of the run's newest checkpoint, or None when it has none (HTTP 404)."""
+        try:
+            response = self.request("GET", f"{API}/runs/{run_id}/checkpoint")
+        except ApiError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+        return int(response.headers["X-Checkpoint-Epoch"]), response.content
+
+    def _fenced(self, method: str, path: str, body: Any, retries: int | None) -> httpx.Response:
+        """A write carrying an attempt number: 409 means the attempt is stale."""
+        return self.request(method, API + path, json=body, retries=retries, conflict=StaleAttempt)
+
+    @staticmethod
+    def _check_epoch(epoch: int) -> None:
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch: {epoch!r} must be an integer >= 0")
+
+    def send_entry(self, entry: Entry, *, retries: int | None = None) -> None:
+        """Deliver one queued or spooled write (see :mod:`collapsewatch.sdk.spool`). Its body was validated
+        when it was logged, and the server validates it again."""
+        run_id, kind = int(entry["run"]), entry["kind"]
+        if kind == "epoch":
+            self._fenced("PUT", f"/runs/{run_id}/epochs/{int(entry['epoch'])}", entry["body"], retries)
+        elif kind in ("metrics", "logs", "finish"):
+            self._fenced("POST", f"/runs/{run_id}/{kind}", entry["body"], retries)
+        else:
+            raise ValueError(f"unknown spool entry kind {kind!r}")
+
+    def flush_spool(self, *, retries: int | None = None) -> tuple[int, int]:
+        """Re-send the writes left in the spool by earlier runs (e.g. a process that ended while the
+        server was down), file by file, in order; each request is retried ``retries`` times (default
+        ``max_retries``). Safe to repeat: every write is idempotent on the server.
+
+        Returns ``(delivered, left)``; ``left`` > 0 means the server is still unreachable (or a live
+        run, here or in another process, still holds its spool file)."""
+        delivered = left = 0
+        for path in leftover_files(self.spool_dir):
+            done, rest = replay_file(
+                path,
+                lambda e: self.send_entry(e, retries=retries),
+                retryable=(ServerUnavailable,),
+                on_rejected=log_rejection,
+            )
+            delivered, left = delivered + done, left + rest
+        return delivered, left
+
+    def start_recovery(self) -> None:
+        """Re-send leftover spool files in a background thread until they are gone."""
+        running = self._recovery is not None and self._recovery.is_alive()
+        if running or not leftover_files(self.spool_dir):
+            return
+        self._recovery = threading.Thread(target=self._recover, name="collapsewatch-recovery", daemon=True)
+        self._recovery.start()
+
+    def _recover(self) -> None:
+        failures = 0
+        while not self._closed.is_set():
+            _, left = self.flush_spool(retries=0)
+            if not left:
+                return
+            failures += 1
+            self._closed.wait(backoff_delay(failures, self.backoff, self.backoff_max))
+
+
+def _clip(text: str | None, limit: int = 20_000) -> str | None:
+    return text if text is None or len(text) <= limit else "…" + text[-(limit - 1) :]
