@@ -32,6 +32,7 @@ lint: install
 	$(VENV)/bin/ruff check collapsewatch app worker tests bench
 	$(VENV)/bin/ruff format --check collapsewatch app worker tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 pytest: install browser
 	$(PY) -m pytest $(PYTEST_ARGS)
