@@ -58,18 +58,16 @@ def _params(query_string: str) -> dict[str, list[str]]:
     return parse_qs(query_string.lstrip("?"), keep_blank_values=False)
 
 
-def project_compare(
-    *, session: Session, query_string: str, project_id: int
-) -> tuple[CompareQuery, CompareData]:
+def project_compare(*, session: Session, query_string: str, project_id: int) -> CompareData:
     """The compare view of ``query_string`` limited to the runs of one project."""
     query, _problems = CompareQuery.from_params(_params(query_string))
-    return query, build_compare(session=session, query=query, visible=[project_id])
+    return build_compare(session=session, query=query, visible=[project_id])
 
 
-def snapshot(query: CompareQuery, data: CompareData) -> dict[str, Any]:
-    """The JSON a pinned report keeps: the charts' data, the runs and the config diff."""
+def snapshot(data: CompareData) -> dict[str, Any]:
+    """The JSON a pinned report keeps: the charts' data and view settings, the runs, the config diff."""
     return {
-        "page_data": tojson_safe(page_data(query, data)),
+        "page_data": tojson_safe(page_data(data)),
         "runs": [
             {"id": r.id, "name": r.name or f"run {r.id}", "status": r.status, "sweep_id": r.sweep_id}
             for r in data.runs
@@ -97,17 +95,18 @@ def create_report(
         raise InvalidInput(["title"], f"a title needs 1 to {MAX_TITLE} characters")
     if len(notes) > MAX_NOTES:
         raise InvalidInput(["notes"], f"notes are limited to {MAX_NOTES} characters")
-    query, data = project_compare(session=session, query_string=query_string, project_id=found.id)
+    data = project_compare(session=session, query_string=query_string, project_id=found.id)
     if not data.runs:
         raise InvalidInput(["query"], f"the view has no runs of project {project!r}; pick runs first")
-    canonical = query.url(x=data.x).removeprefix("/compare?")
+    # the resolved view (grouping, axes, smoothing, log y): the report reproduces it as saved
+    canonical = data.view.url().removeprefix("/compare?")
     report = Report(
         project_id=found.id,
         title=title,
         notes=notes,
         pinned=pinned,
         query=canonical,
-        snapshot=snapshot(query, data) if pinned else None,
+        snapshot=snapshot(data) if pinned else None,
         created_by=actor.user_id,
         created_at=utcnow(),
     )
@@ -135,10 +134,8 @@ def view(*, session: Session, report: Report) -> ReportView:
     if report.pinned and report.snapshot is not None:
         stored = report.snapshot
     else:
-        query, data = project_compare(
-            session=session, query_string=report.query, project_id=report.project_id
-        )
-        stored = snapshot(query, data)
+        data = project_compare(session=session, query_string=report.query, project_id=report.project_id)
+        stored = snapshot(data)
     project = session.get(Project, report.project_id)
     return ReportView(
         id=report.id,

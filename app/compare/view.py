@@ -1,113 +1,52 @@
-"""The compare page's view: what the URL asks for (:class:`CompareQuery`) and the data it needs
-(:func:`build_compare`), loaded with a handful of queries and aggregated by :mod:`app.compare.groups`.
+"""The compare page's view: the data a :class:`~app.compare.query.CompareQuery` asks for
+(:func:`build_compare`), loaded with a handful of queries and aggregated by :mod:`app.compare.groups`,
+:mod:`app.compare.bands` and :mod:`app.compare.sweep`.
 
-The whole view lives in the query string, so a comparison can be bookmarked and shared:
-``/compare?runs=1,2&sweep=abc&stat=mean_sv&group=regularizer&x=batch_size&metric=mean_sv
-&line=regularizer&epoch=`` (``epoch`` empty = the newest epoch every run reached).
+Whatever the URL leaves automatic (grouping, sweep axes, the x axis) is resolved here and written
+back into ``CompareData.view``, whose URL is the page's canonical address and what a report pins.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.compare.bands import Band
+from app.compare.curves import Curves, group_bands, load_curves
 from app.compare.groups import (
-    Band,
     DiffRow,
     Group,
-    SweepLine,
     aligned_epoch,
     config_diff,
+    default_group_keys,
+    differing_keys,
+    format_value,
     group_runs,
-    mean_std_band,
-    numeric_keys,
-    sweep_lines,
 )
-from app.models import Epoch, Run
-from app.series.query import EPOCH_COLUMNS, load_series
+from app.compare.query import CompareQuery
+from app.compare.sweep import SweepAxes, SweepLine, sweep_axes, sweep_lines
+from app.models import Epoch, MetricChunk, Run
+from app.series.query import EPOCH_COLUMNS
 
 MAX_RUNS = 200
 SUMMARY_KEYS = ("best_val_acc", "best_recall_at_1")
-DEFAULTS = {"stat": "mean_sv", "metric": "mean_sv", "line": "regularizer"}
 
-
-def _split(values: Sequence[str]) -> list[str]:
-    return [part.strip() for value in values for part in value.split(",") if part.strip()]
-
-
-@dataclass(frozen=True)
-class CompareQuery:
-    runs: list[int] = field(default_factory=list)
-    sweeps: list[str] = field(default_factory=list)
-    stat: str = DEFAULTS["stat"]
-    group: list[str] = field(default_factory=list)
-    x: str = ""
-    metric: str = DEFAULTS["metric"]
-    line: str = DEFAULTS["line"]
-    epoch: int | None = None
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, list[str]]) -> tuple[CompareQuery, dict[str, str]]:
-        """Parse the query string (repeated or comma-separated values); bad parts are reported and
-        dropped, never fatal."""
-        problems: dict[str, str] = {}
-        ids: list[int] = []
-        for part in _split(params.get("runs", []) + params.get("run", [])):
-            if part.isdigit():
-                ids.append(int(part))
-            else:
-                problems["runs"] = f"{part!r} is not a run id (whole numbers, comma-separated)"
-        epoch: int | None = None
-        raw_epoch = (params.get("epoch") or [""])[-1].strip()
-        if raw_epoch and raw_epoch != "last":
-            if raw_epoch.isdigit():
-                epoch = int(raw_epoch)
-            else:
-                problems["epoch"] = f"{raw_epoch!r} is not an epoch; use a whole number or leave it empty"
-
-        def one(name: str) -> str:
-            return (params.get(name) or [DEFAULTS.get(name, "")])[-1].strip()
-
-        query = cls(
-            runs=list(dict.fromkeys(ids)),
-            sweeps=list(dict.fromkeys(_split(params.get("sweep", [])))),
-            stat=one("stat") or DEFAULTS["stat"],
-            group=list(dict.fromkeys(_split(params.get("group", [])))),
-            x=one("x"),
-            metric=one("metric") or DEFAULTS["metric"],
-            line=one("line"),
-            epoch=epoch,
-        )
-        return query, problems
-
-    def url(self, **changes: Any) -> str:
-        """This view as a URL, with ``changes`` applied (for links and the canonical address)."""
-        data = {
-            "runs": ",".join(map(str, self.runs)),
-            "sweep": ",".join(self.sweeps),
-            "stat": self.stat,
-            "group": ",".join(self.group),
-            "x": self.x,
-            "metric": self.metric,
-            "line": self.line,
-            "epoch": "" if self.epoch is None else str(self.epoch),
-        }
-        for key, value in changes.items():
-            data[key] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-        return "/compare?" + urlencode({k: v for k, v in data.items() if v})
+__all__ = ["SUMMARY_KEYS", "CompareData", "CompareQuery", "build_compare", "page_data"]
 
 
 @dataclass
 class CompareData:
+    view: CompareQuery  # the query with its automatic parts resolved
     runs: list[Run]
-    curves: dict[int, dict[int, float]]
+    curves: Curves
     groups: list[Group]
     bands: list[Band]
+    axes: SweepAxes
     sweep: list[SweepLine]
     upper_bound: list[tuple[Any, float]]
     diff: list[DiffRow]
@@ -115,9 +54,13 @@ class CompareData:
     hists: dict[int, dict[str, Any]]
     stat_choices: list[str]
     key_choices: list[str]
-    x_choices: list[str]
-    x: str
+    group_choices: list[str]
+    problems: dict[str, str]
     truncated: bool = False
+
+    @property
+    def x(self) -> str:
+        return self.axes.x
 
 
 def _select_runs(session: Session, query: CompareQuery, visible: list[int] | None) -> tuple[list[Run], bool]:
@@ -155,6 +98,40 @@ def _final_value(run: Run, finals: Mapping[int, Mapping[str, Any]], metric: str)
     return finals.get(run.id, {}).get(metric)
 
 
+def _scalar_keys(session: Session, run_ids: Sequence[int]) -> list[str]:
+    """The SDK scalar keys these runs logged (one row per packed chunk key: no scan of the points)."""
+    stmt = select(MetricChunk.key).where(MetricChunk.run_id.in_(run_ids)).distinct()
+    return sorted(session.scalars(stmt))
+
+
+def _resolve_keys(
+    requested: list[str] | None, known: set[str], name: str, problems: dict[str, str]
+) -> list[str] | None:
+    if requested is None:
+        return None
+    unknown = [k for k in requested if k not in known]
+    if unknown and known:
+        problems[name] = (
+            f"no run has config key(s) {', '.join(unknown)}; use one of {', '.join(sorted(known))}"
+        )
+    return requested
+
+
+def _upper_bound(
+    runs: Sequence[Run], finals: Mapping[int, Mapping[str, Any]], axes: SweepAxes
+) -> list[tuple[Any, float]]:
+    """The largest SVMax upper bound U reached at each x value (drawn with the mean_sv sweep)."""
+    upper: dict[Any, float] = {}
+    for run in runs:
+        value = finals.get(run.id, {}).get("sv_upper")
+        x = (run.config or {}).get(axes.x)
+        if value is None or x is None:
+            continue
+        x = format_value(x) if axes.categorical else x
+        upper[x] = max(upper.get(x, 0.0), float(value))
+    return sorted(upper.items(), key=lambda item: (str(type(item[0])), item[0]))
+
+
 def build_compare(
     *, session: Session, query: CompareQuery, visible: list[int] | None = None, max_points: int = 500
 ) -> CompareData:
@@ -162,59 +139,80 @@ def build_compare(
     runs, truncated = _select_runs(session, query, visible)
     ids = [r.id for r in runs]
     configs = [r.config or {} for r in runs]
-    series = load_series(session=session, run_ids=ids, key=query.stat, max_points=max_points) if ids else []
-    curves = {s.run: {p.x: p.y for p in s.points} for s in series}
-    groups = group_runs(((r.id, r.config or {}) for r in runs), query.group)
-    bands = [mean_std_band([curves.get(i, {}) for i in g.run_ids]) for g in groups]
+    diff = config_diff(configs)
+    known = {row.key for row in diff}
+    problems: dict[str, str] = {}
+    group = _resolve_keys(query.group, known, "group", problems)
+    lines = _resolve_keys(query.line, known, "line", problems)
+    x = query.x
+    if x and known and x not in known:
+        problems["x"] = f"no run has config key {x!r}; use one of {', '.join(sorted(known))}"
+        x = ""
+    group_keys = default_group_keys(diff) if group is None else group
+    axes = sweep_axes(configs, group_keys, x=x, lines=lines)
+    curves = load_curves(
+        session=session, run_ids=ids, key=query.stat, xaxis=query.xaxis, max_points=max_points
+    )
+    if curves.problem:
+        problems["xaxis"] = curves.problem
+    groups = group_runs(zip(ids, configs, strict=True), group_keys)
     finals = _final_rows(session, runs) if ids else {}
-    x_choices = numeric_keys(configs)
-    x = query.x or (x_choices[0] if x_choices else "")
     points = [
-        (r.config.get(query.line), r.config.get(x), _final_value(r, finals, query.metric)) for r in runs
+        ([c.get(k) for k in axes.lines], c.get(axes.x), _final_value(r, finals, query.metric))
+        for r, c in zip(runs, configs, strict=True)
     ]
-    sweep = sweep_lines(points, query.line) if x else []
-    upper: dict[Any, float] = {}
-    for run in runs:
-        final = finals.get(run.id, {})
-        if final.get("sv_upper") is not None and run.config.get(x) is not None:
-            upper[run.config[x]] = max(upper.get(run.config[x], 0.0), float(final["sv_upper"]))
+    sweep = sweep_lines(points, axes.lines, categorical=axes.categorical) if axes.x else []
     hist_epoch = aligned_epoch(query.epoch, [r.last_epoch for r in runs])
     hists: dict[int, dict[str, Any]] = {}
     if hist_epoch is not None:
         stmt = select(Epoch.run_id, Epoch.std_hist).where(Epoch.run_id.in_(ids), Epoch.epoch == hist_epoch)
         hists = {run_id: hist for run_id, hist in session.execute(stmt) if hist}
     metric_names = sorted({k for f in finals.values() for k in f} - set(EPOCH_COLUMNS))
+    scalar_names = _scalar_keys(session, ids) if ids else []
+    differing = differing_keys(diff)
+    view = query
+    if runs:
+        view = dataclasses.replace(query, group=group_keys, x=axes.x, line=axes.lines, xaxis=curves.xaxis)
     return CompareData(
+        view=view,
         runs=runs,
         curves=curves,
         groups=groups,
-        bands=bands,
+        bands=group_bands(curves, groups),
+        axes=axes,
         sweep=sweep,
-        upper_bound=sorted(upper.items()) if query.metric == "mean_sv" else [],
-        diff=config_diff(configs),
+        upper_bound=_upper_bound(runs, finals, axes) if query.metric == "mean_sv" and axes.x else [],
+        diff=diff,
         hist_epoch=hist_epoch,
         hists=hists,
-        stat_choices=[*EPOCH_COLUMNS, *metric_names],
-        key_choices=sorted({k for c in configs for k in c}),
-        x_choices=x_choices,
-        x=x,
+        stat_choices=list(dict.fromkeys([*EPOCH_COLUMNS, *metric_names, *scalar_names])),
+        key_choices=sorted(known),
+        group_choices=list(dict.fromkeys([*differing, *(k for k in group_keys if k in known)])),
+        problems=problems,
         truncated=truncated,
     )
 
 
-def page_data(query: CompareQuery, data: CompareData) -> dict[str, Any]:
-    """The compare page's chart data (also what a pinned report keeps)."""
+def page_data(data: CompareData) -> dict[str, Any]:
+    """The compare page's chart data and view settings (also what a pinned report keeps)."""
+    view = data.view
     group_of = {run_id: i for i, g in enumerate(data.groups) for run_id in g.run_ids}
     return {
-        "stat": query.stat,
-        "metric": query.metric,
-        "x": data.x,
-        "line": query.line,
+        "stat": view.stat,
+        "metric": view.metric,
+        "x": data.axes.x,
+        "x_kind": "categorical" if data.axes.categorical else "numeric",
+        "line": ",".join(data.axes.lines),
+        "lines": data.axes.lines,
+        "group": view.group or [],
+        "xaxis": data.curves.xaxis,
+        "smooth": view.smooth,
+        "logy": view.logy,
         "hist_epoch": data.hist_epoch,
         "runs": [
             {"id": r.id, "name": r.name or f"run {r.id}", "group": group_of.get(r.id, 0)} for r in data.runs
         ],
-        "curves": {str(k): sorted(v.items()) for k, v in data.curves.items()},
+        "curves": {str(k): sorted(v.items()) for k, v in data.curves.by_run.items()},
         "groups": [
             {"label": g.label, "runs": g.run_ids, "x": b.x, "mean": b.mean, "std": b.std, "n": b.n}
             for g, b in zip(data.groups, data.bands, strict=True)

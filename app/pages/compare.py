@@ -1,5 +1,5 @@
 """The compare page: overlaid curves, grouped mean ± std bands, the sweep plot, the N-way config
-diff and histogram small multiples; the whole view is in the URL (see app/compare_view.py)."""
+diff and histogram small multiples; the whole view is in the URL (see app/compare/query.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from app.auth.roles import visible_project_ids
+from app.compare.query import XAXES
 from app.compare.view import SUMMARY_KEYS, CompareQuery, build_compare, page_data
 from app.deps import HEAVY_READ, SessionDep
 from app.pages.common import BrowserDep, render
@@ -23,23 +24,19 @@ def compare_page(request: Request, browser: BrowserDep, session: SessionDep) -> 
     data = build_compare(
         session=session, query=query, visible=visible_project_ids(session=session, actor=browser.actor)
     )
-    unknown = [key for key in query.group if data.runs and key not in data.key_choices]
-    if unknown:
-        problems["group"] = (
-            f"no run has config key(s) {', '.join(unknown)}; use one of {', '.join(data.key_choices)}"
-        )
     return render(
         request,
         browser,
         "compare.html",
         {
             "nav": "compare",
-            "q": query,
+            "q": data.view,
             "data": data,
-            "problems": problems,
-            "canonical": query.url(x=data.x),
+            "problems": problems | data.problems,
+            "canonical": data.view.url(),
+            "xaxes": XAXES,
             "group_rows": list(zip(data.groups, data.bands, strict=True)),
             "metric_choices": [*data.stat_choices, *SUMMARY_KEYS],
-            "page_data": page_data(query, data),
+            "page_data": page_data(data),
         },
     )

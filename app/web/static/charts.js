@@ -15,10 +15,31 @@ window.cw = (function () {
     }, extra || {});
   }
   const config = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
+  // A tick step of 1, 2 or 5 times a power of ten, at least 1, giving about 8 ticks over span.
+  function integerStep(span) {
+    const raw = Math.max(1, span / 8);
+    const power = Math.pow(10, Math.floor(Math.log10(raw)));
+    const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw);
+    return Math.max(1, step);
+  }
+  // An x axis titled "epoch" counts whole epochs: tick at integers (Plotly would tick at 1.2, 1.4 …).
+  function epochTicks(traces, lay) {
+    const ax = lay.xaxis || {};
+    const title = ax.title && (typeof ax.title === "string" ? ax.title : ax.title.text);
+    if (title !== "epoch" || ax.dtick !== undefined || (ax.type && ax.type !== "linear")) return lay;
+    let lo = Infinity;
+    let hi = -Infinity;
+    traces.forEach((t) => (t.x || []).forEach((v) => {
+      if (typeof v === "number" && isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    }));
+    const span = isFinite(lo) ? hi - lo : 1;
+    const xaxis = Object.assign({}, ax, { tickmode: "linear", tick0: 0, dtick: integerStep(span), tickformat: "d" });
+    return Object.assign({}, lay, { xaxis: xaxis });
+  }
   function plot(id, traces, lay) {
     const el = document.getElementById(id);
     if (!el || !window.Plotly) return null;
-    window.Plotly.react(el, traces, lay, config);
+    window.Plotly.react(el, traces, epochTicks(traces, lay), config);
     return el;
   }
   function line(name, x, y, color, extra) {
@@ -26,9 +47,11 @@ window.cw = (function () {
       line: { color: color, width: 2 }, marker: { size: 4 } }, extra || {});
   }
   // mean +- std band as two traces (upper edge invisible, lower edge filled to it) plus the mean.
-  function band(name, x, mean, std, color) {
+  // On a log axis (opts.log) a lower edge at or below zero is drawn at a tenth of the mean.
+  function band(name, x, mean, std, color, opts) {
+    const log = !!(opts && opts.log);
     const up = mean.map((m, i) => m + std[i]);
-    const lo = mean.map((m, i) => m - std[i]);
+    const lo = mean.map((m, i) => (log && m - std[i] <= 0 && m > 0 ? m / 10 : m - std[i]));
     const fill = color + "33";
     return [
       { type: "scatter", mode: "lines", x: x, y: up, line: { width: 0 }, hoverinfo: "skip", showlegend: false, legendgroup: name },
@@ -38,10 +61,24 @@ window.cw = (function () {
         hovertemplate: "%{y:.4g} ± %{customdata:.3g}<extra>" + name + "</extra>" }),
     ];
   }
+  // Exponential moving average with TensorBoard's debiasing (the first point is kept as is); weight 0
+  // returns the values unchanged, null / non-finite values stay as they are and are skipped.
+  function ema(values, weight) {
+    if (!(weight > 0)) return values.slice();
+    let last = 0;
+    let k = 0;
+    return values.map((v) => {
+      if (v === null || typeof v !== "number" || !isFinite(v)) return v;
+      k += 1;
+      last = last * weight + (1 - weight) * v;
+      return last / (1 - Math.pow(weight, k));
+    });
+  }
   // Plotly renders a few HTML tags in names and titles: show user-supplied text literally.
   function esc(text) {
     return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   }
   function json(id) { const el = document.getElementById(id); return el ? JSON.parse(el.textContent) : null; }
-  return { palette: palette, layout: layout, plot: plot, line: line, band: band, json: json, esc: esc };
+  return { palette: palette, layout: layout, plot: plot, line: line, band: band, ema: ema, json: json, esc: esc,
+    integerStep: integerStep };
 })();

@@ -1,0 +1,115 @@
+"""The compare page's per-run curves against the chosen x axis, and the group bands over them.
+
+- ``epoch``: epoch records (collapse statistics and epoch metrics); x = epoch.
+- ``step``: scalars logged by the SDK (``run.log``); x = step.
+- ``time``: epoch records placed at their wall time: seconds from the run's start (its claim, or
+  its first epoch record when that came earlier, as after a retried attempt) to ``recorded_at``.
+
+With no axis asked for, epochs are used unless the statistic exists only as SDK scalars. An axis
+with nothing to show for the statistic falls back to the other source, with a message saying so
+(and the resolved axis is what the canonical URL records).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.compare.bands import Band, binned_band, mean_std_band, timed_band
+from app.compare.groups import Group
+from app.models import Epoch, Run
+from app.series.query import load_series
+
+MAX_BAND_BINS = 200
+AXIS_TITLES = {"epoch": "epoch", "step": "step", "time": "wall time"}
+
+
+@dataclass
+class Curves:
+    xaxis: str
+    by_run: dict[int, dict[float, float]]
+    by_epoch: dict[int, dict[float, float]] = field(default_factory=dict)  # time axis: epoch -> y
+    clocks: dict[int, dict[float, float]] = field(default_factory=dict)  # time axis: epoch -> s
+    problem: str = ""
+
+
+def _load(
+    *, session: Session, run_ids: Sequence[int], key: str, source: str, max_points: int
+) -> dict[int, dict[float, float]]:
+    series = load_series(
+        session=session,
+        run_ids=run_ids,
+        key=key,
+        max_points=max_points,
+        source="metric" if source == "step" else "epoch",
+    )
+    return {s.run: {p.x: p.y for p in s.points} for s in series if s.points}
+
+
+def epoch_clocks(*, session: Session, run_ids: Sequence[int]) -> dict[int, dict[float, float]]:
+    """Per run, epoch -> seconds since the run started (see the module docstring)."""
+    stmt = (
+        select(Epoch.run_id, Epoch.epoch, Epoch.recorded_at, Run.started_at)
+        .join(Run, Run.id == Epoch.run_id)
+        .where(Epoch.run_id.in_(run_ids))
+    )
+    rows = session.execute(stmt).all()
+    origin: dict[int, object] = {}
+    for run_id, _epoch, recorded, started in rows:
+        first = origin.get(run_id)
+        candidates = [t for t in (first, recorded, started) if t is not None]
+        origin[run_id] = min(candidates)  # type: ignore[type-var]
+    clocks: dict[int, dict[float, float]] = {}
+    for run_id, epoch, recorded, _started in rows:
+        clocks.setdefault(run_id, {})[epoch] = (recorded - origin[run_id]).total_seconds()  # type: ignore[operator]
+    return clocks
+
+
+def load_curves(
+    *, session: Session, run_ids: Sequence[int], key: str, xaxis: str | None, max_points: int
+) -> Curves:
+    """Each run's downsampled curve of ``key`` against ``xaxis`` (None = automatic)."""
+    if not run_ids:
+        return Curves(xaxis or "epoch", {})
+    source = "step" if xaxis == "step" else "epoch"
+    by_x = _load(session=session, run_ids=run_ids, key=key, source=source, max_points=max_points)
+    problem = ""
+    if not by_x:
+        other = "epoch" if source == "step" else "step"
+        found = _load(session=session, run_ids=run_ids, key=key, source=other, max_points=max_points)
+        if found:
+            if xaxis is not None:
+                problem = (
+                    f"no run has {key} by {xaxis}: showing it by {other} "
+                    "(SDK scalars have steps; epoch records have epochs and wall times)"
+                )
+            source, by_x = other, found
+    if source == "step":
+        return Curves("step", by_x, problem=problem)
+    if xaxis != "time":
+        return Curves("epoch", by_x, problem=problem)
+    clocks = epoch_clocks(session=session, run_ids=list(by_x))
+    timed = {
+        run: {clocks[run][e]: y for e, y in points.items() if e in clocks.get(run, {})}
+        for run, points in by_x.items()
+    }
+    return Curves("time", timed, by_epoch=by_x, clocks=clocks, problem=problem)
+
+
+def group_bands(curves: Curves, groups: Sequence[Group]) -> list[Band]:
+    """Mean ± std per group on the curves' x axis (see :mod:`app.compare.bands`)."""
+    bands: list[Band] = []
+    for group in groups:
+        if curves.xaxis == "time":
+            ids = [i for i in group.run_ids if i in curves.by_epoch]
+            bands.append(
+                timed_band([curves.by_epoch[i] for i in ids], [curves.clocks.get(i, {}) for i in ids])
+            )
+        elif curves.xaxis == "step":
+            bands.append(binned_band([curves.by_run.get(i, {}) for i in group.run_ids], MAX_BAND_BINS))
+        else:
+            bands.append(mean_std_band([curves.by_run.get(i, {}) for i in group.run_ids]))
+    return bands
