@@ -55,7 +55,9 @@ class LiveServer:
             self.process.wait(timeout=STOP_TIMEOUT_S)
 
 
-def start_live_server(workdir: Path) -> LiveServer:
+def start_live_server(workdir: Path, *, worker: bool = True) -> LiveServer:
+    """``collapsewatch up`` in ``workdir``; ``worker=False`` serves only (queued jobs stay queued, so
+    a test can claim them and write their epochs through the API without any training)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = os.environ | {
@@ -83,7 +85,8 @@ def start_live_server(workdir: Path) -> LiveServer:
     log_path = workdir / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [*cli, "up", "--host", "127.0.0.1", "--port", str(port), "--gpus", "none"],
+            [*cli, "up", "--host", "127.0.0.1", "--port", str(port), "--gpus", "none"]
+            + ([] if worker else ["--no-worker"]),
             env=env,
             cwd=workdir,
             stdout=log,

@@ -139,10 +139,13 @@
     const categorical = data.x_kind === "categorical";
     const colours = {};
     data.groups.forEach((g, i) => { colours[g.label] = color(i); });
+    // One line on a categorical axis: a point whose group is "x=value" takes that group's colour.
+    const single = categorical && data.sweep.length === 1;
+    const pointColours = (s, c) => (single ? s.x.map((v) => colours[data.x + "=" + v] || c) : c);
     const traces = data.sweep.map((s, i) => {
       const c = colours[s.label] || color(i);
       return cw.line(cw.esc(s.label), s.x, s.mean, c, {
-        mode: categorical ? "markers" : "lines+markers", marker: { size: categorical ? 9 : 5, color: c },
+        mode: categorical ? "markers" : "lines+markers", marker: { size: categorical ? 9 : 5, color: pointColours(s, c) },
         error_y: { type: "data", array: s.std, visible: true, color: c, thickness: 1.2, width: 4 },
         customdata: s.n, hovertemplate: "%{y:.4g} ± %{error_y.array:.3g} (n=%{customdata})<extra>" + cw.esc(s.label) + "</extra>" });
     });
@@ -162,11 +165,12 @@
   drawCurves();
   drawSweep();
 
+  const runColour = {};  // the histograms take their run's colour in the overlay
+  data.runs.forEach((r, i) => { runColour[String(r.id)] = color(byGroup ? r.group : i); });
   Object.keys(data.hists).forEach((id) => {
     const h = data.hists[id];
     const centers = h.edges.slice(0, -1).map((e, i) => (e + h.edges[i + 1]) / 2);
-    const r = data.runs.find((x) => String(x.id) === id);
-    cw.plot("hist-" + id, [{ type: "bar", x: centers, y: h.counts, marker: { color: color(r ? (byGroup ? r.group : data.runs.indexOf(r)) : 0) } }],
+    cw.plot("hist-" + id, [{ type: "bar", x: centers, y: h.counts, marker: { color: runColour[id] || color(0) } }],
       cw.layout("", { margin: { l: 32, r: 8, t: 8, b: 28 }, xaxis: { title: { text: "" } }, showlegend: false, hovermode: "closest" }));
   });
 })();
