@@ -12,8 +12,9 @@ with nothing to show for the statistic falls back to the other source, with a me
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -49,29 +50,28 @@ def _load(
     return {s.run: {p.x: p.y for p in s.points} for s in series if s.points}
 
 
-def epoch_clocks(*, session: Session, run_ids: Sequence[int]) -> dict[int, dict[float, float]]:
-    """Per run, epoch -> seconds since the run started (see the module docstring)."""
-    stmt = (
-        select(Epoch.run_id, Epoch.epoch, Epoch.recorded_at, Run.started_at)
-        .join(Run, Run.id == Epoch.run_id)
-        .where(Epoch.run_id.in_(run_ids))
-    )
+def epoch_clocks(
+    *, session: Session, started: Mapping[int, datetime | None]
+) -> dict[int, dict[float, float]]:
+    """Per run (the keys of ``started``: run id -> its ``started_at``), epoch -> seconds since the
+    run started (see the module docstring)."""
+    stmt = select(Epoch.run_id, Epoch.epoch, Epoch.recorded_at).where(Epoch.run_id.in_(list(started)))
     rows = session.execute(stmt).all()
-    origin: dict[int, object] = {}
-    for run_id, _epoch, recorded, started in rows:
-        first = origin.get(run_id)
-        candidates = [t for t in (first, recorded, started) if t is not None]
-        origin[run_id] = min(candidates)  # type: ignore[type-var]
+    origin: dict[int, datetime] = {}
+    for run_id, _epoch, recorded in rows:
+        first = origin.get(run_id) or started[run_id] or recorded
+        origin[run_id] = min(first, recorded)
     clocks: dict[int, dict[float, float]] = {}
-    for run_id, epoch, recorded, _started in rows:
-        clocks.setdefault(run_id, {})[epoch] = (recorded - origin[run_id]).total_seconds()  # type: ignore[operator]
+    for run_id, epoch, recorded in rows:
+        clocks.setdefault(run_id, {})[epoch] = (recorded - origin[run_id]).total_seconds()
     return clocks
 
 
 def load_curves(
-    *, session: Session, run_ids: Sequence[int], key: str, xaxis: str | None, max_points: int
+    *, session: Session, runs: Sequence[Run], key: str, xaxis: str | None, max_points: int
 ) -> Curves:
     """Each run's downsampled curve of ``key`` against ``xaxis`` (None = automatic)."""
+    run_ids = [r.id for r in runs]
     if not run_ids:
         return Curves(xaxis or "epoch", {})
     source = "step" if xaxis == "step" else "epoch"
@@ -91,7 +91,7 @@ def load_curves(
         return Curves("step", by_x, problem=problem)
     if xaxis != "time":
         return Curves("epoch", by_x, problem=problem)
-    clocks = epoch_clocks(session=session, run_ids=list(by_x))
+    clocks = epoch_clocks(session=session, started={r.id: r.started_at for r in runs if r.id in by_x})
     timed = {
         run: {clocks[run][e]: y for e, y in points.items() if e in clocks.get(run, {})}
         for run, points in by_x.items()

@@ -150,9 +150,7 @@ def build_compare(
         x = ""
     group_keys = default_group_keys(diff) if group is None else group
     axes = sweep_axes(configs, group_keys, x=x, lines=lines)
-    curves = load_curves(
-        session=session, run_ids=ids, key=query.stat, xaxis=query.xaxis, max_points=max_points
-    )
+    curves = load_curves(session=session, runs=runs, key=query.stat, xaxis=query.xaxis, max_points=max_points)
     if curves.problem:
         problems["xaxis"] = curves.problem
     groups = group_runs(zip(ids, configs, strict=True), group_keys)
