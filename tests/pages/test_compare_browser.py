@@ -159,6 +159,20 @@ def test_follow_the_run_page_compare_sweep_link_to_the_sweep_grouped_by_regulari
     # epoch axes tick at whole epochs
     ticks = _ticks(page, "chart-grouped")
     assert ticks and all(t.isdigit() for t in ticks), ticks
+    # ... also over two epochs, where Plotly alone ticks at 0.2, 0.4 … (shown by a non-epoch axis)
+    probe = page.evaluate(
+        """(() => {
+        const ticks = (title) => {
+          const div = document.createElement('div'); div.id = 'probe-' + title; div.style.width = '600px';
+          document.body.appendChild(div);
+          cw.plot(div.id, [cw.line('a', [0, 1], [1, 2], '#000')],
+                  cw.layout('probe', { xaxis: { title: { text: title } } }));
+          return Array.from(div.querySelectorAll('.xtick text')).map(t => t.textContent);
+        };
+        return { epoch: ticks('epoch'), other: ticks('other') }; })()"""
+    )
+    assert probe["epoch"] == ["0", "1"], probe
+    assert any("." in t for t in probe["other"]), probe
     assert page.locator("#group-keys input[value=regularizer]").is_checked()
     assert not page.locator("#group-keys input[value=seed]").is_checked()
 
