@@ -12,7 +12,6 @@ from fastapi import APIRouter, FastAPI
 from app.api import accounts as accounts_api
 from app.api import checkpoints, epochs, errors, events, export, jobs, reports, runs, series
 from app.api.openapi import install as install_openapi
-from app.auth.cookies import cookie_backend
 from app.auth.ratelimit import RateLimiter
 from app.db import Database
 from app.deps import bearer_backend
@@ -25,6 +24,7 @@ from app.pages import reports as reports_page
 from app.pages import runs as runs_page
 from app.settings import Settings, get_settings
 from app.web import static
+from app.web.cookies import cookie_backend
 from app.web.headers import SecurityHeadersMiddleware
 from app.web.limits import BodyLimitMiddleware
 from app.web.log_redact import install as install_log_redaction
@@ -100,7 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.auth_backends = [
         bearer_backend,
         cookie_backend,
-    ]  # cookie: app.auth.cookies (browser sessions)
+    ]  # cookie: app.web.cookies (browser sessions)
     errors.install(app)
     install_log_redaction()  # share-link and invite tokens never reach the logs (app/log_redact.py)
     for router in ROUTERS:

@@ -12,8 +12,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 from sqlalchemy.orm import Session
 
+from app.api.access import UserActorDep
 from app.auth import accounts, projects, roles
-from app.auth.access import UserActorDep
 from app.auth.api_tokens import NewToken
 from app.auth.schemas import (
     InvitationCreate,

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 
-from app.auth.access import CanIngestRunDb
+from app.api.access import CanIngestRunDb
 from app.db import Database
 from app.deps import get_database
 from app.errors import NotFound

@@ -6,9 +6,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from app.api.access import CanIngestRun, CanReadRun
 from app.api.common import model_response
 from app.api.export import download
-from app.auth.access import CanIngestRun, CanReadRun
 from app.deps import RunId, SessionDep
 from app.runs import store
 from app.runs.events import publish

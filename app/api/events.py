@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.auth.access import CanReadRunDb, UserActorDep, visible_frames
+from app.api.access import CanReadRunDb, UserActorDep, visible_frames
 from app.db import Database
 from app.deps import RunId
 from app.errors import NotFound

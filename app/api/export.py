@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from app.auth.access import CanReadRun
+from app.api.access import CanReadRun
 from app.deps import HEAVY_READ, RunId, SessionDep
 from app.runs import store
 from app.series import epochs

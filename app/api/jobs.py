@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
+from app.api.access import CanIngestRun, CanReadRun, UserActorDep
 from app.api.common import model_response
 from app.auth import roles
-from app.auth.access import CanIngestRun, CanReadRun, UserActorDep
 from app.deps import RunId, SessionDep, SettingsDep, UserDep
 from app.runs import lifecycle, store, submit
 from app.runs.events import publish

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
 
+from app.api.access import UserActorDep
 from app.auth import roles
-from app.auth.access import UserActorDep
 from app.compare import reports
 from app.compare.schemas import ReportCreate, ReportPublic, ShareCreate, ShareCreated, SharePublic
 from app.deps import HEAVY_READ, MAX_ID, SessionDep, SettingsDep

@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
+from app.api.access import CanReadRun, CanWriteRun, UserActorDep
 from app.auth import roles
-from app.auth.access import CanReadRun, CanWriteRun, UserActorDep
 from app.deps import RunId, SessionDep, UserDep
 from app.runs import lifecycle, store, submit
 from app.runs.events import publish

@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session
 
+from app.api.access import UserActorDep
 from app.auth import roles
-from app.auth.access import UserActorDep
 from app.deps import HEAVY_READ, MAX_ID, SessionDep
 from app.errors import NotFound
 from app.series.cache import SeriesCache, runs_version

@@ -1,7 +1,7 @@
 """Who may do what: project roles (viewer < editor < owner), admins, worker tokens (DESIGN.md §6).
 
 Plain functions over a session and an :class:`Actor`; routes reach them through the typed
-dependencies in ``app.auth.access`` (API) and small calls in the pages.
+dependencies in ``app.api.access`` (API) and small calls in the pages.
 
 - viewers read a project's runs, reports and pages;
 - editors also create runs, submit/cancel/re-run jobs, log (SDK ingestion) and write reports;

@@ -292,7 +292,7 @@ def test_all_runs_event_stream_drops_frames_of_unreadable_runs(team: Team) -> No
     import asyncio
     from collections.abc import AsyncIterator
 
-    from app.auth.access import visible_frames
+    from app.api.access import visible_frames
     from app.auth.roles import Actor
 
     mine, theirs = team.job("team"), team.job("other")
