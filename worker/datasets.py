@@ -156,14 +156,14 @@ def open_reference(info: DatasetInfo, roots: Mapping[str, Path]) -> BinaryIO:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise _refused(info, f"no readable file there under data root {name!r} ({exc.strerror})") from None
-    handle = os.fdopen(fd, "rb")
     try:
         opened = Path(os.readlink(f"/proc/self/fd/{fd}")) if Path("/proc/self/fd").is_dir() else path
         if not opened.is_relative_to(root):  # a link swapped in after the check above
             raise _refused(info, f"it resolves outside data root {name!r}")
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise _refused(info, f"no readable file there under data root {name!r} (not a regular file)")
+        handle = os.fdopen(fd, "rb")
     except BaseException:
-        handle.close()
+        os.close(fd)
         raise
     return _checked(handle, info, f"under data root {name!r}")

@@ -67,7 +67,7 @@ def readable_datasets(*, session: Session, actor: roles.Actor) -> list[tuple[str
         stmt = stmt.where(Dataset.project_id.in_(visible))
     stmt = stmt.order_by(Project.name, Dataset.created_at.desc(), Dataset.id.desc()).limit(MAX_LISTED)
     groups: dict[str, list[DatasetPublic]] = {}
-    for dataset, project in session.execute(stmt).tuples():
+    for dataset, project in session.execute(stmt):
         groups.setdefault(project, []).append(dataset_public(dataset, project))
     return list(groups.items())
 
