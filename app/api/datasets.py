@@ -3,7 +3,7 @@
 ``GET  /api/v1/datasets?project=``            the project's datasets (viewers)
 ``POST /api/v1/datasets?project=&name=``      upload an .npz, the raw file as the body (editors);
                                               checked before it is accepted, at most MAX_DATASET_BYTES
-``POST /api/v1/datasets/reference``           register ``root-name/relative/path.npz`` under a worker
+``POST /api/v1/dataset-references``           register ``root-name/relative/path.npz`` under a worker
                                               data root, with its sha256 (editors)
 ``GET  /api/v1/datasets/{id}``                one dataset; a worker token adds ``run`` and ``attempt``
 ``GET  /api/v1/datasets/{id}/content?run=&attempt=``  the uploaded bytes, for the worker holding the run
@@ -34,7 +34,7 @@ from app.errors import Conflict, NotFound
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
+router = APIRouter(prefix="/api/v1", tags=["datasets"])
 DatasetId = Annotated[int, Path(ge=1, le=MAX_ID, description="dataset id")]
 ProjectQuery = Annotated[str, Query(pattern=PROJECT_PATTERN, description="project name")]
 RunQuery = Annotated[int | None, Query(ge=1, le=MAX_ID, description="worker tokens: the claimed run")]
@@ -49,13 +49,22 @@ def dataset_files(request: Request) -> DatasetFiles:
 FilesDep = Annotated[DatasetFiles, Depends(dataset_files)]
 
 
-@router.get("", response_model=list[DatasetPublic])
+@router.get("/datasets", response_model=list[DatasetPublic])
 def list_datasets(project: ProjectQuery, session: SessionDep, actor: UserActorDep) -> list[DatasetPublic]:
     """The project's datasets, newest first."""
     return store.list_datasets(session=session, actor=actor, project=project)
 
 
-@router.post("", status_code=201, response_model=DatasetPublic)
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "the .npz file itself (numpy.savez with arrays x and y)",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+@router.post("/datasets", status_code=201, response_model=DatasetPublic, openapi_extra=UPLOAD_BODY)
 async def upload_dataset(
     request: Request,
     project: ProjectQuery,
@@ -109,7 +118,7 @@ def _accept(
     return accept_upload(received, files=files, record=record)
 
 
-@router.post("/reference", status_code=201, response_model=DatasetPublic)
+@router.post("/dataset-references", status_code=201, response_model=DatasetPublic)
 def register_reference(data: DatasetReferenceIn, session: SessionDep, actor: UserActorDep) -> DatasetPublic:
     """A dataset too big to upload, as ``root-name/relative/path.npz`` under a data root that the
     worker hosts configure (``COLLAPSEWATCH_DATA_ROOTS``); workers check its sha256 before training."""
@@ -118,7 +127,7 @@ def register_reference(data: DatasetReferenceIn, session: SessionDep, actor: Use
     return dataset
 
 
-@router.get("/{dataset_id}", response_model=DatasetPublic)
+@router.get("/datasets/{dataset_id}", response_model=DatasetPublic)
 def get_dataset(
     dataset_id: DatasetId,
     session: SessionDep,
@@ -136,7 +145,7 @@ def get_dataset(
     return store.dataset_public(dataset, store.project_name(session=session, project_id=dataset.project_id))
 
 
-@router.get("/{dataset_id}/content", response_class=FileResponse)
+@router.get("/datasets/{dataset_id}/content", response_class=FileResponse)
 def dataset_content(
     dataset_id: DatasetId,
     database: DatabaseDep,

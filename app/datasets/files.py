@@ -28,7 +28,7 @@ class DatasetTooLarge(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(
             f"file: the upload is larger than {limit} bytes (MAX_DATASET_BYTES); register data this big "
-            "by reference under a worker data root (POST /api/v1/datasets/reference)"
+            "by reference under a worker data root (POST /api/v1/dataset-references)"
         )
         self.limit = limit
 

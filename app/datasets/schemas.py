@@ -49,7 +49,7 @@ def check_reference(value: str) -> str:
 
 
 class DatasetReferenceIn(BaseModel):
-    """``POST /api/v1/datasets/reference``: a file too big to upload, under a worker data root."""
+    """``POST /api/v1/dataset-references``: a file too big to upload, under a worker data root."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -48,7 +48,7 @@ def test_job_trains_on_an_uploaded_dataset_with_a_real_worker(sqlite_stack: Stac
     (outside / "secret.npz").write_bytes(_npz(1))
     os.symlink(outside / "secret.npz", root / "link.npz")
     body = {"project": "default", "name": "link", "reference": "local/link.npz", "sha256": "0" * 64}
-    escaping = stack.http.post("/api/v1/datasets/reference", json=body)
+    escaping = stack.http.post("/api/v1/dataset-references", json=body)
     assert escaping.status_code == 201, escaping.text
 
     cache = tmp_path / "worker-cache"

@@ -8,39 +8,18 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from workerkit import LiveServer
 
 from app.auth.api_tokens import create_token, ensure_admin
 from app.db import Database
 from app.main import create_app
 from app.migrate import upgrade
 from app.settings import Settings
-
-
-@dataclass
-class LiveServer:
-    url: str
-    settings: Settings
-    user_token: str
-    worker_token: str
-    http: httpx.Client
-
-    def post_ok(self, path: str, **kwargs: Any) -> Any:
-        response = self.http.post(path, **kwargs)
-        assert response.status_code == 201, response.text
-        return response.json()
-
-    def run(self, run_id: int) -> dict[str, Any]:
-        response = self.http.get(f"/api/v1/runs/{run_id}")
-        assert response.status_code == 200, response.text
-        data: dict[str, Any] = response.json()
-        return data
 
 
 def _free_port() -> int:

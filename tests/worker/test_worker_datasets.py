@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import LiveServer
+from workerkit import LiveServer
 
 from collapsewatch.sdk.client import ApiError, Client, Conflict
 from worker.datasets import DatasetInfo, open_reference, resolve_reference
@@ -48,7 +48,7 @@ def reference(live: LiveServer, ref: str, sha: str) -> dict[str, Any]:
     if not live.http.get("/api/v1/datasets", params={"project": "p"}).is_success:
         live.post_ok("/api/v1/runs", json={"project": "p"})
     body = {"project": "p", "name": ref, "reference": ref, "sha256": sha}
-    result: dict[str, Any] = live.post_ok("/api/v1/datasets/reference", json=body)
+    result: dict[str, Any] = live.post_ok("/api/v1/dataset-references", json=body)
     return result
 
 

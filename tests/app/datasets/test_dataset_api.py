@@ -154,23 +154,23 @@ def test_register_reference_takes_root_relative_paths_only(team: Team) -> None:
         "reference": "imagenet/train/part-1.npz",
         "sha256": sha,
     }
-    created = team.call("editor", "POST", "/api/v1/datasets/reference", json=body)
+    created = team.call("editor", "POST", "/api/v1/dataset-references", json=body)
     assert created.status_code == 201, created.text
     assert (
         created.json()["kind"] == "reference" and created.json()["reference"] == "imagenet/train/part-1.npz"
     )
-    assert team.call("viewer", "POST", "/api/v1/datasets/reference", json=body).status_code == 403
+    assert team.call("viewer", "POST", "/api/v1/dataset-references", json=body).status_code == 403
     bad = [
         "/etc/passwd", "../../etc/shadow", "imagenet/../../etc/shadow.npz", "imagenet//x.npz",
         "imagenet/./x.npz", "imagenet/x.txt", "x.npz", "imagenet\\..\\x.npz", "~/.ssh/id_rsa", "imagenet/",
     ]  # fmt: skip
     for reference in bad:
         refused = team.call(
-            "editor", "POST", "/api/v1/datasets/reference", json=body | {"reference": reference}
+            "editor", "POST", "/api/v1/dataset-references", json=body | {"reference": reference}
         )
         assert refused.status_code == 422, (reference, refused.text)
         assert refused.json()["detail"][0]["loc"] == ["body", "reference"], reference
-    short = team.call("editor", "POST", "/api/v1/datasets/reference", json=body | {"sha256": "abc"})
+    short = team.call("editor", "POST", "/api/v1/dataset-references", json=body | {"sha256": "abc"})
     assert short.status_code == 422 and short.json()["detail"][0]["loc"] == ["body", "sha256"]
 
 
@@ -242,7 +242,7 @@ def test_worker_downloads_a_dataset_only_for_the_run_it_holds(team: Team) -> Non
 
 def test_reference_dataset_has_nothing_to_download(team: Team) -> None:
     body = {"project": "team", "name": "big", "reference": "local/big.npz", "sha256": "cd" * 32}
-    dataset = team.call("editor", "POST", "/api/v1/datasets/reference", json=body).json()
+    dataset = team.call("editor", "POST", "/api/v1/dataset-references", json=body).json()
     run_id = claimed_job(team, dataset["id"])
     info = team.call(
         "worker_team", "GET", f"/api/v1/datasets/{dataset['id']}", params={"run": run_id, "attempt": 1}
