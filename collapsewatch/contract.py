@@ -12,7 +12,7 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 Dataset = Literal["digits", "gaussians", "npz"]
 ModelName = Literal["mlp", "cnn"]
@@ -31,38 +31,18 @@ TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d{1,2})$")
 KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,127}$"
 MAX_SWEEP_RUNS = 256
-DATA_PATH_REFUSED = (
-    "free file paths are refused: a job names a dataset of its project instead. Upload the .npz "
-    "(arrays x and y) on the new-job page or with POST /api/v1/datasets?project=NAME&name=NAME "
-    "(the file as the body), then set dataset='npz' and dataset_id to the id it returns "
-    "(`collapsewatch train`, without a server, takes a local file with --data FILE)"
-)
+DATA_PATH_REFUSED = "refused: upload the .npz as a dataset (POST /api/v1/datasets) and set dataset_id"
 MAX_METRIC_POINTS = 1000
 
 
 class JobSpec(BaseModel):
-    """Everything a training job needs; the defaults are DESIGN.md §5's.
-
-    ``dataset="npz"`` trains on a dataset of the job's project, named by ``dataset_id`` (the server
-    requires it at submit time and refuses ids of other projects). Without ``dataset_id`` the caller
-    supplies the file: only ``collapsewatch train --data FILE`` does. ``data_path`` is refused with a
-    message saying what to use instead; it is accepted as null only so stored configs still load.
-    """
+    """Everything a training job needs; the defaults are DESIGN.md §5's (npz: a dataset_id, never a path)."""
 
     model_config = ConfigDict(extra="forbid")
 
     dataset: Dataset = "digits"
-    dataset_id: int | None = Field(
-        None,
-        ge=1,
-        le=2**31 - 1,
-        description="dataset=npz: the id of a dataset registered in the job's project (uploaded .npz)",
-    )
-    data_path: None = Field(
-        None,
-        exclude=True,
-        description="refused: a job never names a file of the worker's machine; use dataset_id",
-    )
+    dataset_id: int | None = Field(None, ge=1, le=2**31 - 1, description="npz: a dataset of the project")
+    data_path: None = Field(None, exclude=True, description="refused: jobs name a dataset_id, not a file")
     model: ModelName = "mlp"
     embedding_dim: int = Field(32, ge=1, le=8192)
     objective: Objective = "cross_entropy"
@@ -100,18 +80,14 @@ class JobSpec(BaseModel):
             raise ValueError(f"{value!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
         return value
 
-    @field_validator("data_path", mode="before")
+    @field_validator("dataset_id", "data_path", mode="before")
     @classmethod
-    def _no_free_paths(cls, value: Any) -> None:
-        if value is None:  # configs stored before datasets existed carry "data_path": null
-            return None
-        raise ValueError(DATA_PATH_REFUSED)
-
-    @model_validator(mode="after")
-    def _dataset_id_matches_dataset(self) -> JobSpec:
-        if self.dataset != "npz" and self.dataset_id is not None:
-            raise ValueError("dataset_id is only allowed when dataset is 'npz'")
-        return self
+    def _dataset_file(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name == "data_path" and value is not None:  # null: configs stored before datasets
+            raise ValueError(DATA_PATH_REFUSED)
+        if value is not None and info.data.get("dataset", "npz") != "npz":
+            raise ValueError("only allowed when dataset is 'npz'")
+        return value
 
 
 class JobSubmit(BaseModel):

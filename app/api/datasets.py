@@ -25,12 +25,12 @@ from app.auth.access import ActorDep, DatabaseDep, UserActorDep
 from app.auth.roles import Actor
 from app.datasets import store
 from app.datasets.files import DatasetFiles, DatasetTooLarge, Received
-from app.datasets.schemas import PROJECT_PATTERN, DatasetPublic, DatasetReferenceIn
+from app.datasets.schemas import PROJECT_PATTERN, DatasetPublic, DatasetReferenceIn, check_name
 from app.datasets.uploads import accept_upload
 from app.datasets.validate import InvalidDataset
 from app.db import Database
 from app.deps import MAX_ID, SessionDep
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, InvalidInput, NotFound
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,10 @@ async def upload_dataset(
     files: FilesDep,
 ) -> Any:
     """Store an ``.npz`` (arrays ``x`` and ``y``) sent as the body; 422/413 naming the field otherwise."""
+    try:
+        name = check_name(name)
+    except ValueError as exc:
+        raise InvalidInput(["query", "name"], str(exc)) from exc
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > files.max_bytes:
         return _refused(413, str(DatasetTooLarge(files.max_bytes)))

@@ -18,6 +18,7 @@ from starlette.datastructures import UploadFile
 from app.auth.roles import Actor, check_new_runs, check_run
 from app.datasets import store as datasets
 from app.datasets.files import DatasetFiles, DatasetTooLarge
+from app.datasets.schemas import check_name
 from app.datasets.uploads import accept_upload
 from app.datasets.validate import InvalidDataset
 from app.deps import SessionDep, database_of
@@ -157,6 +158,10 @@ async def _store_upload(
         message = "choose an .npz file to upload"
         return await _upload_refused(request, browser, fields, "dataset_file", message, 422)
     name = fields.get("name", "").strip() or upload.filename.rsplit("/", 1)[-1][:200]
+    try:
+        name = check_name(name)
+    except ValueError as exc:
+        return await _upload_refused(request, browser, fields, "dataset_name", str(exc), 422)
     try:
         await run_in_threadpool(_check_editor, request, browser.actor, project)
     except DomainError as exc:

@@ -26,6 +26,7 @@ Importing this module does not import torch; ``Run.log_embeddings`` does, when c
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -270,43 +271,14 @@ class Client:
     def download_dataset(
         self, dataset_id: int, *, run_id: int, attempt: int, dest: str | os.PathLike[str]
     ) -> str:
-        """Write the uploaded dataset ``dataset_id`` to the file ``dest`` and return the sha256 (hex) of
-        what was written; compare it with the dataset's registered ``sha256`` before using the file.
-
-        For a worker token holding run ``run_id`` at ``attempt``, whose spec names this dataset
-        (``GET /api/v1/datasets/{id}/content``): 409 (:class:`Conflict`) when the attempt does not hold
-        the run, 404 when the run has no such dataset, 403 for other tokens. Retried like
-        :meth:`request`; each try rewrites ``dest`` from the start."""
-        import hashlib
-
-        path = f"{API}/datasets/{int(dataset_id)}/content"
+        """Write uploaded dataset ``dataset_id`` to the file ``dest``; returns the sha256 (hex) of what was
+        written, to compare with the dataset's registered one. Only for the worker token whose ``attempt``
+        holds run ``run_id`` (409 :class:`Conflict` otherwise; 404 when the run names another dataset)."""
         params = {"run": int(run_id), "attempt": int(attempt)}
-        failures = 0
-        while True:
-            retry_after: float | None = None
-            try:
-                with self._http.stream("GET", path, params=params) as response:
-                    if response.status_code < 400:
-                        digest = hashlib.sha256()
-                        with open(dest, "wb") as handle:
-                            for chunk in response.iter_bytes(1024 * 1024):
-                                digest.update(chunk)
-                                handle.write(chunk)
-                        return digest.hexdigest()
-                    response.read()
-                    status, message = response.status_code, error_message(response)
-                    if (status < 500 and status not in RETRY_STATUSES) or status in FINAL_STATUSES:
-                        kind = Conflict if status == 409 else ApiError
-                        raise kind(status, message, method="GET", url=str(response.request.url))
-                    reason = f"HTTP {status}: {message}"
-                    retry_after = retry_after_seconds(response)
-            except httpx.TransportError as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-            failures += 1
-            if failures > self.max_retries:
-                raise ServerUnavailable(f"GET {self.url}{path}: {reason} (tried {failures} times)")
-            delay = backoff_delay(failures, self.backoff, self.backoff_max)
-            time.sleep(delay if retry_after is None else max(delay, min(retry_after, self.backoff_max)))
+        data = self.request("GET", f"{API}/datasets/{int(dataset_id)}/content", params=params).content
+        with open(dest, "wb") as handle:
+            handle.write(data)
+        return hashlib.sha256(data).hexdigest()
 
     def _fenced(self, method: str, path: str, body: Any, retries: int | None) -> httpx.Response:
         """A write carrying an attempt number: 409 means the attempt is stale."""

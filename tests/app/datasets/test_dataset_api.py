@@ -144,6 +144,8 @@ def test_dataset_roles_viewers_list_editors_upload_outsiders_see_nothing(team: T
     assert team.call("outsider", "GET", "/api/v1/datasets", params={"project": "team"}).status_code == 404
     assert team.call("worker_team", "GET", "/api/v1/datasets", params={"project": "team"}).status_code == 403
     assert upload(team, "editor", npz_bytes(), project="no-such-project").status_code == 404
+    blank = upload(team, "editor", npz_bytes(), name="  \t ")
+    assert blank.status_code == 422 and blank.json()["detail"][0]["loc"] == ["query", "name"]
 
 
 def test_register_reference_takes_root_relative_paths_only(team: Team) -> None:

@@ -71,7 +71,7 @@ def test_cli_train_missing_npz_exits_2_naming_the_data_option(tmp_path: Path) ->
     [
         (
             ["--set", "dataset=npz", "--set", "data_path=/etc/passwd"],
-            "data_path: free file paths are refused",
+            "data_path: refused: upload the .npz as a dataset",
         ),
         (["--set", "dataset=npz"], "needs its file: give it with --data FILE"),
         (["--set", "dataset=npz", "--set", "dataset_id=4"], "dataset_id: names a dataset on a server"),

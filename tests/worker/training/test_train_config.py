@@ -35,7 +35,7 @@ def test_parse_overrides_reads_yaml_scalars() -> None:
         (["device=gpu"], "device", "'auto', 'cpu', 'cuda' or 'cuda:N'"),
         (["lr=.nan"], "lr", "less than or equal to 10 (got nan)"),
         (["embeding_dim=8"], "embeding_dim", "allowed keys: dataset"),
-        (["dataset=npz", "data_path=/etc/passwd"], "data_path", "free file paths are refused"),
+        (["dataset=npz", "data_path=/etc/passwd"], "data_path", "refused: upload the .npz as a dataset"),
         (["dataset_id=3"], "dataset_id", "only allowed when dataset is 'npz'"),
     ],
 )
