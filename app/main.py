@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from app.api import accounts as accounts_api
-from app.api import checkpoints, epochs, errors, events, export, jobs, reports, runs, series
+from app.api import checkpoints, datasets, epochs, errors, events, export, jobs, reports, runs, series
 from app.api.openapi import install as install_openapi
 from app.auth.ratelimit import RateLimiter
 from app.db import Database
@@ -31,6 +31,7 @@ from app.web.log_redact import install as install_log_redaction
 from app.web.memory import freeze_startup_objects, limit_arenas, trim_forever
 
 log = logging.getLogger(__name__)
+DATASET_UPLOAD_SUFFIX = "/datasets"
 
 ROUTERS: list[APIRouter] = [
     # the JSON API (/api/v1)
@@ -41,6 +42,7 @@ ROUTERS: list[APIRouter] = [
     series.router,
     events.router,
     checkpoints.router,
+    datasets.router,
     accounts_api.router,
     reports.router,
     # the dashboard: static files, then the pages
@@ -107,9 +109,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     install_queue(app)  # app.state.enqueue bound to the broker + the reaper/sweeper loop
     install_openapi(app)  # the shared error answers in /openapi.json (checked by tests/fuzz)
-    # Checkpoint uploads enforce MAX_CHECKPOINT_BYTES themselves (app/api/checkpoints.py).
+    # Checkpoint uploads enforce MAX_CHECKPOINT_BYTES themselves (app/api/checkpoints.py), dataset
+    # uploads MAX_DATASET_BYTES (app/api/datasets.py: POST /api/v1/datasets, app/pages/jobs.py:
+    # POST /jobs/datasets).
     app.add_middleware(
-        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, exempt_suffixes=("/checkpoint",)
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        exempt_suffixes=("/checkpoint", DATASET_UPLOAD_SUFFIX),
     )
     app.add_middleware(SecurityHeadersMiddleware)  # outermost: CSP, frame-ancestors, nosniff (app/headers.py)
 

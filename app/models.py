@@ -226,7 +226,7 @@ class RunEvent(Base):
 
 # Modules outside this file that declare tables on ``Base``: imported by the migration environment
 # and the migration test so that autogenerate sees every table. Add yours here.
-MODEL_MODULES: tuple[str, ...] = ("app.auth.sessions", "app.auth.models")
+MODEL_MODULES: tuple[str, ...] = ("app.auth.sessions", "app.auth.models", "app.datasets.models")
 
 
 def import_all_models() -> MetaData:

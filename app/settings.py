@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1, le=100)
     max_body_bytes: int = Field(MIB, ge=1024)
     max_checkpoint_bytes: int = Field(512 * MIB, ge=1024)
+    # Dataset uploads (app/datasets): the .npz file, and its arrays uncompressed, at most this size.
+    max_dataset_bytes: int = Field(256 * MIB, ge=1024)
     auto_migrate: bool = True
     sqlite_busy_timeout_ms: int = Field(30_000, ge=0)
     admin_email: str = "admin@localhost"

@@ -12,7 +12,7 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 Dataset = Literal["digits", "gaussians", "npz"]
 ModelName = Literal["mlp", "cnn"]
@@ -31,16 +31,18 @@ TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d{1,2})$")
 KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,127}$"
 MAX_SWEEP_RUNS = 256
+DATA_PATH_REFUSED = "refused: upload the .npz as a dataset (POST /api/v1/datasets) and set dataset_id"
 MAX_METRIC_POINTS = 1000
 
 
 class JobSpec(BaseModel):
-    """Everything a training job needs; the defaults are DESIGN.md §5's."""
+    """Everything a training job needs; the defaults are DESIGN.md §5's (npz: a dataset_id, never a path)."""
 
     model_config = ConfigDict(extra="forbid")
 
     dataset: Dataset = "digits"
-    data_path: str | None = Field(None, description="Path to an .npz with arrays x and y (dataset=npz)")
+    dataset_id: int | None = Field(None, ge=1, le=2**31 - 1, description="npz: a dataset of the project")
+    data_path: None = Field(None, exclude=True, description="refused: jobs name a dataset_id, not a file")
     model: ModelName = "mlp"
     embedding_dim: int = Field(32, ge=1, le=8192)
     objective: Objective = "cross_entropy"
@@ -78,13 +80,14 @@ class JobSpec(BaseModel):
             raise ValueError(f"{value!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
         return value
 
-    @model_validator(mode="after")
-    def _data_path_matches_dataset(self) -> JobSpec:
-        if self.dataset == "npz" and not self.data_path:
-            raise ValueError("data_path is required when dataset is 'npz'")
-        if self.dataset != "npz" and self.data_path:
-            raise ValueError("data_path is only allowed when dataset is 'npz'")
-        return self
+    @field_validator("dataset_id", "data_path", mode="before")
+    @classmethod
+    def _dataset_file(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name == "data_path" and value is not None:  # null: configs stored before datasets
+            raise ValueError(DATA_PATH_REFUSED)
+        if value is not None and info.data.get("dataset", "npz") != "npz":
+            raise ValueError("only allowed when dataset is 'npz'")
+        return value
 
 
 class JobSubmit(BaseModel):

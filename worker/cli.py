@@ -18,6 +18,12 @@ def train_args(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override one job key (value parsed as YAML), e.g. --set lr=0.5; repeatable",
     )
+    parser.add_argument(
+        "--data",
+        metavar="FILE",
+        help="train on this local .npz (arrays x and y; sets dataset=npz). Only here, without a server: "
+        "a job spec never names a file; jobs on a server name an uploaded dataset by dataset_id",
+    )
     parser.add_argument("--out", help="write the per-epoch JSON lines to this file (default: stdout)")
     parser.add_argument("--device", help="override the spec's device: auto, cpu, cuda or cuda:N")
     parser.add_argument("--checkpoint", help="write the latest checkpoint to this file")
@@ -40,9 +46,16 @@ def train(args: argparse.Namespace) -> int:
     # Validate before importing torch, so that a bad config fails at once.
     try:
         overrides = [*args.overrides, *([f"device={args.device}"] if args.device else [])]
-        spec = load_spec(args.config, overrides)
+        spec = load_spec(args.config, [*overrides, *(["dataset=npz"] if args.data else [])])
+        if spec.dataset_id is not None:
+            return _fail(
+                "dataset_id: names a dataset on a server (workers fetch it); "
+                "`collapsewatch train` reads a local .npz given with --data FILE"
+            )
         if spec.dataset == "npz":
-            read_npz(spec.data_path)
+            if not args.data:
+                return _fail("dataset 'npz' needs its file: give it with --data FILE (an .npz with x and y)")
+            read_npz(args.data, "--data")
         resume = Path(args.resume).read_bytes() if args.resume else None
     except (SpecError, DataError) as exc:
         return _fail(str(exc))
@@ -79,6 +92,7 @@ def train(args: argparse.Namespace) -> int:
             on_epoch=on_epoch,
             checkpoint=FileCheckpoint(Path(args.checkpoint)) if args.checkpoint else None,
             resume=resume,
+            data_file=args.data if spec.dataset == "npz" else None,
         )
     except (DataError, ValueError) as exc:
         return _fail(str(exc))

@@ -2,7 +2,9 @@
 
 1. **Claim** the run (one atomic UPDATE on the server); 409 means another worker has it or it is
    no longer queued: exit quietly (duplicate messages are harmless).
-2. **Resume** from the newest stored checkpoint, if any (loaded with ``weights_only=True``).
+2. **Resume** from the newest stored checkpoint, if any (loaded with ``weights_only=True``); an
+   ``npz`` job opens its dataset (``worker.datasets``: downloaded for this attempt and cached by
+   sha256, or under a data root), its content checked against the registered sha256.
 3. **Train** with the engine; every epoch is pushed with the attempt number (fencing), a checkpoint is
    uploaded after it, and a heartbeat thread extends the lease. Cancel is cooperative: the flag comes
    back with every heartbeat, and one extra heartbeat runs between epochs.
@@ -14,14 +16,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import tempfile
 import threading
 import traceback
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 from collapsewatch.contract import ClaimPublic, EpochIn, FinalStatus, WorkerInfo
 from collapsewatch.sdk.client import ApiError, Client, NotClaimable, ServerUnavailable, StaleAttempt
@@ -186,14 +190,16 @@ def _run_claimed(
         _log(
             client, run_id, attempt, f"attempt {attempt} on {socket.gethostname()} pid {os.getpid()}: {note}"
         )
-        result = train(
-            spec,
-            on_epoch=on_epoch,
-            should_stop=heartbeat.should_stop,
-            checkpoint=Uploader(client, run_id, attempt),
-            resume=stored[1] if stored else None,
-            device=device,
-        )
+        with _dataset(client, claim, settings) as data:
+            result = train(
+                spec,
+                on_epoch=on_epoch,
+                should_stop=heartbeat.should_stop,
+                checkpoint=Uploader(client, run_id, attempt),
+                resume=stored[1] if stored else None,
+                device=device,
+                data_file=data,
+            )
         if heartbeat.fenced.is_set():
             raise Fenced(f"attempt {attempt} was fenced out")
         status: FinalStatus = "cancelled" if result.stopped else "succeeded"
@@ -219,6 +225,27 @@ def _run_claimed(
         return "failed"
     finally:
         heartbeat.stop()
+
+
+@contextlib.contextmanager
+def _dataset(client: Client, claim: ClaimPublic, settings: WorkerSettings) -> Iterator[BinaryIO | None]:
+    """The checked, open file of an npz job's dataset (``worker.datasets``); None for the others."""
+    spec = claim.spec
+    if spec.dataset != "npz" or spec.dataset_id is None:
+        yield None  # an npz spec without dataset_id fails in the engine, naming dataset_id
+        return
+    from worker.datasets import open_dataset
+
+    handle = open_dataset(
+        client,
+        spec.dataset_id,
+        run_id=claim.run.id,
+        attempt=claim.attempt,
+        cache_dir=settings.dataset_cache_dir,
+        roots=settings.data_root_dirs(),
+    )
+    with handle:
+        yield handle
 
 
 def failure_text(exc: BaseException) -> str:

@@ -3,14 +3,21 @@
 Environment variables (or a ``.env``): ``SERVER_URL``, ``WORKER_TOKEN``, ``BROKER_URL``,
 ``QUEUE_PREFIX``, ``WORKER_GPUS``, ``WORKER_CONCURRENCY``, ``HEARTBEAT_SECONDS``,
 ``WORKER_LOG_LEVEL``. ``BROKER_URL`` and ``QUEUE_PREFIX`` must match the server's.
+
+Datasets (``worker.datasets``): ``COLLAPSEWATCH_DATASET_CACHE_DIR`` holds downloaded datasets by
+content hash (default ``~/.cache/collapsewatch/datasets``); ``COLLAPSEWATCH_DATA_ROOTS`` names the
+directories that datasets registered by reference may point into, e.g.
+``imagenet=/data/imagenet,local=/srv/npz`` (none by default).
 """
 
 from __future__ import annotations
 
 import functools
+import re
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The task name and the queues by device class are part of the wire contract: a job with device "cpu"
@@ -36,6 +43,26 @@ class WorkerSettings(BaseSettings):
     worker_concurrency: int = Field(1, ge=1, le=256, description="parallel CPU jobs when no GPU is used")
     heartbeat_seconds: float = Field(10.0, gt=0.0, le=3600.0, description="upper bound between heartbeats")
     worker_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    dataset_cache_dir: Path = Field(
+        Path("~/.cache/collapsewatch/datasets"),
+        validation_alias=AliasChoices("COLLAPSEWATCH_DATASET_CACHE_DIR", "dataset_cache_dir"),
+        description="downloaded datasets, by sha256",
+    )
+    data_roots: str = Field(
+        "",
+        validation_alias=AliasChoices("COLLAPSEWATCH_DATA_ROOTS", "data_roots"),
+        description="name=directory pairs, comma-separated: where datasets registered by reference live",
+    )
+
+    @field_validator("data_roots")
+    @classmethod
+    def _roots(cls, value: str) -> str:
+        parse_data_roots(value)
+        return value
+
+    def data_root_dirs(self) -> dict[str, Path]:
+        """``COLLAPSEWATCH_DATA_ROOTS`` as ``{name: directory}``."""
+        return parse_data_roots(self.data_roots)
 
     @field_validator("worker_gpus")
     @classmethod
@@ -65,6 +92,29 @@ def parse_gpus(value: str) -> list[str] | Literal["auto"]:
     if not all(p.isdigit() for p in parts) or len(set(parts)) != len(parts):
         raise ValueError(f"gpus: {value!r} is not allowed; use 'none', 'auto' or distinct indices like '0,1'")
     return parts
+
+
+ROOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+
+
+def parse_data_roots(value: str) -> dict[str, Path]:
+    """``"imagenet=/data/imagenet,local=/srv/npz"`` -> ``{"imagenet": Path(...), ...}``; the names are
+    what dataset references start with, the directories absolute (``~`` expanded)."""
+    roots: dict[str, Path] = {}
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        name, sep, directory = (text.strip() for text in item.partition("="))
+        path = Path(directory).expanduser()
+        if not sep or not ROOT_NAME.match(name) or not path.is_absolute():
+            raise ValueError(
+                f"data roots: {item!r} is not allowed; give name=/absolute/dir pairs separated by commas, "
+                "e.g. imagenet=/data/imagenet,local=/srv/npz (names: letters, digits, '.', '_', '-')"
+            )
+        if name in roots:
+            raise ValueError(f"data roots: {name!r} is named twice")
+        roots[name] = path
+    return roots
 
 
 @functools.lru_cache

@@ -20,20 +20,21 @@ from collapsewatch.contract import MAX_SWEEP_RUNS, JobSpec, JobSubmit
 
 # Spec fields shown on the form, in order, with a group heading each.
 FORM_GROUPS: list[tuple[str, list[str]]] = [
-    ("Data and model", ["dataset", "data_path", "model", "embedding_dim", "probe_size"]),
+    ("Data and model", ["dataset", "dataset_id", "model", "embedding_dim", "probe_size"]),
     ("Objective", ["objective", "margin", "vicreg_sim_coeff", "vicreg_std_coeff", "vicreg_cov_coeff"]),
     ("Regularizer", ["regularizer", "reg_lambda", "svmax_bounded", "vicreg_gamma", "dead_threshold"]),
     ("Optimisation", ["optimizer", "lr", "batch_size", "epochs", "weight_decay", "checkpoint_every"]),
     ("Placement", ["device"]),
 ]
 DEVICE_CHOICES = ["auto", "cpu", "cuda", "cuda:0", "cuda:1"]
-NOT_SWEEPABLE = frozenset({"data_path", "seed"})
+NOT_SWEEPABLE = frozenset({"seed"})
+NEEDS_DATASET = "pick a dataset of the project (or upload an .npz below) when dataset is 'npz'"
 
 
 @dataclass(frozen=True)
 class FieldInfo:
     name: str
-    kind: str  # "int" | "float" | "bool" | "choice" | "text"
+    kind: str  # "int" | "float" | "bool" | "choice" | "text" | "dataset" (a picker of datasets)
     choices: list[str]
     default: str
     help: str
@@ -55,6 +56,8 @@ def _info(name: str) -> FieldInfo:
         kind = "float"
     if name == "device":
         choices = DEVICE_CHOICES
+    if name == "dataset_id":
+        kind = "dataset"
     shown = "" if default is None else str(default).lower() if isinstance(default, bool) else str(default)
     return FieldInfo(name, kind, choices, shown, spec_field.description or "")
 
@@ -77,6 +80,12 @@ class FormResult:
 
 def _parse(info: FieldInfo, raw: str) -> Any:
     text = raw.strip()
+    if info.kind == "dataset":
+        if not text:
+            return None
+        if not (text.isascii() and text.isdigit()):
+            raise ValueError(f"{text!r} is not a dataset id; pick one from the list")
+        return int(text)
     if info.kind == "int":
         try:
             return int(text)
@@ -111,7 +120,7 @@ def _spec_errors(data: dict[str, Any]) -> dict[str, str]:
     except ValidationError as exc:
         errors: dict[str, str] = {}
         for err in exc.errors():
-            key = str(err["loc"][0]) if err["loc"] else "data_path"
+            key = str(err["loc"][0]) if err["loc"] else "dataset_id"  # the dataset/dataset_id rule
             errors.setdefault(key, _message(err))
         return errors
     return {}
@@ -147,6 +156,9 @@ def validate_form(form: Mapping[str, str]) -> FormResult:
             spec[info.name] = value
     for key, message in _spec_errors(spec).items():
         result.errors.setdefault(key, message)
+    swept_dataset = bool(form.get("sweep_mode") and form.get("sweep_dataset_id", "").strip())
+    if spec.get("dataset") == "npz" and "dataset_id" not in spec and not swept_dataset:
+        result.errors.setdefault("dataset_id", NEEDS_DATASET)
     sweep: dict[str, list[Any]] = {}
     if form.get("sweep_mode"):
         for info in infos:

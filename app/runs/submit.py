@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.datasets.store import check_job_datasets
 from app.errors import InvalidInput
 from app.models import Project, ProjectMember, Run, utcnow
 from app.runs.events import Publisher, publish_events
@@ -93,6 +94,7 @@ def create_jobs(
     *, session: Session, data: JobSubmit, owner_id: int | None, max_attempts: int
 ) -> tuple[list[Run], Written]:
     specs = expand_jobs(data)
+    check_job_datasets(session=session, project=data.project, specs=specs)  # npz: a dataset of the project
     project = ensure_project(session=session, name=data.project, owner_id=owner_id)
     sweep_id = uuid.uuid4().hex[:16] if len(specs) > 1 or data.sweep else None
     now = utcnow()

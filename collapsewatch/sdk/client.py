@@ -26,6 +26,7 @@ Importing this module does not import torch; ``Run.log_embeddings`` does, when c
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -266,6 +267,18 @@ class Client:
                 return None
             raise
         return int(response.headers["X-Checkpoint-Epoch"]), response.content
+
+    def download_dataset(
+        self, dataset_id: int, *, run_id: int, attempt: int, dest: str | os.PathLike[str]
+    ) -> str:
+        """Write uploaded dataset ``dataset_id`` to the file ``dest``; returns the sha256 (hex) of what was
+        written, to compare with the dataset's registered one. Only for the worker token whose ``attempt``
+        holds run ``run_id`` (409 :class:`Conflict` otherwise; 404 when the run names another dataset)."""
+        params = {"run": int(run_id), "attempt": int(attempt)}
+        data = self.request("GET", f"{API}/datasets/{int(dataset_id)}/content", params=params).content
+        with open(dest, "wb") as handle:
+            handle.write(data)
+        return hashlib.sha256(data).hexdigest()
 
     def _fenced(self, method: str, path: str, body: Any, retries: int | None) -> httpx.Response:
         """A write carrying an attempt number: 409 means the attempt is stale."""

@@ -50,9 +50,19 @@ def test_validate_form_refuses_grids_over_the_limit_and_bad_seeds() -> None:
     assert "not a seed" in validate_form(default_values() | {"seeds": "-1"}).errors["seeds"]
 
 
-def test_validate_form_npz_needs_a_data_path() -> None:
+def test_validate_form_npz_needs_a_picked_dataset() -> None:
     result = validate_form(default_values() | {"dataset": "npz"})
-    assert "data_path is required" in result.errors["data_path"]
+    assert result.submit is None and "pick a dataset" in result.errors["dataset_id"]
+    picked = validate_form(default_values() | {"dataset": "npz", "dataset_id": "7"})
+    assert picked.submit is not None and picked.submit.expand()[0].dataset_id == 7
+    assert (
+        "not a dataset id"
+        in validate_form(default_values() | {"dataset_id": "/etc/passwd"}).errors["dataset_id"]
+    )
+    assert (
+        "only allowed when dataset is 'npz'"
+        in validate_form(default_values() | {"dataset_id": "7"}).errors["dataset_id"]
+    )
 
 
 def test_values_from_run_round_trip_through_the_form() -> None:

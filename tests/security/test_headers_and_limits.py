@@ -17,11 +17,17 @@ from app.web.headers import CSP
 
 BODY_LIMIT = 64 * 1024
 CHECKPOINT_LIMIT = 256 * 1024
+DATASET_LIMIT = 128 * 1024  # dataset uploads enforce MAX_DATASET_BYTES themselves (app/api/datasets.py)
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    app = team_app(tmp_path, max_body_bytes=BODY_LIMIT, max_checkpoint_bytes=CHECKPOINT_LIMIT)
+    app = team_app(
+        tmp_path,
+        max_body_bytes=BODY_LIMIT,
+        max_checkpoint_bytes=CHECKPOINT_LIMIT,
+        max_dataset_bytes=DATASET_LIMIT,
+    )
     with TestClient(app, follow_redirects=False) as test_client:
         with app.state.db.transaction() as session:
             admin = ensure_admin(session=session, email="admin@localhost")
@@ -73,6 +79,8 @@ def test_every_body_route_refuses_an_oversized_body_with_413(client: TestClient)
     for route in routes:
         limit_big = big if not route.path.endswith("/checkpoint") else b"\0" * (CHECKPOINT_LIMIT + 1)
         url = route.url + ("?attempt=1&epoch=1" if route.path.endswith("/checkpoint") else "")
+        if route.path.endswith("/datasets"):  # an upload: its own, larger limit
+            limit_big, url = b"\0" * (DATASET_LIMIT + 1), route.url + "?project=h&name=d"
         response = client.request(
             route.method, url, content=limit_big, headers={"content-type": "application/json"}
         )

@@ -5,8 +5,11 @@
 - ``gaussians``: a synthetic mixture of :data:`GAUSSIAN_CLASSES` isotropic Gaussians in
   :data:`GAUSSIAN_DIM` dimensions, :data:`GAUSSIAN_ROWS` rows; the class means are drawn from a fixed
   generator (the same data for every run), the rows from ``spec.seed``. MLP only.
-- ``npz``: a user file with arrays ``x`` (n, F) or images (n, H, W) / (n, C, H, W) and ``y`` (n,)
-  labels (any integer or string values; mapped to 0..C-1).
+- ``npz``: a file with arrays ``x`` (n, F) or images (n, H, W) / (n, C, H, W) and ``y`` (n,)
+  labels (any integer or string values; mapped to 0..C-1). The spec never names the file: a queue
+  worker opens the dataset named by ``dataset_id`` (``worker.datasets``: downloaded by content hash,
+  or under a data root) and ``collapsewatch train`` the one given with ``--data FILE``; either hands it
+  to :func:`load_splits` as ``data``.
 
 Splits (seeded by ``spec.seed``): a permutation puts :data:`HELD_OUT_FRACTION` of the rows in the
 validation set and the rest in the training set; the **probe set** (collapse statistics) is the first
@@ -16,8 +19,11 @@ Features are standardised with the training rows' mean and std.
 
 from __future__ import annotations
 
+import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -31,7 +37,11 @@ HELD_OUT_FRACTION = 0.3
 
 
 class DataError(ValueError):
-    """Bad or missing data; the message names the field (``data_path``, ``model``, ``dataset``)."""
+    """Bad or missing data; the message names the field (``dataset_id``, ``--data``, ``model``, ...)."""
+
+
+DataSource = str | os.PathLike[str] | BinaryIO
+"""An .npz to read: a local path, or a binary file already opened (and checked) by the worker."""
 
 
 @dataclass(frozen=True)
@@ -49,45 +59,48 @@ class Splits:
     notes: list[str] = field(default_factory=list)
 
 
-def read_npz(path: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """The ``x`` and ``y`` arrays of a user file, checked; raises :class:`DataError` naming data_path."""
-    if not path:
-        raise DataError("data_path: required when dataset is 'npz'")
-    file = Path(path)
-    if not file.is_file():
-        raise DataError(f"data_path: {path!r} does not exist or is not a file; give an .npz with x and y")
+def read_npz(source: DataSource, label: str = "--data") -> tuple[np.ndarray, np.ndarray]:
+    """The ``x`` and ``y`` arrays of an .npz, checked (``allow_pickle=False``); raises
+    :class:`DataError` starting with ``label`` (``--data``, ``dataset_id 7``: where the file came from)."""
+    if isinstance(source, str | os.PathLike) and not Path(source).is_file():
+        raise DataError(
+            f"{label}: {str(source)!r} does not exist or is not a file; give an .npz with x and y"
+        )
     try:
-        with np.load(file, allow_pickle=False) as archive:
+        loaded = np.load(source, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DataError(f"{label}: not an .npz archive; save it with numpy.savez(FILE, x=x, y=y)")
+        with loaded as archive:
             missing = [name for name in ("x", "y") if name not in archive.files]
             if missing:
                 raise DataError(
-                    f"data_path: {path!r} lacks array(s) {missing}; it holds {archive.files}, "
+                    f"{label}: lacks array(s) {missing}; it holds {archive.files}, "
                     "needs x (n, features) or (n, [C,] H, W) and y (n,)"
                 )
             x, y = archive["x"], archive["y"]
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         if isinstance(exc, DataError):
             raise
-        raise DataError(f"data_path: {path!r} is not a readable .npz without pickles ({exc})") from exc
+        raise DataError(f"{label}: not a readable .npz without pickles ({exc})") from exc
     if x.ndim not in (2, 3, 4) or not np.issubdtype(x.dtype, np.number):
         raise DataError(
-            f"data_path: x must be numeric with shape (n, F), (n, H, W) or (n, C, H, W); got {x.shape}"
+            f"{label}: x must be numeric with shape (n, F), (n, H, W) or (n, C, H, W); got {x.shape}"
         )
     if y.ndim != 1 or len(y) != len(x):
-        raise DataError(f"data_path: y must have shape ({len(x)},) to match x; got {y.shape}")
+        raise DataError(f"{label}: y must have shape ({len(x)},) to match x; got {y.shape}")
     if len(x) < 8:
-        raise DataError(f"data_path: needs at least 8 rows; {path!r} has {len(x)}")
+        raise DataError(f"{label}: needs at least 8 rows; it has {len(x)}")
     if not np.isfinite(x.astype(np.float64)).all():
-        raise DataError(f"data_path: x in {path!r} holds NaN or infinite values")
+        raise DataError(f"{label}: x holds NaN or infinite values")
     return x, y
 
 
-def check_data(spec: JobSpec) -> None:
-    """Fail before training on data problems (cheap for digits/gaussians; reads the .npz header)."""
-    load_splits(spec)
+def check_data(spec: JobSpec, data: DataSource | None = None) -> None:
+    """Fail before training on data problems (cheap for digits/gaussians; reads the .npz)."""
+    load_splits(spec, data)
 
 
-def _raw(spec: JobSpec) -> tuple[np.ndarray, np.ndarray, tuple[int, ...] | None]:
+def _raw(spec: JobSpec, data: DataSource | None) -> tuple[np.ndarray, np.ndarray, tuple[int, ...] | None]:
     """Features (n, F) or (n, ...) , labels, and the image shape when the rows are images."""
     if spec.dataset == "digits":
         from sklearn.datasets import load_digits
@@ -100,7 +113,13 @@ def _raw(spec: JobSpec) -> tuple[np.ndarray, np.ndarray, tuple[int, ...] | None]
         y = rng.integers(0, GAUSSIAN_CLASSES, GAUSSIAN_ROWS)
         x = means[y] + rng.normal(0.0, 1.0, (GAUSSIAN_ROWS, GAUSSIAN_DIM))
         return x.astype(np.float32), y.astype(np.int64), None
-    x, y = read_npz(spec.data_path)
+    if data is None:
+        raise DataError(
+            "dataset_id: dataset 'npz' trains on a dataset of the job's project; a worker fetches it by "
+            "dataset_id, `collapsewatch train` reads a local file given with --data FILE"
+        )
+    label = f"dataset_id {spec.dataset_id}" if spec.dataset_id is not None else "--data"
+    x, y = read_npz(data, label)
     _, labels = np.unique(y, return_inverse=True)
     image: tuple[int, ...] | None = None
     if x.ndim == 3:
@@ -110,9 +129,10 @@ def _raw(spec: JobSpec) -> tuple[np.ndarray, np.ndarray, tuple[int, ...] | None]
     return x.reshape(len(x), -1).astype(np.float32), labels.astype(np.int64), image
 
 
-def load_splits(spec: JobSpec) -> Splits:
-    """The seeded, standardised splits of ``spec.dataset`` (see the module docstring)."""
-    x, y, image = _raw(spec)
+def load_splits(spec: JobSpec, data: DataSource | None = None) -> Splits:
+    """The seeded, standardised splits of ``spec.dataset`` (see the module docstring); ``data`` is the
+    .npz of ``dataset="npz"``."""
+    x, y, image = _raw(spec, data)
     if spec.model == "cnn" and image is None:
         raise DataError(
             f"model: 'cnn' needs images; dataset {spec.dataset!r} has flat rows "

@@ -18,7 +18,7 @@ import torch
 from collapsewatch.contract import JobSpec
 from worker.training import checkpoint as ckpt
 from worker.training.checkpoint import CheckpointIO
-from worker.training.data import Splits, load_splits
+from worker.training.data import DataSource, Splits, load_splits
 from worker.training.device import device_info, resolve_device
 from worker.training.evaluate import evaluate
 from worker.training.models import Network, build_model
@@ -127,17 +127,19 @@ def train(
     checkpoint: CheckpointIO | None = None,
     resume: bytes | None = None,
     device: str | None = None,
+    data_file: DataSource | None = None,
 ) -> TrainResult:
     """Train ``spec`` for ``spec.epochs`` epochs (continuing after the checkpoint ``resume`` if given).
 
     Each epoch: ``should_stop()`` (True ends the run cooperatively, ``stopped=True``), one pass over the
     training rows, evaluation, ``on_epoch(record)``, then a checkpoint every ``spec.checkpoint_every``
     epochs and after the last one (and after the last finished epoch when stopped). ``device``
-    overrides ``spec.device``. Data and device problems raise ``ValueError`` (``DataError``) before
-    the first step; a NaN/Inf loss raises :class:`TrainingDiverged` after its epoch's record.
+    overrides ``spec.device``; ``data_file`` is the .npz of ``dataset="npz"`` (a path or an open file).
+    Data and device problems raise ``ValueError`` (``DataError``) before the first step; a NaN/Inf
+    loss raises :class:`TrainingDiverged` after its epoch's record.
     """
     # --- setup: data, device, seeds, model, optimizer, then the checkpoint if resuming ---
-    splits = load_splits(spec)
+    splits = load_splits(spec, data_file)
     dev = resolve_device(device or spec.device)
     generator = seed_everything(spec.seed)
     model = build_model(spec, splits.input_shape, splits.n_classes).to(dev)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from collapsewatch.contract import EpochIn
@@ -58,10 +59,42 @@ def test_cli_train_bad_config_exits_2_naming_field(tmp_path: Path) -> None:
     assert done.stdout == ""
 
 
-def test_cli_train_missing_npz_exits_2_naming_data_path(tmp_path: Path) -> None:
-    done = _collapsewatch(
-        "train", "--set", "dataset=npz", "--set", f"data_path={tmp_path / 'gone.npz'}", cwd=tmp_path
-    )
+def test_cli_train_missing_npz_exits_2_naming_the_data_option(tmp_path: Path) -> None:
+    done = _collapsewatch("train", "--data", str(tmp_path / "gone.npz"), cwd=tmp_path)
     assert done.returncode == 2
-    assert "error: data_path:" in done.stderr and "gone.npz" in done.stderr
+    assert "error: --data:" in done.stderr and "gone.npz" in done.stderr
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (
+            ["--set", "dataset=npz", "--set", "data_path=/etc/passwd"],
+            "data_path: refused: upload the .npz as a dataset",
+        ),
+        (["--set", "dataset=npz"], "needs its file: give it with --data FILE"),
+        (["--set", "dataset=npz", "--set", "dataset_id=4"], "dataset_id: names a dataset on a server"),
+    ],
+    ids=["data-path", "no-file", "dataset-id"],
+)
+def test_cli_train_reads_npz_only_through_its_data_option(
+    tmp_path: Path, args: list[str], words: str
+) -> None:
+    done = _collapsewatch("train", *args, cwd=tmp_path)
+    assert done.returncode == 2 and words in done.stderr, done.stderr
+    assert done.stdout == ""
+
+
+def test_cli_train_trains_on_a_local_npz_given_with_data(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "local.npz"
+    np.savez(path, x=rng.normal(size=(60, 5)).astype(np.float32), y=np.arange(60) % 3)
+    helped = _collapsewatch("train", "--help", cwd=tmp_path)
+    assert "--data FILE" in helped.stdout and "never names a file" in " ".join(helped.stdout.split())
+    done = _collapsewatch(
+        "train", "--data", str(path), "--set", "epochs=1", "--set", "probe_size=16", "--quiet", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    [line] = [json.loads(text) for text in done.stdout.splitlines()]
+    assert line["epoch"] == 1 and line["stats"]["mean_sv"] > 0

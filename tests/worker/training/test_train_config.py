@@ -35,7 +35,8 @@ def test_parse_overrides_reads_yaml_scalars() -> None:
         (["device=gpu"], "device", "'auto', 'cpu', 'cuda' or 'cuda:N'"),
         (["lr=.nan"], "lr", "less than or equal to 10 (got nan)"),
         (["embeding_dim=8"], "embeding_dim", "allowed keys: dataset"),
-        (["dataset=npz"], "data_path", "required when dataset is 'npz'"),
+        (["dataset=npz", "data_path=/etc/passwd"], "data_path", "refused: upload the .npz as a dataset"),
+        (["dataset_id=3"], "dataset_id", "only allowed when dataset is 'npz'"),
     ],
 )
 def test_load_spec_rejects_bad_value_naming_field(overrides: list[str], field: str, allowed: str) -> None:
@@ -57,18 +58,18 @@ def test_load_spec_rejects_non_mapping_yaml(tmp_path: Path) -> None:
         load_spec(config)
 
 
-def test_load_splits_rejects_missing_npz_naming_data_path(tmp_path: Path) -> None:
-    spec = build_spec({"dataset": "npz", "data_path": str(tmp_path / "nope.npz")})
-    with pytest.raises(DataError, match=r"^data_path: .*nope\.npz.* does not exist"):
-        load_splits(spec)
+def test_load_splits_rejects_missing_npz_naming_its_source(tmp_path: Path) -> None:
+    spec = build_spec({"dataset": "npz"})
+    with pytest.raises(DataError, match=r"^--data: .*nope\.npz.* does not exist"):
+        load_splits(spec, tmp_path / "nope.npz")
 
 
-def test_load_splits_rejects_npz_without_y_naming_data_path(tmp_path: Path) -> None:
+def test_load_splits_rejects_npz_without_y_naming_its_source(tmp_path: Path) -> None:
     path = tmp_path / "only_x.npz"
     np.savez(path, x=np.zeros((20, 4)), labels=np.zeros(20))
-    spec = build_spec({"dataset": "npz", "data_path": str(path)})
-    with pytest.raises(DataError, match=r"^data_path: .*lacks array\(s\) \['y'\]"):
-        load_splits(spec)
+    spec = build_spec({"dataset": "npz", "dataset_id": 5})
+    with pytest.raises(DataError, match=r"^dataset_id 5: lacks array\(s\) \['y'\]"):
+        load_splits(spec, path)
 
 
 def test_load_splits_rejects_cnn_on_flat_rows_naming_model() -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from worker.training.config import build_spec
-from worker.training.data import GAUSSIAN_CLASSES, GAUSSIAN_DIM, load_splits
+from worker.training.data import GAUSSIAN_CLASSES, GAUSSIAN_DIM, DataError, load_splits, read_npz
 
 
 def test_load_splits_same_seed_gives_same_probe_rows() -> None:
@@ -51,9 +52,22 @@ def test_load_splits_reads_npz_images_and_string_labels(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     path = tmp_path / "data.npz"
     np.savez(path, x=rng.normal(size=(40, 3, 6, 6)), y=np.array(["cat", "dog"] * 20))
-    splits = load_splits(build_spec({"dataset": "npz", "data_path": str(path), "model": "cnn"}))
+    splits = load_splits(build_spec({"dataset": "npz", "model": "cnn"}), path)
     assert splits.input_shape == (3, 6, 6)
     assert splits.n_classes == 2
     assert set(np.unique(splits.y_train)) <= {0, 1}
-    flat = load_splits(build_spec({"dataset": "npz", "data_path": str(path)}))
+    with path.open("rb") as handle:  # the worker hands over the file it opened and hashed
+        flat = load_splits(build_spec({"dataset": "npz", "dataset_id": 7}), handle)
     assert flat.input_shape == (108,)
+
+
+def test_load_splits_npz_without_its_file_names_dataset_id() -> None:
+    with pytest.raises(DataError, match=r"^dataset_id: .*--data FILE"):
+        load_splits(build_spec({"dataset": "npz"}))
+
+
+def test_read_npz_refuses_a_bare_npy_file_naming_where_it_came_from(tmp_path: Path) -> None:
+    path = tmp_path / "x.npy"
+    np.save(path, np.zeros((10, 2)))
+    with pytest.raises(DataError, match=r"^dataset_id 3: not an .npz archive"):
+        read_npz(path, "dataset_id 3")

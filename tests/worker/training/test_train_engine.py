@@ -156,9 +156,9 @@ def test_train_reports_divergence_after_handing_out_the_epoch() -> None:
 
 def test_train_fails_on_missing_npz_before_any_epoch(tmp_path: Path) -> None:
     records: list[EpochRecord] = []
-    spec = build_spec({"dataset": "npz", "data_path": str(tmp_path / "missing.npz")})
-    with pytest.raises(DataError, match=r"^data_path"):
-        train(spec, on_epoch=records.append)
+    spec = build_spec({"dataset": "npz"})
+    with pytest.raises(DataError, match=r"^--data: .*missing\.npz"):
+        train(spec, on_epoch=records.append, data_file=tmp_path / "missing.npz")
     assert records == []
 
 
