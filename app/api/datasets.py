@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 
-from app.auth.access import ActorDep, DatabaseDep, UserActorDep
+from app.api.access import ActorDep, DatabaseDep, UserActorDep
 from app.auth.roles import Actor
 from app.datasets import store
 from app.datasets.files import DatasetFiles, DatasetTooLarge, Received
