@@ -1,4 +1,4 @@
-"""Runs: SDK run creation, listing, one run, cancel."""
+"""Runs: SDK run creation and resumption, listing, one run, cancel."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from app.auth import roles
 from app.auth.access import CanReadRun, CanWriteRun, UserActorDep
-from app.deps import RunId, SessionDep, UserDep
+from app.deps import RunId, SessionDep, SettingsDep, UserDep
 from app.runs import lifecycle, store, submit
 from app.runs.events import publish
 from app.runs.store import SORTS
@@ -18,16 +18,39 @@ router = APIRouter(prefix="/api/v1", tags=["runs"])
 SORT_PATTERN = "^-?(" + "|".join(SORTS) + ")$"
 
 
-@router.post("/runs", status_code=201, response_model=RunPublic)
+@router.post("/runs", status_code=201, response_model=RunPublic, responses={200: {"model": RunPublic}})
 def create_run(
-    data: RunCreate, request: Request, session: SessionDep, user: UserDep, actor: UserActorDep
+    data: RunCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: UserDep,
+    actor: UserActorDep,
 ) -> RunPublic:
-    """Create a run for the SDK (status running, attempt 1): editors, or anyone for a new project."""
+    """Create a run for the SDK (status running, attempt 1, a lease its heartbeats extend): editors, or
+    anyone for a new project. A ``client_id`` already used in the project returns that run (200)."""
     roles.check_new_runs(session=session, actor=actor, project_name=data.project)
-    run, written = submit.create_sdk_run(session=session, data=data, owner_id=user.user_id)
+    run, written = submit.create_sdk_run(
+        session=session, data=data, owner_id=user.user_id, lease_seconds=settings.lease_seconds
+    )
     session.commit()
     publish(request, written.events)
-    return store.run_public(run)
+    if not written.events:
+        response.status_code = 200
+    return store.run_public(run).model_copy(update={"lease_seconds": settings.lease_seconds})
+
+
+@router.post("/runs/{run_id}/resume", response_model=RunPublic)
+def resume_run(
+    run_id: RunId, request: Request, session: SessionDep, settings: SettingsDep, _can: CanWriteRun
+) -> RunPublic:
+    """Continue an SDK run (``crashed`` typically) as a new attempt: ``running`` again with a fresh
+    lease; writes of older attempts get 409 from now on. Jobs answer 409 (re-run them instead)."""
+    run, written = lifecycle.resume(session=session, run_id=run_id, lease_seconds=settings.lease_seconds)
+    session.commit()
+    publish(request, written.events)
+    return store.run_public(run).model_copy(update={"lease_seconds": settings.lease_seconds})
 
 
 @router.get("/runs", response_model=list[RunPublic])

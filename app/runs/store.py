@@ -51,6 +51,8 @@ def run_public(run: Run) -> RunPublic:
         worker=run.worker,
         summary=run.summary,
         last_epoch=run.last_epoch,
+        client_id=run.client_id,
+        provenance=run.provenance,
     )
 
 
