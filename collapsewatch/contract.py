@@ -147,6 +147,16 @@ class RunCreate(BaseModel):
     )
 
 
+class ConfigUpdateIn(BaseModel):
+    """``POST /api/v1/runs/{id}/config``: keys merged into an SDK run's config (like W&B's
+    ``run.config.update``; Lightning reports hyperparameters after the run exists). Idempotent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempt: int = Field(..., ge=1)
+    config: dict[str, Any] = Field(..., max_length=1000)
+
+
 class WorkerInfo(BaseModel):
     """Where an attempt ran (sent with the claim)."""
 

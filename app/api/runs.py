@@ -7,12 +7,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 
 from app.auth import roles
-from app.auth.access import CanReadRun, CanWriteRun, UserActorDep
+from app.auth.access import CanIngestRun, CanReadRun, CanWriteRun, UserActorDep
 from app.deps import RunId, SessionDep, SettingsDep, UserDep
 from app.runs import lifecycle, store, submit
 from app.runs.events import publish
 from app.runs.store import SORTS
-from collapsewatch.contract import RunCreate, RunPublic, RunStatus
+from collapsewatch.contract import ConfigUpdateIn, RunCreate, RunPublic, RunStatus
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
 SORT_PATTERN = "^-?(" + "|".join(SORTS) + ")$"
@@ -39,6 +39,16 @@ def create_run(
     if not written.events:
         response.status_code = 200
     return store.run_public(run).model_copy(update={"lease_seconds": settings.lease_seconds})
+
+
+@router.post("/runs/{run_id}/config", response_model=RunPublic)
+def update_config(
+    run_id: RunId, data: ConfigUpdateIn, session: SessionDep, _caller: CanIngestRun
+) -> RunPublic:
+    """Merge keys into an SDK run's config (from its current attempt; a job's config is fixed: 409)."""
+    run = lifecycle.update_config(session=session, run_id=run_id, data=data)
+    session.commit()
+    return store.run_public(run)
 
 
 @router.post("/runs/{run_id}/resume", response_model=RunPublic)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from app.errors import Conflict
 from app.models import Run, RunEvent, utcnow
 from app.runs.store import Written, check_attempt, get_run, status_event, writable_run
-from collapsewatch.contract import TERMINAL_STATUSES, FinishIn
+from collapsewatch.contract import TERMINAL_STATUSES, ConfigUpdateIn, FinishIn
 
 
 @dataclass
@@ -177,6 +177,16 @@ def cancel(*, session: Session, run_id: int) -> tuple[Run, Written]:
         run.cancel_requested = True
         run.updated_at = now
     return run, Written([status_event(session=session, run=run)])
+
+
+def update_config(*, session: Session, run_id: int, data: ConfigUpdateIn) -> Run:
+    """Merge ``data.config`` into an SDK run's config (a job's config is its spec: 409)."""
+    run = writable_run(session=session, run_id=run_id, attempt=data.attempt)
+    if run.kind != "sdk":
+        raise Conflict(f"run {run_id} is a job; its config is the job's spec and cannot change")
+    run.config = {**run.config, **data.config}
+    run.updated_at = utcnow()
+    return run
 
 
 def append_logs(*, session: Session, run_id: int, attempt: int, lines: list[str]) -> Written:

@@ -51,6 +51,9 @@ class DisabledRun(Run):
     ) -> dict[str, Any] | None:
         return None
 
+    def update_config(self, config: Mapping[str, Any]) -> None:
+        return None
+
     def log_lines(self, lines: Sequence[str]) -> None:
         return None
 

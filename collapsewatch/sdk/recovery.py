@@ -38,7 +38,7 @@ class SpoolRecovery:
         if kind == "epoch":
             path = f"/runs/{run_id}/epochs/{int(entry['epoch'])}"
             self.request("PUT", API + path, json=entry["body"], retries=retries, conflict=StaleAttempt)
-        elif kind in ("metrics", "logs", "finish"):
+        elif kind in ("metrics", "logs", "finish", "config"):
             path = f"/runs/{run_id}/{kind}"
             self.request("POST", API + path, json=entry["body"], retries=retries, conflict=StaleAttempt)
         else:

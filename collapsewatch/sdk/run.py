@@ -21,16 +21,15 @@ from collapsewatch.contract import (
     FinishIn,
     RunPublic,
 )
+from collapsewatch.sdk import values
 from collapsewatch.sdk.client import Client
-from collapsewatch.sdk.errors import ApiError, ServerUnavailable, StaleAttempt
+from collapsewatch.sdk.errors import ServerUnavailable, StaleAttempt, is_fatal
 from collapsewatch.sdk.heartbeat import Heartbeat
 from collapsewatch.sdk.outbox import Outbox, Sink
 from collapsewatch.sdk.spool import Entry, Spool, log_rejection
-from collapsewatch.sdk.values import embedding_stats, finite_or_none, index, jsonable, scalar_points
 
-__all__ = ["Run", "Sink", "jsonable"]
+__all__ = ["Run", "Sink"]
 log = logging.getLogger("collapsewatch.sdk")
-_FATAL_STATUSES = frozenset({401, 403, 404})
 
 
 class Run:
@@ -122,8 +121,8 @@ class Run:
         NaN and ±Inf values are dropped (the server accepts only finite scalars), with one
         warning per run naming the first such key."""
         self._check_open()
-        step = index("step", self._last_step + 1 if step is None else step, 2**53)
-        points, dropped = scalar_points(data, step)
+        step = values.index("step", self._last_step + 1 if step is None else step, 2**53)
+        points, dropped = values.scalar_points(data, step)
         if dropped is not None and not self._warned_nonfinite:
             self._warned_nonfinite = True
             log.warning(
@@ -152,8 +151,8 @@ class Run:
         NaN and ±Inf metric values are sent as null ("not finite"), so the epoch still appears;
         ``stats`` must be finite (``ValueError`` otherwise, as for a bad key)."""
         self._check_open()
-        epoch = index("epoch", epoch, 2**31 - 1)
-        clean = {str(k): finite_or_none(str(k), v) for k, v in (metrics or {}).items()}
+        epoch = values.index("epoch", epoch, 2**31 - 1)
+        clean = {str(k): values.finite_or_none(str(k), v) for k, v in (metrics or {}).items()}
         parsed = (
             stats
             if isinstance(stats, CollapseStatsIn) or stats is None
@@ -175,18 +174,23 @@ class Run:
         hist_edges: Any = None,
         dead_threshold: float = 1e-3,
     ) -> dict[str, Any] | None:
-        """Compute the collapse statistics of ``embeddings`` (a ``b x d`` numpy array or torch tensor,
-        ideally a fixed probe set) here, in float64, and log them with ``metrics`` as epoch ``epoch``.
-        Returns the statistics, or None when the embeddings hold NaN/Inf (the epoch is then logged
-        without statistics, with a warning)."""
+        """Compute the collapse statistics of ``embeddings`` (``b x d`` numpy array or torch tensor, a
+        fixed probe set ideally) here, in float64, and log them with ``metrics`` as epoch ``epoch``.
+        Returns them, or None when the embeddings hold NaN/Inf (then logged without, with a warning)."""
         self._check_open()
-        stats = embedding_stats(embeddings, hist_edges=hist_edges, dead_threshold=dead_threshold)
+        stats = values.embedding_stats(embeddings, hist_edges=hist_edges, dead_threshold=dead_threshold)
         if stats is None:
             log.warning(
                 "run %s epoch %d: embeddings are not finite; logged without statistics", self.id, epoch
             )
         self.log_epoch(epoch, metrics, stats)
         return stats
+
+    def update_config(self, config: Mapping[str, Any]) -> None:
+        """Merge ``config`` into the run's config (like W&B's ``run.config.update``)."""
+        self._check_open()
+        body = {"attempt": self.attempt, "config": values.jsonable(dict(config))}
+        self._sink.put({"kind": "config", "run": self.id, "body": body})
 
     def log_lines(self, lines: Sequence[str]) -> None:
         """Append text lines (each cut to 10,000 characters) to the run's log."""
@@ -255,12 +259,7 @@ class Run:
         with self._lock:
             self._last_flush = time.monotonic()
             points, self._buffer = list(self._buffer.items()), {}
-            for start in range(0, len(points), MAX_METRIC_POINTS):
-                chunk = points[start : start + MAX_METRIC_POINTS]
-                body = {
-                    "attempt": self.attempt,
-                    "points": [{"key": k, "step": s, "value": v} for (k, s), v in chunk],
-                }
+            for body in values.metric_batches(self.attempt, points):
                 self._sink.put({"kind": "metrics", "run": self.id, "body": body})
             if then is not None:
                 self._sink.put(then)
@@ -284,14 +283,12 @@ class Run:
 
     def _rejected(self, entry: Entry, exc: Exception) -> None:
         log_rejection(entry, exc)
-        is_final = entry.get("kind") == "finish"
-        fenced = isinstance(exc, StaleAttempt) and not is_final
-        if fenced or (isinstance(exc, ApiError) and exc.status_code in _FATAL_STATUSES):
+        if is_fatal(entry, exc):
             self._fatal = exc
 
     def _at_exit(self) -> None:
-        """At interpreter exit without ``finish``: deliver (or spool) what is buffered; status unchanged
-        (the server marks the run ``crashed`` once its heartbeats stop)."""
+        """At exit without ``finish``: deliver (or spool) what is buffered; the server marks the run
+        ``crashed`` once its heartbeats stop."""
         log.warning("run %s was not finished; call run.finish() or use `with`", self.id)
         self._flush_scalars()
         self._sink.close(min(5.0, self._finish_timeout))

@@ -99,6 +99,7 @@ def init(
       attempt: log from ``run.start_epoch`` on; writes of the old attempt are refused from now on.
     * ``provenance=False`` leaves out the git commit, command line, versions and host.
     """
+    deadline = time.monotonic() + INIT_DEADLINE  # counted from here: provenance takes its share
     chosen = mode or os.environ.get("COLLAPSEWATCH_MODE") or "online"
     if chosen not in get_args(Mode):
         raise ValueError(f"mode: {chosen!r} is not a mode; use one of {', '.join(get_args(Mode))}")
@@ -115,7 +116,6 @@ def init(
         assert body is not None
         return OfflineRun(body, dir)
     client = _client(url, token, options)
-    deadline = time.monotonic() + INIT_DEADLINE
     try:
         if body is None:
             assert id is not None

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from collapsewatch.contract import KEY_PATTERN
+from collapsewatch.contract import KEY_PATTERN, MAX_METRIC_POINTS
 
 _KEY = re.compile(KEY_PATTERN)
 
@@ -49,6 +49,14 @@ def scalar_points(data: Mapping[str, Any], step: int) -> tuple[dict[tuple[str, i
         elif dropped is None:
             dropped = key
     return points, dropped
+
+
+def metric_batches(attempt: int, points: list[tuple[tuple[str, int], float]]) -> list[dict[str, Any]]:
+    """``POST /metrics`` bodies of at most 1000 points each."""
+    return [
+        {"attempt": attempt, "points": [{"key": k, "step": s, "value": v} for (k, s), v in chunk]}
+        for chunk in (points[i : i + MAX_METRIC_POINTS] for i in range(0, len(points), MAX_METRIC_POINTS))
+    ]
 
 
 def finite_or_none(key: str, raw: Any) -> float | None:
