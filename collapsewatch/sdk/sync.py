@@ -78,22 +78,25 @@ def sync(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"collapsewatch sync: {exc}", file=sys.stderr)
         return 2
-    failed = 0
+    failed = skipped = 0
     with client:
         for path in runs:
             outcome = sync_run(client, path, progress=not args.quiet, skip_synced=not args.paths)
             failed += outcome.state in ("failed", "busy")
+            skipped += outcome.state == "skipped"
             if outcome.state != "skipped":
                 print(describe(client, outcome), file=sys.stderr if outcome.state == "failed" else sys.stdout)
             if outcome.state == "failed" and "unreachable" in outcome.message:
                 break  # the next runs would fail the same way
+    if skipped == len(runs):
+        print(f"collapsewatch sync: the {skipped} offline run(s) under {paths[0]} are already synced")
     return 1 if failed else 0
 
 
 def describe(client: Client, outcome: Outcome) -> str:
     where = f"{client.url}/runs/{outcome.run_id}" if outcome.run_id is not None else client.url
     if outcome.state == "synced":
-        return f"synced {outcome.path} -> {where} ({outcome.sent} writes)"
+        return f"synced {outcome.path} -> {where} ({outcome.sent} writes){outcome.message}"
     if outcome.state == "already":
         return f"already synced {outcome.path} -> {where}"
     return f"collapsewatch sync: {outcome.path}: {outcome.message}"
@@ -138,7 +141,15 @@ def _sync_locked(client: Client, path: Path, *, progress: bool, skip_synced: boo
         return Outcome(path, "failed", run_id=info.id, message=f"the server became unreachable: {exc}")
     finally:
         heartbeat.stop()
-    return Outcome(path, "synced", run_id=info.id, sent=sent)
+    note = (
+        ""
+        if any(entry.get("kind") == "finish" for entry, _ in entries)
+        else (
+            "; it never finished, so the server marks it crashed once its lease runs out "
+            f"(continue it with cw.init(id={info.id}, resume=True))"
+        )
+    )
+    return Outcome(path, "synced", run_id=info.id, sent=sent, message=note)
 
 
 def _send_all(

@@ -147,3 +147,38 @@ def test_run_marked_crashed_while_alive_comes_back_on_its_next_write(
         info = client.get_run(run.id)
         assert (info.status, info.attempt) == ("succeeded", 1)
         assert [e.epoch for e in client.list_epochs(run.id)] == [1]
+
+
+OFFLINE_SCRIPT = """
+import sys, time
+import collapsewatch as cw
+
+run = cw.init(project="offline-crash", mode="offline", dir=sys.argv[1])
+for step in range(5):
+    run.log({"loss": 1.0 / (step + 1)}, step=step)
+run.log_epoch(1, {"train_loss": 0.5})
+print(run.dir, flush=True)
+time.sleep(600)
+"""
+
+
+def test_offline_run_killed_before_finishing_syncs_then_ends_crashed(
+    env: dict[str, str], live: LiveServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from collapsewatch.cli import main as cli_main
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", OFFLINE_SCRIPT, str(tmp_path / "runs")],
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert child.stdout is not None
+    path = child.stdout.readline().strip()
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert cli_main(["sync", path, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "never finished" in out
+    run_id = int(out.split(f"-> {live.url}/runs/")[1].split()[0])
+    with Client(live.url, env["COLLAPSEWATCH_TOKEN"]) as client:
+        assert [e.epoch for e in client.list_epochs(run_id)] == [1]
+        wait_for_status(client, run_id, "crashed")
