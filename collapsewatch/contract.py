@@ -20,8 +20,6 @@ Objective = Literal["cross_entropy", "contrastive", "triplet", "vicreg"]
 Regularizer = Literal["none", "svmax", "vicreg_variance"]
 Optimizer = Literal["sgd", "adam"]
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "lost", "crashed"]
-"""``crashed``: an SDK run whose heartbeats stopped (its process died); ``cw.init(id=…, resume=True)``
-brings it back to ``running``. ``lost``: a job whose lease expired, waiting for its next attempt."""
 FinalStatus = Literal["succeeded", "failed", "cancelled"]
 
 TASK_NAME = "train_run"
@@ -32,7 +30,6 @@ QUEUE_CLASSES: tuple[str, ...] = ("cpu", "gpu", "default")
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "crashed"})
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d{1,2})$")
 KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,127}$"
-CLIENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{7,63}$"
 MAX_SWEEP_RUNS = 256
 MAX_METRIC_POINTS = 1000
 
@@ -134,27 +131,8 @@ class RunCreate(BaseModel):
     name: str | None = Field(None, max_length=200)
     config: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list, max_length=32)
-    client_id: str | None = Field(
-        None,
-        pattern=CLIENT_ID_PATTERN,
-        description="an id the SDK makes (a UUID's hex): a repeat in the same project returns the "
-        "existing run with 200, so retries and offline sync never create a second run",
-    )
-    provenance: dict[str, Any] | None = Field(
-        None,
-        description="where the run came from: git commit and dirty flag, command line, Python and "
-        "package versions, host (collapsewatch.sdk.provenance)",
-    )
-
-
-class ConfigUpdateIn(BaseModel):
-    """``POST /api/v1/runs/{id}/config``: keys merged into an SDK run's config (like W&B's
-    ``run.config.update``; Lightning reports hyperparameters after the run exists). Idempotent."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    attempt: int = Field(..., ge=1)
-    config: dict[str, Any] = Field(..., max_length=1000)
+    client_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{7,63}$")  # repeat: same run
+    provenance: dict[str, Any] | None = None  # git commit + dirty, command, versions, host
 
 
 class WorkerInfo(BaseModel):
@@ -190,13 +168,8 @@ class RunPublic(BaseModel):
     worker: dict[str, Any] | None
     summary: dict[str, Any]
     last_epoch: int | None
-    client_id: str | None = None
-    provenance: dict[str, Any] | None = None
-    lease_seconds: int | None = Field(
-        None,
-        description="SDK runs (create and resume answers): the lease a heartbeat grants; "
-        "heartbeat well within it or the run ends `crashed`",
-    )
+    provenance: dict[str, Any] | None = None  # SDK runs, in one-run answers (not in lists)
+    lease_seconds: int | None = None  # SDK runs' create / resume answers: heartbeat well within it
 
 
 class ClaimIn(BaseModel):

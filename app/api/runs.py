@@ -12,7 +12,8 @@ from app.deps import RunId, SessionDep, SettingsDep, UserDep
 from app.runs import lifecycle, store, submit
 from app.runs.events import publish
 from app.runs.store import SORTS
-from collapsewatch.contract import ConfigUpdateIn, RunCreate, RunPublic, RunStatus
+from collapsewatch.contract import RunCreate, RunPublic, RunStatus
+from collapsewatch.contract_sdk import ConfigUpdateIn
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
 SORT_PATTERN = "^-?(" + "|".join(SORTS) + ")$"
@@ -77,14 +78,15 @@ def list_runs(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     sort: Annotated[str, Query(pattern=SORT_PATTERN)] = "-created_at",
 ) -> list[RunPublic]:
-    """Runs, newest first; the total matching count is in ``X-Total-Count``."""
+    """Runs, newest first; the total matching count is in ``X-Total-Count``. ``provenance`` is only in
+    the answer for one run (``GET /api/v1/runs/{id}``)."""
     visible = roles.visible_project_ids(session=session, actor=actor)
     filt = store.RunFilter(
         project=project, status=status, sweep=sweep, tag=tag, kind=kind, project_ids=visible
     )
     found, total = store.list_runs(session=session, filt=filt, limit=limit, offset=offset, sort=sort)
     response.headers["X-Total-Count"] = str(total)
-    return [store.run_public(run) for run in found]
+    return [store.run_public(run, provenance=False) for run in found]
 
 
 @router.get("/runs/{run_id}", response_model=RunPublic)
