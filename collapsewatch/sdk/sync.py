@@ -69,11 +69,14 @@ def sync(args: argparse.Namespace) -> int:
     if not runs:
         print(f"collapsewatch sync: no offline runs under {', '.join(map(str, paths))}", file=sys.stderr)
         return 0 if not args.paths else 1
+    token = os.environ.get("COLLAPSEWATCH_TOKEN", "")
+    if not token:
+        print("collapsewatch sync: set COLLAPSEWATCH_TOKEN to an API token of the server (create one "
+              "there with `collapsewatch token create`)", file=sys.stderr)  # fmt: skip
+        return 2
     try:
         client = Client(
-            args.url or os.environ.get("COLLAPSEWATCH_URL", "http://127.0.0.1:8000"),
-            os.environ.get("COLLAPSEWATCH_TOKEN", ""),
-            max_retries=3,
+            args.url or os.environ.get("COLLAPSEWATCH_URL", "http://127.0.0.1:8000"), token, max_retries=3
         )
     except ValueError as exc:
         print(f"collapsewatch sync: {exc}", file=sys.stderr)
@@ -130,8 +133,13 @@ def _sync_locked(client: Client, path: Path, *, progress: bool, skip_synced: boo
     except ApiError as exc:
         return Outcome(path, "failed", message=f"the server refused the run: {exc.message}")
     state = {"run_id": info.id, "offset": offset if state.get("run_id") == info.id else 0}
+    finished = info.status in ("succeeded", "failed", "cancelled")  # it reached the server whole
+    if finished:  # before (this directory's sync.json was lost, or the directory was copied)
+        state["offset"] = end
     states[client.url] = state
     write_json(path / SYNC_FILE, states)
+    if finished:
+        return Outcome(path, "already", run_id=info.id)
     todo = [(entry, stop) for entry, stop in entries if stop > state["offset"]]
     heartbeat = Heartbeat(client, info.id, info.attempt, heartbeat_interval(info.lease_seconds))
     try:

@@ -129,6 +129,9 @@ def test_offline_run_then_sync_stores_what_an_online_run_of_the_same_seed_stores
     assert cli_main(["sync", str(path), "--quiet"]) == 0  # the second sync changes nothing
     assert "already synced" in capsys.readouterr().out
     assert cli_main(["sync", "--quiet"]) == 0  # no PATH: every unsynced run under COLLAPSEWATCH_DIR
+    (path / SYNC_FILE).unlink()  # a copy of the directory elsewhere: the client_id still finds the run
+    assert cli_main(["sync", str(path), "--quiet"]) == 0
+    assert f"already synced {path} -> {env['COLLAPSEWATCH_URL']}/runs/{synced_id}" in capsys.readouterr().out
     assert db_snapshot(settings, "same") == before
 
 
