@@ -114,6 +114,7 @@ class Run(Base):
         Index("ix_runs_status_lease", "status", "lease_until"),
         Index("ix_runs_sweep_id", "sweep_id"),
         Index("ix_runs_owner_id", "owner_id"),
+        Index("ix_runs_project_client", "project_id", "client_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -133,6 +134,8 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
     last_epoch: Mapped[int | None] = mapped_column(Integer)
+    client_id: Mapped[str | None] = mapped_column(String(64))  # SDK runs: idempotent create / sync
+    provenance: Mapped[dict[str, Any] | None]  # SDK runs: git commit, command, versions, host
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]

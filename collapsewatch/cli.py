@@ -18,6 +18,7 @@ from types import ModuleType
 SIDES: dict[str, tuple[str, str]] = {
     "server": ("app.cli.commands", "server"),
     "worker": ("worker.cli", "worker"),
+    "sdk": ("collapsewatch.sdk.sync", ""),  # part of the light install: no extra needed
 }
 # command -> (side, help); the side's module has ``<command>_args(parser)`` and ``<command>(args) -> int``
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -30,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("server", "submit the seed's experiments on digits to a running server"),
     "worker": ("worker", "run a Celery worker that trains submitted jobs"),
     "train": ("worker", "train one job locally, writing per-epoch JSON lines"),
+    "sync": ("sdk", "upload offline runs (logged with mode='offline') to the server"),
 }
 
 

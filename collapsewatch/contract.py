@@ -19,7 +19,7 @@ ModelName = Literal["mlp", "cnn"]
 Objective = Literal["cross_entropy", "contrastive", "triplet", "vicreg"]
 Regularizer = Literal["none", "svmax", "vicreg_variance"]
 Optimizer = Literal["sgd", "adam"]
-RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "lost"]
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "lost", "crashed"]
 FinalStatus = Literal["succeeded", "failed", "cancelled"]
 
 TASK_NAME = "train_run"
@@ -27,7 +27,7 @@ TASK_NAME = "train_run"
 QUEUE_CLASSES: tuple[str, ...] = ("cpu", "gpu", "default")
 """Queues by device class: device "cpu" -> ``cpu``, "cuda"/"cuda:N" -> ``gpu``, "auto" -> ``default``."""
 
-TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "crashed"})
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d{1,2})$")
 KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,127}$"
 MAX_SWEEP_RUNS = 256
@@ -134,6 +134,8 @@ class RunCreate(BaseModel):
     name: str | None = Field(None, max_length=200)
     config: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list, max_length=32)
+    client_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{7,63}$")  # repeat: same run
+    provenance: dict[str, Any] | None = None  # git commit + dirty, command, versions, host
 
 
 class WorkerInfo(BaseModel):
@@ -169,6 +171,8 @@ class RunPublic(BaseModel):
     worker: dict[str, Any] | None
     summary: dict[str, Any]
     last_epoch: int | None
+    provenance: dict[str, Any] | None = None  # SDK runs, in one-run answers (not in lists)
+    lease_seconds: int | None = None  # SDK runs' create / resume answers: heartbeat well within it
 
 
 class ClaimIn(BaseModel):

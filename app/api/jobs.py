@@ -83,13 +83,19 @@ def claim_run(
 
 @router.post("/runs/{run_id}/heartbeat", response_model=HeartbeatPublic)
 def heartbeat(
-    run_id: RunId, data: AttemptIn, session: SessionDep, settings: SettingsDep, _caller: CanIngestRun
+    run_id: RunId,
+    data: AttemptIn,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    _caller: CanIngestRun,
 ) -> Response:
-    """Extend the lease; read ``cancel_requested`` to stop cooperatively."""
-    run = lifecycle.heartbeat(
+    """Extend the lease (a worker's job or an SDK run); read ``cancel_requested`` to stop cooperatively."""
+    run, written = lifecycle.heartbeat(
         session=session, run_id=run_id, attempt=data.attempt, lease_seconds=settings.lease_seconds
     )
     session.commit()
+    publish(request, written.events)
     assert run.lease_until is not None
     return model_response(HeartbeatPublic(lease_until=run.lease_until, cancel_requested=run.cancel_requested))
 

@@ -1,4 +1,4 @@
-"""Runs: SDK run creation, listing, one run, cancel."""
+"""Runs: SDK run creation and resumption, listing, one run, cancel."""
 
 from __future__ import annotations
 
@@ -6,28 +6,62 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from app.api.access import CanReadRun, CanWriteRun, UserActorDep
+from app.api.access import CanIngestRun, CanReadRun, CanWriteRun, UserActorDep
 from app.auth import roles
-from app.deps import RunId, SessionDep, UserDep
+from app.deps import RunId, SessionDep, SettingsDep, UserDep
 from app.runs import lifecycle, store, submit
 from app.runs.events import publish
 from app.runs.store import SORTS
 from collapsewatch.contract import RunCreate, RunPublic, RunStatus
+from collapsewatch.contract_sdk import ConfigUpdateIn
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
 SORT_PATTERN = "^-?(" + "|".join(SORTS) + ")$"
 
 
-@router.post("/runs", status_code=201, response_model=RunPublic)
+@router.post("/runs", status_code=201, response_model=RunPublic, responses={200: {"model": RunPublic}})
 def create_run(
-    data: RunCreate, request: Request, session: SessionDep, user: UserDep, actor: UserActorDep
+    data: RunCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: UserDep,
+    actor: UserActorDep,
 ) -> RunPublic:
-    """Create a run for the SDK (status running, attempt 1): editors, or anyone for a new project."""
+    """Create a run for the SDK (status running, attempt 1, a lease its heartbeats extend): editors, or
+    anyone for a new project. A ``client_id`` already used in the project returns that run (200)."""
     roles.check_new_runs(session=session, actor=actor, project_name=data.project)
-    run, written = submit.create_sdk_run(session=session, data=data, owner_id=user.user_id)
+    run, written = submit.create_sdk_run(
+        session=session, data=data, owner_id=user.user_id, lease_seconds=settings.lease_seconds
+    )
     session.commit()
     publish(request, written.events)
+    if not written.events:
+        response.status_code = 200
+    return store.run_public(run).model_copy(update={"lease_seconds": settings.lease_seconds})
+
+
+@router.post("/runs/{run_id}/config", response_model=RunPublic)
+def update_config(
+    run_id: RunId, data: ConfigUpdateIn, session: SessionDep, _caller: CanIngestRun
+) -> RunPublic:
+    """Merge keys into an SDK run's config (from its current attempt; a job's config is fixed: 409)."""
+    run = lifecycle.update_config(session=session, run_id=run_id, data=data)
+    session.commit()
     return store.run_public(run)
+
+
+@router.post("/runs/{run_id}/resume", response_model=RunPublic)
+def resume_run(
+    run_id: RunId, request: Request, session: SessionDep, settings: SettingsDep, _can: CanWriteRun
+) -> RunPublic:
+    """Continue an SDK run (``crashed`` typically) as a new attempt: ``running`` again with a fresh
+    lease; writes of older attempts get 409 from now on. Jobs answer 409 (re-run them instead)."""
+    run, written = lifecycle.resume(session=session, run_id=run_id, lease_seconds=settings.lease_seconds)
+    session.commit()
+    publish(request, written.events)
+    return store.run_public(run).model_copy(update={"lease_seconds": settings.lease_seconds})
 
 
 @router.get("/runs", response_model=list[RunPublic])
@@ -44,14 +78,15 @@ def list_runs(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     sort: Annotated[str, Query(pattern=SORT_PATTERN)] = "-created_at",
 ) -> list[RunPublic]:
-    """Runs, newest first; the total matching count is in ``X-Total-Count``."""
+    """Runs, newest first; the total matching count is in ``X-Total-Count``. ``provenance`` is only in
+    the answer for one run (``GET /api/v1/runs/{id}``)."""
     visible = roles.visible_project_ids(session=session, actor=actor)
     filt = store.RunFilter(
         project=project, status=status, sweep=sweep, tag=tag, kind=kind, project_ids=visible
     )
     found, total = store.list_runs(session=session, filt=filt, limit=limit, offset=offset, sort=sort)
     response.headers["X-Total-Count"] = str(total)
-    return [store.run_public(run) for run in found]
+    return [store.run_public(run, provenance=False) for run in found]
 
 
 @router.get("/runs/{run_id}", response_model=RunPublic)

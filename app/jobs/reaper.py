@@ -1,8 +1,9 @@
 """The reaper and the sweeper: plain functions over a session (DESIGN.md §4).
 
-- :func:`reap_expired` turns runs whose lease expired into ``lost`` (to be re-sent while
+- :func:`reap_expired` turns jobs whose lease expired into ``lost`` (to be re-sent while
   ``attempt < max_attempts``) or ends them: ``failed`` with a reason when no attempt is left,
-  ``cancelled`` when a cancel was requested.
+  ``cancelled`` when a cancel was requested. An SDK run whose lease expired (its process stopped
+  heartbeating) ends ``crashed``: nothing can re-run it, but ``cw.init(id=…, resume=True)`` continues it.
 - :func:`sweep_queued` picks runs that have waited in ``queued`` (or ``lost``) longer than
   ``older_than`` since they were last sent, and marks them re-sent (``updated_at``), so a lost broker
   message or a broker restart loses nothing. A duplicate message is harmless: the claim is atomic.
@@ -52,18 +53,17 @@ def _device(run: Run) -> str | None:
 
 
 def reap_expired(*, session: Session, now: datetime | None = None, limit: int = 200) -> Actions:
-    """Handle job runs whose lease has expired (status ``running``, ``lease_until < now``)."""
+    """Handle runs whose lease has expired (status ``running``, ``lease_until < now``)."""
     now = now or utcnow()
     actions = Actions()
     expired = session.scalars(
-        select(Run)
-        .where(Run.kind == "job", Run.status == "running", Run.lease_until < now)
-        .order_by(Run.id)
-        .limit(limit)
+        select(Run).where(Run.status == "running", Run.lease_until < now).order_by(Run.id).limit(limit)
     ).unique()
     for run in list(expired):
         lease = run.lease_until
-        if run.cancel_requested:
+        if run.kind == "sdk":
+            values = _crashed(run, now)
+        elif run.cancel_requested:
             values = {
                 "status": "cancelled",
                 "finished_at": now,
@@ -104,6 +104,18 @@ def reap_expired(*, session: Session, now: datetime | None = None, limit: int = 
         if run.status == "lost":
             actions.send.append(ToSend(run.id, _device(run)))
     return actions
+
+
+def _crashed(run: Run, now: datetime) -> dict[str, object]:
+    lease = run.lease_until
+    return {
+        "status": "crashed",
+        "finished_at": now,
+        "lease_until": None,
+        "error": f"no heartbeat from attempt {run.attempt} since its lease expired at "
+        f"{lease:%Y-%m-%d %H:%M:%S} UTC (the process died or lost the server); continue it with "
+        f"cw.init(id={run.id}, resume=True)",
+    }
 
 
 def sweep_queued(

@@ -22,6 +22,7 @@ from app.series.run_view import (
     epoch_rows,
     logged_scalars,
     metric_keys,
+    provenance_view,
     recent_logs,
     status_history,
 )
@@ -75,6 +76,7 @@ def run_page(
             "metric_keys": metric_keys(rows),
             "history": status_history(session=session, run_id=run_id),
             "logs": recent_logs(session=session, run_id=run_id),
+            "provenance": provenance_view(run.provenance),
             "terminal": run.status in TERMINAL_STATUSES,
             "page_data": page_data,
         },

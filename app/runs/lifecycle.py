@@ -1,4 +1,9 @@
-"""Job lifecycle (DESIGN.md §4): claim, heartbeat, finish, cancel, worker log lines."""
+"""Run lifecycle (DESIGN.md §4): claim, heartbeat, finish, cancel, resume, worker log lines.
+
+Jobs are claimed by workers; SDK runs start ``running`` with a lease (:mod:`app.runs.submit`). Both
+heartbeat; a silent job is re-queued or failed by the reaper, a silent SDK run ends ``crashed``.
+An SDK run's own attempt may heartbeat it back from ``crashed`` (the process was alive but could
+not reach the server); :func:`resume` starts a new attempt of it (fencing out the old process)."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from app.errors import Conflict
 from app.models import Run, RunEvent, utcnow
 from app.runs.store import Written, check_attempt, get_run, status_event, writable_run
 from collapsewatch.contract import TERMINAL_STATUSES, FinishIn
+from collapsewatch.contract_sdk import ConfigUpdateIn
 
 
 @dataclass
@@ -98,9 +104,19 @@ def _end(run: Run, status: str, error: str | None, now: Any) -> None:
     run.lease_until = None
 
 
-def heartbeat(*, session: Session, run_id: int, attempt: int, lease_seconds: int) -> Run:
-    """Extend the lease of the current attempt; the caller reads ``cancel_requested`` from the run."""
+def heartbeat(*, session: Session, run_id: int, attempt: int, lease_seconds: int) -> tuple[Run, Written]:
+    """Extend the lease of the current attempt; the caller reads ``cancel_requested`` from the run.
+
+    An SDK run that was marked ``crashed`` while its process was merely cut off comes back to
+    ``running`` when that same attempt heartbeats again (the status change is in ``Written``)."""
     now = utcnow()
+    revived = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.attempt == attempt, Run.kind == "sdk", Run.status == "crashed")
+        .values(status="running", finished_at=None, error=None)
+        .returning(Run.id)
+        .execution_options(synchronize_session=False)
+    ).first()
     row = session.execute(
         update(Run)
         .where(Run.id == run_id, Run.attempt == attempt, Run.status.in_(("running", "lost")))
@@ -110,11 +126,30 @@ def heartbeat(*, session: Session, run_id: int, attempt: int, lease_seconds: int
     ).first()
     run = get_run(session=session, run_id=run_id)
     if row is None:
-        if run.status in ("running", "lost"):
+        if run.status in ("running", "lost", "crashed"):
             check_attempt(run, attempt)
         raise Conflict(f"run {run_id} is {run.status}; there is no lease to extend")
     session.refresh(run)
-    return run
+    return run, Written([status_event(session=session, run=run)] if revived else [])
+
+
+def resume(*, session: Session, run_id: int, lease_seconds: int) -> tuple[Run, Written]:
+    """A new attempt of SDK run ``run_id``, ``running`` with a fresh lease, whatever its status was
+    (``crashed`` typically). Writes of older attempts get 409 from now on (fencing)."""
+    run = get_run(session=session, run_id=run_id, lock=True)
+    if run.kind != "sdk":
+        raise Conflict(f"run {run_id} is a job; re-run it from its page (only SDK runs are resumed)")
+    now = utcnow()
+    run.attempt += 1
+    run.max_attempts = max(run.max_attempts, run.attempt)
+    run.status = "running"
+    run.lease_until = now + timedelta(seconds=lease_seconds)
+    run.cancel_requested = False
+    run.error = None
+    run.finished_at = None
+    run.updated_at = now
+    session.flush()
+    return run, Written([status_event(session=session, run=run)])
 
 
 def finish(*, session: Session, run_id: int, data: FinishIn) -> tuple[Run, Written]:
@@ -143,6 +178,16 @@ def cancel(*, session: Session, run_id: int) -> tuple[Run, Written]:
         run.cancel_requested = True
         run.updated_at = now
     return run, Written([status_event(session=session, run=run)])
+
+
+def update_config(*, session: Session, run_id: int, data: ConfigUpdateIn) -> Run:
+    """Merge ``data.config`` into an SDK run's config (a job's config is its spec: 409)."""
+    run = writable_run(session=session, run_id=run_id, attempt=data.attempt)
+    if run.kind != "sdk":
+        raise Conflict(f"run {run_id} is a job; its config is the job's spec and cannot change")
+    run.config = {**run.config, **data.config}
+    run.updated_at = utcnow()
+    return run
 
 
 def append_logs(*, session: Session, run_id: int, attempt: int, lines: list[str]) -> Written:

@@ -30,7 +30,8 @@ class Written:
     events: list[RunEvent] = field(default_factory=list)
 
 
-def run_public(run: Run) -> RunPublic:
+def run_public(run: Run, *, provenance: bool = True) -> RunPublic:
+    """The wire form of ``run``; lists leave out the (few-KB) ``provenance`` with ``provenance=False``."""
     return RunPublic(
         id=run.id,
         project=run.project.name,
@@ -51,6 +52,8 @@ def run_public(run: Run) -> RunPublic:
         worker=run.worker,
         summary=run.summary,
         last_epoch=run.last_epoch,
+        client_id=run.client_id,
+        provenance=run.provenance if provenance else None,
     )
 
 

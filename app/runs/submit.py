@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -17,7 +18,7 @@ from app.errors import InvalidInput
 from app.models import Project, ProjectMember, Run, utcnow
 from app.runs.events import Publisher, publish_events
 from app.runs.store import Written, status_event
-from app.runs.upsert import insert_ignore
+from app.runs.upsert import dialect_insert, insert_ignore
 from collapsewatch.contract import JobSpec, JobSubmit, RunCreate
 
 log = logging.getLogger(__name__)
@@ -39,27 +40,54 @@ def ensure_project(*, session: Session, name: str, owner_id: int | None) -> Proj
     return project
 
 
-def create_sdk_run(*, session: Session, data: RunCreate, owner_id: int | None) -> tuple[Run, Written]:
+def create_sdk_run(
+    *, session: Session, data: RunCreate, owner_id: int | None, lease_seconds: int = 60
+) -> tuple[Run, Written]:
+    """A ``running`` SDK run holding a lease of ``lease_seconds`` (its heartbeats extend it; the
+    reaper ends a silent one ``crashed``). With a ``client_id`` already used in the project, the
+    existing run comes back unchanged and ``written`` is empty (nothing was created), so a retried
+    create or a repeated offline sync never makes a second run."""
     project = ensure_project(session=session, name=data.project, owner_id=owner_id)
+    if data.client_id is not None:
+        existing = _by_client_id(session, project.id, data.client_id)
+        if existing is not None:
+            return existing, Written()
     now = utcnow()
-    run = Run(
-        project=project,
-        name=data.name,
-        kind="sdk",
-        config=data.config,
-        status="running",
-        attempt=1,
-        max_attempts=1,
-        tags=data.tags,
-        owner_id=owner_id,
-        summary={},
-        created_at=now,
-        updated_at=now,
-        started_at=now,
-    )
-    session.add(run)
-    session.flush()
+    values = {
+        "project_id": project.id,
+        "name": data.name,
+        "kind": "sdk",
+        "config": data.config,
+        "status": "running",
+        "attempt": 1,
+        "max_attempts": 1,
+        "tags": data.tags,
+        "owner_id": owner_id,
+        "summary": {},
+        "client_id": data.client_id,
+        "provenance": data.provenance,
+        "lease_until": now + timedelta(seconds=lease_seconds),
+        "cancel_requested": False,
+        "created_at": now,
+        "updated_at": now,
+        "started_at": now,
+    }
+    # One statement, ON CONFLICT DO NOTHING: two concurrent creates with one client_id make one run.
+    insert = dialect_insert(session, Run.__table__).values(**values)
+    if data.client_id is not None:
+        insert = insert.on_conflict_do_nothing(index_elements=["project_id", "client_id"])
+    new_id = session.execute(insert.returning(Run.__table__.c.id)).scalar_one_or_none()
+    if new_id is None:  # lost the race to a concurrent create with the same client_id
+        existing = _by_client_id(session, project.id, str(data.client_id))
+        assert existing is not None
+        return existing, Written()
+    run = session.scalars(select(Run).where(Run.id == new_id)).one()
     return run, Written([status_event(session=session, run=run)])
+
+
+def _by_client_id(session: Session, project_id: int, client_id: str) -> Run | None:
+    stmt = select(Run).where(Run.project_id == project_id, Run.client_id == client_id)
+    return session.scalars(stmt).unique().one_or_none()
 
 
 def expand_jobs(data: JobSubmit) -> list[JobSpec]:

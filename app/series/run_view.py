@@ -99,3 +99,26 @@ def logged_scalars(
         )
         found[key] = [(p.x, p.y) for p in series.points]
     return found
+
+
+def provenance_view(provenance: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The run page's provenance card: ``rows`` of (label, text) and the ``packages`` (name, version),
+    from the ``provenance`` an SDK run was created with (None when it has none)."""
+    if not provenance:
+        return None
+    rows: list[tuple[str, str]] = []
+    git = provenance.get("git")
+    if isinstance(git, dict) and git.get("commit"):
+        state = "dirty: uncommitted changes" if git.get("dirty") else "clean"
+        rows.append(("git commit", f"{git['commit']} ({state})"))
+        if git.get("branch"):
+            rows.append(("git branch", str(git["branch"])))
+    elif "git" in provenance:
+        rows.append(("git commit", "not a git checkout"))
+    for key, label in (("command", "command"), ("python", "Python"), ("host", "host"),
+                       ("platform", "platform"), ("collapsewatch", "collapsewatch")):  # fmt: skip
+        if provenance.get(key):
+            rows.append((label, str(provenance[key])))
+    raw = provenance.get("packages")
+    packages = sorted((str(k), str(v)) for k, v in raw.items()) if isinstance(raw, dict) else []
+    return {"rows": rows, "packages": packages}

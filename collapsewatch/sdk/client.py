@@ -1,27 +1,11 @@
-"""The collapsewatch Python SDK: log collapse statistics and scalars from your own training loop.
+"""The typed HTTP client of the collapsewatch API (DESIGN.md §5), shared by the SDK and the workers.
 
-Quick start (the server prints a token with ``collapsewatch token create``)::
-
-    from collapsewatch.sdk.client import Client
-
-    client = Client("http://127.0.0.1:8000", token)          # or Client.from_env()
-    with client.start_run(project="default", config={"lr": 0.05}) as run:
-        for epoch in range(1, 21):
-            loss = train_one_epoch()
-            run.log({"loss": loss}, step=epoch)              # buffered, sent in batches
-            run.log_embeddings(model(probe_x), epoch)        # collapse statistics, computed here
-
-The module has two layers:
-
-* :class:`Client` -- a typed client of the HTTP API (DESIGN.md §5), also used by the Celery workers
-  (``claim``, ``heartbeat``, ``put_epoch``, ``upload_checkpoint``, ``finish`` ...). Every call
-  retries connection errors, timeouts, 5xx, 408 and 429 with exponential backoff and jitter; other
-  4xx answers raise :class:`ApiError` at once with the server's message.
-* :class:`collapsewatch.sdk.run.Run` -- what ``start_run`` returns: writes go through a background
-  thread and, while the server is unreachable, into an on-disk spool (:mod:`collapsewatch.sdk.spool`), so a
-  server outage of minutes loses nothing and never stalls training.
-
-Importing this module does not import torch; ``Run.log_embeddings`` does, when called.
+Most users never build one: ``collapsewatch.init(...)`` does (see :mod:`collapsewatch.sdk.start`).
+:class:`Client` is also what the Celery workers use (``claim``, ``heartbeat``, ``put_epoch``,
+``upload_checkpoint``, ``finish`` ...). Every call retries connection errors, timeouts, 5xx, 408 and
+429 with exponential backoff and jitter; other 4xx answers raise :class:`ApiError` at once with the
+server's message. Undelivered writes of runs live in an on-disk spool (:mod:`collapsewatch.sdk.spool`),
+re-sent by :mod:`collapsewatch.sdk.recovery`. Importing this module does not import torch.
 """
 
 from __future__ import annotations
@@ -62,7 +46,8 @@ from collapsewatch.sdk.errors import (
     retry_after_seconds,
 )
 from collapsewatch.sdk.outbox import backoff_delay
-from collapsewatch.sdk.spool import Entry, leftover_files, log_rejection, replay_file, spool_dir_for
+from collapsewatch.sdk.recovery import SpoolRecovery
+from collapsewatch.sdk.spool import spool_dir_for
 
 API = "/api/v1"
 __all__ = [
@@ -76,7 +61,7 @@ __all__ = [
 ]
 
 
-class Client:
+class Client(SpoolRecovery):
     """Typed client of the collapsewatch HTTP API with a bearer token (synchronous, thread-safe).
 
     ``timeout`` is per request in seconds. Failed requests are retried ``max_retries`` times, after
@@ -84,8 +69,7 @@ class Client:
     honoured up to the cap). ``spool_dir`` (default ``$COLLAPSEWATCH_SPOOL_DIR`` or
     ``~/.cache/collapsewatch/spool``) holds the runs' undelivered writes, one sub-directory per
     server URL. Runs flush buffered scalars every ``flush_interval`` seconds and ``finish()`` waits at
-    most ``finish_timeout`` seconds for undelivered writes. Retried ``create_run`` calls can, rarely,
-    create a second run when a response is lost after the server committed the first.
+    most ``finish_timeout`` seconds for undelivered writes.
     """
 
     def __init__(
@@ -156,19 +140,26 @@ class Client:
         headers: Mapping[str, str] | None = None,
         retries: int | None = None,
         conflict: type[Conflict] = Conflict,
+        deadline: float | None = None,
     ) -> httpx.Response:
         """Send one request with retries; returns a 2xx/3xx response, raises :class:`ApiError` (409 as
-        ``conflict``) or, once ``retries`` (default ``max_retries``) are used up, ServerUnavailable."""
+        ``conflict``) or, once ``retries`` (default ``max_retries``) are used up or the ``deadline``
+        (a ``time.monotonic()`` value) has come, :class:`ServerUnavailable`."""
         allowed = self.max_retries if retries is None else retries
         failures = 0
         while True:
             if self._closed.is_set():  # a run outliving its client: keep its writes in the spool
                 raise ServerUnavailable(f"{method} {self.url}{path}: this client is closed")
             retry_after: float | None = None
+            timeout: Any = self._http.timeout
+            if deadline is not None:  # no single attempt may outlast the deadline either
+                left = max(0.05, deadline - time.monotonic())
+                timeout = httpx.Timeout(min(left, self._http.timeout.read or left))
             try:
                 response = self._http.request(
-                    method, path, json=json, content=content, params=params, headers=headers
-                )
+                    method, path, json=json, content=content, params=params, headers=headers,
+                    timeout=timeout,
+                )  # fmt: skip
             except httpx.TransportError as exc:
                 reason = f"{type(exc).__name__}: {exc}"
             else:
@@ -182,18 +173,26 @@ class Client:
                 reason = f"HTTP {status}: {message}"
                 retry_after = retry_after_seconds(response)
             failures += 1
-            if failures > allowed:
-                raise ServerUnavailable(f"{method} {self.url}{path}: {reason} (tried {failures} times)")
             delay = backoff_delay(failures, self.backoff, self.backoff_max)
             if retry_after is not None:
                 delay = max(delay, min(retry_after, self.backoff_max))
+            late = deadline is not None and time.monotonic() + delay >= deadline
+            if failures > allowed or late:
+                raise ServerUnavailable(f"{method} {self.url}{path}: {reason} (tried {failures} times)")
             time.sleep(delay)
 
     # -- runs ----------------------------------------------------------------------------------------
 
-    def create_run(self, body: RunCreate) -> RunPublic:
-        """``POST /api/v1/runs``: a run for the SDK, status ``running``, attempt 1."""
-        response = self.request("POST", f"{API}/runs", json=body.model_dump(mode="json"))
+    def create_run(self, body: RunCreate, *, deadline: float | None = None) -> RunPublic:
+        """``POST /api/v1/runs``: a run for the SDK, status ``running``, attempt 1. With a
+        ``client_id`` in ``body`` a repeat returns the same run, so retrying is safe."""
+        response = self.request("POST", f"{API}/runs", json=body.model_dump(mode="json"), deadline=deadline)
+        return RunPublic.model_validate(response.json())
+
+    def resume_run(self, run_id: int, *, deadline: float | None = None) -> RunPublic:
+        """``POST /api/v1/runs/{id}/resume``: a new attempt of an SDK run (``crashed`` -> ``running``);
+        writes of the older attempts are refused from now on."""
+        response = self.request("POST", f"{API}/runs/{run_id}/resume", deadline=deadline)
         return RunPublic.model_validate(response.json())
 
     def get_run(self, run_id: int) -> RunPublic:
@@ -211,10 +210,12 @@ class Client:
         response = self.request("POST", f"{API}/runs/{run_id}/claim", json=body, conflict=NotClaimable)
         return ClaimPublic.model_validate(response.json())
 
-    def heartbeat(self, run_id: int, attempt: int) -> HeartbeatPublic:
-        """Extend the lease; :class:`StaleAttempt` when a newer attempt owns the run."""
+    def heartbeat(self, run_id: int, attempt: int, *, retries: int | None = None) -> HeartbeatPublic:
+        """Extend the lease; :class:`StaleAttempt` when a newer attempt owns the run or it has ended."""
         body = AttemptIn(attempt=attempt).model_dump(mode="json")
-        response = self.request("POST", f"{API}/runs/{run_id}/heartbeat", json=body, conflict=StaleAttempt)
+        response = self.request(
+            "POST", f"{API}/runs/{run_id}/heartbeat", json=body, conflict=StaleAttempt, retries=retries
+        )
         return HeartbeatPublic.model_validate(response.json())
 
     def put_epoch(self, run_id: int, epoch: int, body: EpochIn, *, retries: int | None = None) -> None:
@@ -288,52 +289,6 @@ class Client:
     def _check_epoch(epoch: int) -> None:
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise ValueError(f"epoch: {epoch!r} must be an integer >= 0")
-
-    def send_entry(self, entry: Entry, *, retries: int | None = None) -> None:
-        """Deliver one queued or spooled write (see :mod:`collapsewatch.sdk.spool`). Its body was validated
-        when it was logged, and the server validates it again."""
-        run_id, kind = int(entry["run"]), entry["kind"]
-        if kind == "epoch":
-            self._fenced("PUT", f"/runs/{run_id}/epochs/{int(entry['epoch'])}", entry["body"], retries)
-        elif kind in ("metrics", "logs", "finish"):
-            self._fenced("POST", f"/runs/{run_id}/{kind}", entry["body"], retries)
-        else:
-            raise ValueError(f"unknown spool entry kind {kind!r}")
-
-    def flush_spool(self, *, retries: int | None = None) -> tuple[int, int]:
-        """Re-send the writes left in the spool by earlier runs (e.g. a process that ended while the
-        server was down), file by file, in order; each request is retried ``retries`` times (default
-        ``max_retries``). Safe to repeat: every write is idempotent on the server.
-
-        Returns ``(delivered, left)``; ``left`` > 0 means the server is still unreachable (or a live
-        run, here or in another process, still holds its spool file)."""
-        delivered = left = 0
-        for path in leftover_files(self.spool_dir):
-            done, rest = replay_file(
-                path,
-                lambda e: self.send_entry(e, retries=retries),
-                retryable=(ServerUnavailable,),
-                on_rejected=log_rejection,
-            )
-            delivered, left = delivered + done, left + rest
-        return delivered, left
-
-    def start_recovery(self) -> None:
-        """Re-send leftover spool files in a background thread until they are gone."""
-        running = self._recovery is not None and self._recovery.is_alive()
-        if running or not leftover_files(self.spool_dir):
-            return
-        self._recovery = threading.Thread(target=self._recover, name="collapsewatch-recovery", daemon=True)
-        self._recovery.start()
-
-    def _recover(self) -> None:
-        failures = 0
-        while not self._closed.is_set():
-            _, left = self.flush_spool(retries=0)
-            if not left:
-                return
-            failures += 1
-            self._closed.wait(backoff_delay(failures, self.backoff, self.backoff_max))
 
 
 def _clip(text: str | None, limit: int = 20_000) -> str | None:

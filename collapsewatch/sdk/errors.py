@@ -43,6 +43,14 @@ class ServerUnavailable(CollapsewatchError):
     """The server could not be reached (connection error, timeout, 5xx, 408 or 429) after all retries."""
 
 
+def is_fatal(entry: dict[str, object], exc: Exception) -> bool:
+    """Whether a refused write means the run must stop logging: this attempt was fenced out (a 409 on
+    anything but the final status), the run is gone (404) or the token is not accepted (401/403)."""
+    if isinstance(exc, StaleAttempt) and entry.get("kind") != "finish":
+        return True
+    return isinstance(exc, ApiError) and exc.status_code in (401, 403, 404)
+
+
 def error_message(response: httpx.Response) -> str:
     """The server's explanation: its ``message``, else ``detail`` (FastAPI's field paths joined)."""
     try:

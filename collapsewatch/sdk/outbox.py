@@ -9,10 +9,22 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from collapsewatch.sdk.spool import Entry, Spool
 
 log = logging.getLogger("collapsewatch.outbox")
+
+
+class Sink(Protocol):
+    """Where a run's writes go: an :class:`Outbox` online, the run's directory offline
+    (:class:`collapsewatch.sdk.offline.OfflineJournal`)."""
+
+    @property
+    def pending(self) -> int: ...
+    def put(self, entry: Entry) -> None: ...
+    def flush(self, timeout: float | None) -> bool: ...
+    def close(self, timeout: float | None) -> bool: ...
 
 
 def backoff_delay(failures: int, base: float, cap: float) -> float:

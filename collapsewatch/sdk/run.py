@@ -1,20 +1,19 @@
-"""The SDK's :class:`Run`: what :func:`collapsewatch.init` returns."""
+"""The SDK's :class:`Run`: what :func:`collapsewatch.init` returns. Its writes (epochs, scalar batches,
+log lines, the final status) go to a sink: an :class:`~collapsewatch.sdk.outbox.Outbox` online, the
+run's directory offline (:mod:`collapsewatch.sdk.offline`, uploaded later by ``collapsewatch sync``)."""
 
 from __future__ import annotations
 
 import atexit
 import logging
-import math
-import operator
-import re
 import threading
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 from collapsewatch.contract import (
-    KEY_PATTERN,
     MAX_METRIC_POINTS,
     CollapseStatsIn,
     EpochIn,
@@ -22,42 +21,47 @@ from collapsewatch.contract import (
     FinishIn,
     RunPublic,
 )
+from collapsewatch.sdk import values
 from collapsewatch.sdk.client import Client
-from collapsewatch.sdk.errors import ApiError, ServerUnavailable, StaleAttempt
-from collapsewatch.sdk.outbox import Outbox
+from collapsewatch.sdk.errors import ServerUnavailable, StaleAttempt, is_fatal
+from collapsewatch.sdk.heartbeat import Heartbeat
+from collapsewatch.sdk.outbox import Outbox, Sink
 from collapsewatch.sdk.spool import Entry, Spool, log_rejection
 
+__all__ = ["Run", "Sink"]
 log = logging.getLogger("collapsewatch.sdk")
-_KEY = re.compile(KEY_PATTERN)
-_FATAL_STATUSES = frozenset({401, 403, 404})
 
 
 class Run:
-    """One run being logged. Create it with :meth:`collapsewatch.sdk.client.Client.start_run` or
-    :func:`collapsewatch.sdk.client.init`; use it as a context manager or call :meth:`finish`.
+    """One run being logged; use it as a context manager or call :meth:`finish`.
 
-    Delivery: every ``log*`` call returns at once. Writes are sent in order by a background thread;
-    while the server is unreachable they are appended to an on-disk spool and re-sent when it
-    answers again (nothing is lost, nothing is duplicated: the server's writes are idempotent).
-    Writes the server refuses (4xx) are logged and dropped; if it refuses them because this attempt
-    is fenced out, the run is gone, or the token is not accepted, the next ``log*`` call or
-    ``finish`` raises that :class:`collapsewatch.sdk.client.ApiError`.
+    Every ``log*`` call returns at once. Online, a background thread sends the writes in order (to an
+    on-disk spool while the server is away: nothing is lost or duplicated) and a heartbeat thread keeps
+    the run's lease (a run whose process dies ends ``crashed``). Writes the server refuses (4xx) are
+    logged and dropped; if this attempt was fenced out (the run was resumed elsewhere), the run is gone
+    or the token is refused, the next ``log*`` call or ``finish`` raises that ``ApiError``.
+
+    ``id`` is the server's run id (None offline), ``attempt`` this process's attempt.
     """
 
-    def __init__(self, client: Client, run_id: int, attempt: int, *, info: RunPublic | None = None) -> None:
-        self.client = client
-        self.id = run_id
-        self.attempt = attempt
-        self.info = info
+    id: int | None
+    client: Client | None
+    mode: str = "online"
+
+    def __init__(
+        self,
+        client: Client,
+        run_id: int,
+        attempt: int,
+        *,
+        info: RunPublic | None = None,
+        heartbeat: float | None = None,
+    ) -> None:
+        self.client, self.id, self.info = client, run_id, info
         self.owns_client = False
-        self.finished = False
-        self._fatal: Exception | None = None
-        self._buffer: dict[tuple[str, int], float] = {}
-        self._lock = threading.Lock()
-        self._last_step = -1
-        self._warned_nonfinite = False
-        self._outbox = Outbox(
-            lambda entry: client.send_entry(entry, retries=0),
+        self._heartbeat = Heartbeat(client, run_id, attempt, heartbeat) if heartbeat else None
+        outbox = Outbox(
+            self._send,
             Spool.new(client.spool_dir, run_id),
             retryable=(ServerUnavailable,),
             on_rejected=self._rejected,
@@ -67,15 +71,44 @@ class Run:
             tick_interval=client.flush_interval,
             name=f"collapsewatch-run-{run_id}",
         )
+        self._start(outbox, attempt, finish_timeout=client.finish_timeout, flush_interval=None)
+
+    def _start(
+        self, sink: Sink, attempt: int, *, finish_timeout: float, flush_interval: float | None
+    ) -> None:
+        """State shared by every mode; ``flush_interval`` set: ``log`` flushes scalars itself (no thread)."""
+        self.attempt = attempt
+        self.finished = False
+        self._sink = sink
+        self._finish_timeout = finish_timeout
+        self._flush_interval = flush_interval
+        self._last_flush = time.monotonic()
+        self._fatal: Exception | None = None
+        self._buffer: dict[tuple[str, int], float] = {}
+        self._lock = threading.Lock()
+        self._last_step = -1
+        self._warned_nonfinite = False
         atexit.register(self._at_exit)
 
     def __repr__(self) -> str:
-        return f"Run(id={self.id}, attempt={self.attempt}, url={self.client.url!r})"
+        url = self.client.url if self.client is not None else None
+        return f"Run(id={self.id}, attempt={self.attempt}, mode={self.mode!r}, url={url!r})"
 
     @property
     def pending(self) -> int:
         """Writes not yet delivered (buffered scalars count as one)."""
-        return self._outbox.pending + int(bool(self._buffer))
+        return self._sink.pending + int(bool(self._buffer))
+
+    @property
+    def start_epoch(self) -> int:
+        """The first epoch to log: 0 for a new run, one after the last stored epoch when resumed."""
+        last = self.info.last_epoch if self.info is not None else None
+        return 0 if last is None else last + 1
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Someone pressed Cancel on the run's page (read at heartbeats): stop when convenient."""
+        return self._heartbeat is not None and self._heartbeat.cancel_requested.is_set()
 
     # -- logging ----------------------------------------------------------------------------------
 
@@ -88,30 +121,21 @@ class Run:
         NaN and ±Inf values are dropped (the server accepts only finite scalars), with one
         warning per run naming the first such key."""
         self._check_open()
-        step = _index("step", self._last_step + 1 if step is None else step, 2**53)
-        points: dict[tuple[str, int], float] = {}
-        for key, raw in data.items():
-            if not isinstance(key, str) or not _KEY.match(key):
-                raise ValueError(f"metric key {key!r} must match {KEY_PATTERN}")
-            value = _to_float(key, raw)
-            if not math.isfinite(value):
-                if not self._warned_nonfinite:
-                    self._warned_nonfinite = True
-                    log.warning(
-                        "run %s: %s=%s at step %d dropped; only finite scalars are stored "
-                        "(further non-finite values are dropped silently)",
-                        self.id,
-                        key,
-                        raw,
-                        step,
-                    )
-                continue
-            points[(key, step)] = value
+        step = values.index("step", self._last_step + 1 if step is None else step, 2**53)
+        points, dropped = values.scalar_points(data, step)
+        if dropped is not None and not self._warned_nonfinite:
+            self._warned_nonfinite = True
+            log.warning(
+                "run %s: %s=%s at step %d dropped; only finite scalars are stored "
+                "(further non-finite values are dropped silently)",
+                self.id, dropped, data[dropped], step,
+            )  # fmt: skip
         with self._lock:
             self._last_step = max(self._last_step, step)
             self._buffer.update(points)
             full = len(self._buffer) >= MAX_METRIC_POINTS
-        if full:
+        due = self._flush_interval is not None and time.monotonic() - self._last_flush >= self._flush_interval
+        if full or due:
             self._flush_scalars()
 
     def log_epoch(
@@ -127,15 +151,17 @@ class Run:
         NaN and ±Inf metric values are sent as null ("not finite"), so the epoch still appears;
         ``stats`` must be finite (``ValueError`` otherwise, as for a bad key)."""
         self._check_open()
-        epoch = _index("epoch", epoch, 2**31 - 1)
-        clean = {str(k): _finite_or_none(str(k), v) for k, v in (metrics or {}).items()}
+        epoch = values.index("epoch", epoch, 2**31 - 1)
+        clean = {str(k): values.finite_or_none(str(k), v) for k, v in (metrics or {}).items()}
         parsed = (
             stats
             if isinstance(stats, CollapseStatsIn) or stats is None
             else CollapseStatsIn.model_validate(stats)
         )
         body = EpochIn(attempt=self.attempt, metrics=clean, stats=parsed)
-        self._outbox.put(
+        if self._flush_interval is not None:
+            self._flush_scalars()  # offline: the epoch's scalars reach the disk with it
+        self._sink.put(
             {"kind": "epoch", "run": self.id, "epoch": epoch, "body": body.model_dump(mode="json")}
         )
 
@@ -148,27 +174,23 @@ class Run:
         hist_edges: Any = None,
         dead_threshold: float = 1e-3,
     ) -> dict[str, Any] | None:
-        """Compute the collapse statistics of ``embeddings`` (a ``b x d`` torch tensor or numpy array,
-        ideally a fixed probe set) here, in float64, and log them with ``metrics`` as epoch ``epoch``.
-        Returns the statistics, or None when the embeddings hold NaN/Inf (the epoch is then logged
-        without statistics, with a warning)."""
-        import torch
-
-        from collapsewatch.stats import collapse_stats
-
-        tensor = embeddings if isinstance(embeddings, torch.Tensor) else torch.as_tensor(embeddings)
-        tensor = tensor.detach().to("cpu", torch.float64)
-        if tensor.ndim != 2 or min(tensor.shape) < 1:
-            raise ValueError(f"embeddings: shape {tuple(tensor.shape)} must be (batch, dim) with both >= 1")
-        stats: dict[str, Any] | None = None
-        if bool(torch.isfinite(tensor).all()):
-            stats = collapse_stats(tensor, hist_edges=hist_edges, dead_threshold=dead_threshold)
-        else:
+        """Compute the collapse statistics of ``embeddings`` (``b x d`` numpy array or torch tensor, a
+        fixed probe set ideally) here, in float64, and log them with ``metrics`` as epoch ``epoch``.
+        Returns them, or None when the embeddings hold NaN/Inf (then logged without, with a warning)."""
+        self._check_open()
+        stats = values.embedding_stats(embeddings, hist_edges=hist_edges, dead_threshold=dead_threshold)
+        if stats is None:
             log.warning(
                 "run %s epoch %d: embeddings are not finite; logged without statistics", self.id, epoch
             )
         self.log_epoch(epoch, metrics, stats)
         return stats
+
+    def update_config(self, config: Mapping[str, Any]) -> None:
+        """Merge ``config`` into the run's config (like W&B's ``run.config.update``)."""
+        self._check_open()
+        body = {"attempt": self.attempt, "config": values.jsonable(dict(config))}
+        self._sink.put({"kind": "config", "run": self.id, "body": body})
 
     def log_lines(self, lines: Sequence[str]) -> None:
         """Append text lines (each cut to 10,000 characters) to the run's log."""
@@ -176,14 +198,14 @@ class Run:
         clipped = [str(line)[:10_000] for line in lines]
         for start in range(0, len(clipped), 1000):
             body = {"attempt": self.attempt, "lines": clipped[start : start + 1000]}
-            self._outbox.put({"kind": "logs", "run": self.id, "body": body})
+            self._sink.put({"kind": "logs", "run": self.id, "body": body})
 
     # -- ending -----------------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send buffered scalars and wait (up to ``timeout`` s) until every write is delivered."""
         self._flush_scalars()
-        return self._outbox.flush(timeout)
+        return self._sink.flush(timeout)
 
     def finish(
         self, status: FinalStatus = "succeeded", error: str | None = None, *, timeout: float | None = None
@@ -191,10 +213,10 @@ class Run:
         """End the run with ``status`` (``succeeded``, ``failed`` or ``cancelled``) after sending every
         buffered write. Waits at most ``timeout`` seconds (default ``Client.finish_timeout``).
 
-        Returns True when everything, the final status included, reached the server. False means the
-        server is still unreachable: the rest stays in the spool on disk and is re-sent by
-        ``Client.flush_spool()`` or the next ``start_run`` against the same server. Calling it again
-        is a no-op."""
+        Returns True when everything, the final status included, reached the server (offline: the
+        disk). False means the server is still unreachable: the rest stays in the spool on disk and is
+        re-sent by ``Client.flush_spool()`` or the next ``init`` against the same server. Calling it
+        again is a no-op."""
         if self.finished:
             return True
         body = FinishIn(
@@ -203,8 +225,10 @@ class Run:
         self.finished = True
         atexit.unregister(self._at_exit)
         self._flush_scalars(then={"kind": "finish", "run": self.id, "body": body.model_dump(mode="json")})
-        done = self._outbox.close(self.client.finish_timeout if timeout is None else timeout)
-        if self.owns_client:
+        done = self._sink.close(self._finish_timeout if timeout is None else timeout)
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        if self.owns_client and self.client is not None:
             self.client.close()
         if self._fatal is not None:
             raise self._fatal
@@ -233,16 +257,23 @@ class Run:
     def _flush_scalars(self, then: Entry | None = None) -> None:
         """Queue the buffered scalars as batches (then ``then``), atomically with respect to other flushes."""
         with self._lock:
+            self._last_flush = time.monotonic()
             points, self._buffer = list(self._buffer.items()), {}
-            for start in range(0, len(points), MAX_METRIC_POINTS):
-                chunk = points[start : start + MAX_METRIC_POINTS]
-                body = {
-                    "attempt": self.attempt,
-                    "points": [{"key": k, "step": s, "value": v} for (k, s), v in chunk],
-                }
-                self._outbox.put({"kind": "metrics", "run": self.id, "body": body})
+            for body in values.metric_batches(self.attempt, points):
+                self._sink.put({"kind": "metrics", "run": self.id, "body": body})
             if then is not None:
-                self._outbox.put(then)
+                self._sink.put(then)
+
+    def _send(self, entry: Entry) -> None:
+        """Deliver one write. A 409 on an SDK run may only mean the server marked it ``crashed``
+        while it could not reach us: one heartbeat of this attempt brings it back, then resend."""
+        assert self.client is not None
+        try:
+            self.client.send_entry(entry, retries=0)
+        except StaleAttempt:
+            if self._heartbeat is None or not self._heartbeat.beat():
+                raise
+            self.client.send_entry(entry, retries=0)
 
     def _check_open(self) -> None:
         if self.finished:
@@ -252,56 +283,14 @@ class Run:
 
     def _rejected(self, entry: Entry, exc: Exception) -> None:
         log_rejection(entry, exc)
-        is_final = entry.get("kind") == "finish"
-        fenced = isinstance(exc, StaleAttempt) and not is_final
-        if fenced or (isinstance(exc, ApiError) and exc.status_code in _FATAL_STATUSES):
+        if is_fatal(entry, exc):
             self._fatal = exc
 
     def _at_exit(self) -> None:
-        """At interpreter exit without ``finish``: deliver (or spool) what is buffered; status unchanged."""
+        """At exit without ``finish``: deliver (or spool) what is buffered; the server marks the run
+        ``crashed`` once its heartbeats stop."""
         log.warning("run %s was not finished; call run.finish() or use `with`", self.id)
         self._flush_scalars()
-        self._outbox.close(min(5.0, self.client.finish_timeout))
-
-
-def _index(name: str, value: Any, upper: int) -> int:
-    """An integer in [0, upper] (numpy / torch integers too); ``ValueError`` naming ``name`` otherwise."""
-    try:
-        number = operator.index(value) if not isinstance(value, bool) else None
-    except TypeError:
-        number = None
-    if number is None or not 0 <= number <= upper:
-        raise ValueError(f"{name}: {value!r} must be an integer between 0 and {upper}")
-    return number
-
-
-def _to_float(key: str, raw: Any) -> float:
-    try:
-        return float(raw.item() if hasattr(raw, "item") else raw)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"metric {key!r}: {raw!r} is not a number") from exc
-
-
-def _finite_or_none(key: str, raw: Any) -> float | None:
-    if raw is None:
-        return None
-    value = _to_float(key, raw)
-    return value if math.isfinite(value) else None
-
-
-def jsonable(value: Any) -> Any:
-    """Config values as JSON: NaN/Inf become None, tuples lists, unknown objects their ``str``."""
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(v) for v in value]
-    if isinstance(value, bool | int | str) or value is None:
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        try:
-            return jsonable(value.item())
-        except (TypeError, ValueError):
-            pass
-    return str(value)
+        self._sink.close(min(5.0, self._finish_timeout))
+        if self._heartbeat is not None:
+            self._heartbeat.stop()

@@ -7,7 +7,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from app.db import Database
+from app.errors import Conflict
 from app.jobs.maintenance import LeaderLock, tick
 from app.jobs.queue import JobQueue
 from app.jobs.reaper import cancel_unclaimed, reap_expired, sweep_queued
@@ -73,14 +76,63 @@ def test_reap_expired_lease_with_cancel_requested_ends_cancelled(queue_db: Datab
     assert actions.send == [] and get(queue_db, run_id).status == "cancelled"
 
 
-def test_reap_leaves_live_leases_sdk_runs_and_finished_runs_alone(queue_db: Database) -> None:
+def test_reap_leaves_live_leases_leaseless_runs_and_finished_runs_alone(queue_db: Database) -> None:
     live = add_run(queue_db, status="running", attempt=1, lease_until=utcnow() + timedelta(seconds=30))
-    sdk = add_run(queue_db, kind="sdk", status="running", attempt=1, lease_until=expired())
+    sdk_live = add_run(
+        queue_db, kind="sdk", status="running", attempt=1, lease_until=utcnow() + timedelta(seconds=30)
+    )
+    sdk_old = add_run(
+        queue_db, kind="sdk", status="running", attempt=1, lease_until=None
+    )  # pre-lease SDK run
     done = add_run(queue_db, status="succeeded", attempt=1, lease_until=expired())
     with queue_db.transaction() as session:
         actions = reap_expired(session=session)
     assert actions.reaped == {}
-    assert [get(queue_db, i).status for i in (live, sdk, done)] == ["running", "running", "succeeded"]
+    statuses = [get(queue_db, i).status for i in (live, sdk_live, sdk_old, done)]
+    assert statuses == ["running", "running", "running", "succeeded"]
+
+
+def test_reap_expired_sdk_run_ends_crashed_with_how_to_resume(queue_db: Database) -> None:
+    run_id = add_run(queue_db, kind="sdk", status="running", attempt=1, max_attempts=1, lease_until=expired())
+    with queue_db.transaction() as session:
+        actions = reap_expired(session=session)
+    assert actions.reaped == {run_id: "crashed"} and actions.send == []
+    assert [e.payload["status"] for e in actions.events] == ["crashed"]
+    run = get(queue_db, run_id)
+    assert run.status == "crashed" and run.finished_at is not None and run.lease_until is None
+    assert run.error is not None and f"cw.init(id={run_id}, resume=True)" in run.error
+
+
+def test_heartbeat_of_the_same_attempt_revives_a_crashed_sdk_run(queue_db: Database) -> None:
+    run_id = add_run(queue_db, kind="sdk", status="running", attempt=1, max_attempts=1, lease_until=expired())
+    with queue_db.transaction() as session:
+        reap_expired(session=session)
+    with queue_db.transaction() as session:  # the process was alive, only cut off from the server
+        run, written = lifecycle.heartbeat(session=session, run_id=run_id, attempt=1, lease_seconds=60)
+    assert run.status == "running" and run.finished_at is None and run.error is None
+    assert [e.payload["status"] for e in written.events] == ["running"]
+    with queue_db.transaction() as session:  # a second heartbeat is just a heartbeat
+        _run, again = lifecycle.heartbeat(session=session, run_id=run_id, attempt=1, lease_seconds=60)
+    assert again.events == []
+
+
+def test_resume_crashed_sdk_run_starts_a_new_attempt_and_fences_the_old_one(queue_db: Database) -> None:
+    run_id = add_run(queue_db, kind="sdk", status="running", attempt=1, max_attempts=1, lease_until=expired())
+    with queue_db.transaction() as session:
+        reap_expired(session=session)
+    with queue_db.transaction() as session:
+        run, written = lifecycle.resume(session=session, run_id=run_id, lease_seconds=60)
+    assert (run.status, run.attempt, run.max_attempts) == ("running", 2, 2)
+    assert run.lease_until is not None and run.finished_at is None
+    assert [e.payload["attempt"] for e in written.events] == [2]
+    with queue_db.transaction() as session, pytest.raises(Conflict, match="attempt 1 is stale"):
+        lifecycle.heartbeat(session=session, run_id=run_id, attempt=1, lease_seconds=60)
+
+
+def test_resume_refuses_a_job(queue_db: Database) -> None:
+    run_id = add_run(queue_db, status="failed", attempt=3)
+    with queue_db.transaction() as session, pytest.raises(Conflict, match="only SDK runs are resumed"):
+        lifecycle.resume(session=session, run_id=run_id, lease_seconds=60)
 
 
 def test_reap_twice_changes_a_run_once(queue_db: Database) -> None:

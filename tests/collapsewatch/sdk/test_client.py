@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import math
+import platform
 import signal
 import socket
 import subprocess
@@ -446,9 +447,10 @@ def test_init_reads_the_environment_and_owns_its_client(
     run = init(project="demo", config={"lr": math.nan, "layers": (2, 3)}, name="first")
     assert run.owns_client
     assert run.finish()
-    assert server.bodies("POST", "/api/v1/runs") == [
-        {"project": "demo", "name": "first", "config": {"lr": None, "layers": [2, 3]}, "tags": []}
-    ]
+    (body,) = server.bodies("POST", "/api/v1/runs")
+    sent = {key: body[key] for key in ("project", "name", "config", "tags")}
+    assert sent == {"project": "demo", "name": "first", "config": {"lr": None, "layers": [2, 3]}, "tags": []}
+    assert len(body["client_id"]) == 32 and body["provenance"]["python"] == platform.python_version()
 
 
 def test_log_embeddings_accepts_numpy_and_sends_the_collapse_statistics(

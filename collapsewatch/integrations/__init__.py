@@ -1,0 +1,2 @@
+"""Integrations with training frameworks: :mod:`collapsewatch.integrations.lightning` (PyTorch
+Lightning, ``pip install 'collapsewatch[lightning]'``)."""
