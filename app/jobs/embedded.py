@@ -172,7 +172,7 @@ def run_beat() -> int:
     database = Database(settings)
     upgrade(database.engine)
     queue = JobQueue(settings.broker_url, queue_prefix=settings.queue_prefix)
-    store = CheckpointStore(settings.artifact_dir, max_bytes=settings.max_checkpoint_bytes)
+    store = CheckpointStore.from_settings(settings)
     sweep_after = timedelta(seconds=settings.sweep_after_seconds)
     interval = settings.maintenance_interval_seconds or 5.0
     loop = MaintenanceLoop(
