@@ -13,7 +13,7 @@ from app.api import accounts as accounts_api
 from app.api import checkpoints, epochs, errors, events, export, jobs, reports, runs, series
 from app.api.openapi import install as install_openapi
 from app.auth.cookies import cookie_backend
-from app.auth.ratelimit import RateLimiter
+from app.auth.ratelimit import make_rate_limiter
 from app.db import Database
 from app.deps import bearer_backend
 from app.jobs.install import install as install_queue
@@ -82,6 +82,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         close = getattr(app.state.publisher, "aclose", None)  # the Redis listener, if any
         if close is not None:
             await close()
+        close_limiter = getattr(app.state.rate_limiter, "close", None)  # its Redis connection, if any
+        if close_limiter is not None:
+            close_limiter()
         db.dispose()
 
 
@@ -91,12 +94,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="collapsewatch", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.db = Database(settings)
-    app.state.publisher = make_broker(settings.redis_url)  # in-process, or Redis pub/sub (app.live.pubsub)
-    app.state.rate_limiter = (  # per API token / user (app/ratelimit.py); None = no limit
-        RateLimiter(settings.api_rate_limit_per_second, settings.api_rate_limit_burst)
-        if settings.api_rate_limit_per_second
-        else None
-    )
+    # in-process, or Redis pub/sub (app.live.pubsub)
+    app.state.publisher = make_broker(settings.redis_url, prefix=settings.redis_prefix)
+    # per API token / user, in-process or shared in Redis (app.auth.ratelimit); None = no limit
+    app.state.rate_limiter = make_rate_limiter(settings)
     app.state.auth_backends = [
         bearer_backend,
         cookie_backend,

@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    @property
+    def redis_prefix(self) -> str:
+        """Prefix of this deployment's Redis keys and channels (rate limits, live events): deployments
+        sharing one Redis are kept apart by their QUEUE_PREFIX, like their queues."""
+        return f"collapsewatch:{self.queue_prefix}" if self.queue_prefix else "collapsewatch"
+
     def resolved_secret_key(self) -> str:
         """``SECRET_KEY``, or a random key persisted (mode 0600) under ``ARTIFACT_DIR``."""
         value = self.secret_key.get_secret_value()
