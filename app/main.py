@@ -26,7 +26,7 @@ from app.pages import runs as runs_page
 from app.settings import Settings, get_settings
 from app.web import static
 from app.web.headers import SecurityHeadersMiddleware
-from app.web.limits import BodyLimitMiddleware
+from app.web.limits import install as install_body_limit
 from app.web.log_redact import install as install_log_redaction
 from app.web.memory import freeze_startup_objects, limit_arenas, trim_forever
 
@@ -105,13 +105,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     install_log_redaction()  # share-link and invite tokens never reach the logs (app/log_redact.py)
     for router in ROUTERS:
-        app.include_router(router)
+        # checkpoint uploads take up to MAX_CHECKPOINT_BYTES instead of MAX_BODY_BYTES (app/web/limits.py)
+        limit = settings.max_checkpoint_bytes if router is checkpoints.router else None
+        app.include_router(router, max_body_size=limit)
     install_queue(app)  # app.state.enqueue bound to the broker + the reaper/sweeper loop
     install_openapi(app)  # the shared error answers in /openapi.json (checked by tests/fuzz)
-    # Checkpoint uploads enforce MAX_CHECKPOINT_BYTES themselves (app/api/checkpoints.py).
-    app.add_middleware(
-        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, exempt_suffixes=("/checkpoint",)
-    )
+    # Starlette's body limit, inside the security headers; checkpoint uploads have their own
+    install_body_limit(app, settings.max_body_bytes, {"/checkpoint": settings.max_checkpoint_bytes})
     app.add_middleware(SecurityHeadersMiddleware)  # outermost: CSP, frame-ancestors, nosniff (app/headers.py)
 
     @app.get("/healthz", include_in_schema=False)
