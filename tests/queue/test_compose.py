@@ -127,6 +127,9 @@ def test_env_example_lists_every_variable_and_marks_the_required_ones() -> None:
     stale = (set(required) | set(optional)) - read - COMPOSE_OWN
     assert not stale, f".env.example names variables docker-compose.yml never reads: {sorted(stale)}"
     assert all(value == "" for value in required.values()), "secrets are set by the admin, not shipped"
+    docs = (REPO / "docs" / "deploy.md").read_text()
+    undocumented = sorted(name for name in (*required, *optional) if f"`{name}`" not in docs)
+    assert not undocumented, f"docs/deploy.md does not say what these do: {undocumented}"
 
 
 # -- each service against what the application reads ---------------------------------------------
