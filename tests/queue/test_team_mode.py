@@ -99,6 +99,9 @@ def team(tmp_path: Path, team_database_url: str) -> Iterator[dict[str, Any]]:
                 "--dir", str(host_a.volume("redisdata"))]  # fmt: skip
         procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, start_new_session=True))
         wait_for(lambda: _redis_answers(redis_port, env["REDIS_PASSWORD"]), timeout=20, what="redis")
+        assert not _redis_answers(redis_port, None), (
+            "compose's Redis must refuse clients without the password"
+        )
         migrated = host_a.run(services["migrate"], "migrate")
         assert migrated.returncode == 0 and "upgrade done" in migrated.stderr, migrated.stderr
         minted = host_a.run(services["worker-token"], "worker-token")
@@ -129,7 +132,7 @@ def team(tmp_path: Path, team_database_url: str) -> Iterator[dict[str, Any]]:
             kill_group(proc)  # leftover pool children
 
 
-def _redis_answers(port: int, password: str) -> bool:
+def _redis_answers(port: int, password: str | None) -> bool:
     import redis
 
     try:
