@@ -244,6 +244,13 @@ def test_images_are_pinned_and_built_from_the_locks_as_a_non_root_user(services:
     assert "COPY locks/web.txt" in dockerfile and "COPY locks/worker-${TORCH}.txt" in dockerfile
     for torch in ("cpu", "cuda"):
         assert (REPO / "locks" / f"worker-{torch}.txt").is_file()
+    ignored = (REPO / ".dockerignore").read_text().splitlines()
+    assert ignored[1] == "*" and "!.env" not in ignored  # the context holds what is copied, never .env
+    for line in re.findall(r"^COPY (?!--from)(.+)$", dockerfile, re.M):
+        for copied in line.split()[:-1]:
+            assert {f"!{copied}", f"!{copied}/", "!locks/*.txt" if copied.startswith("locks/") else ""} & set(
+                ignored
+            )
     users = re.findall(r"^USER (\S+)$", dockerfile, re.M)
     assert users == ["collapsewatch", "collapsewatch"]  # web and worker both drop root
     assert "chown -R collapsewatch:collapsewatch /data" in dockerfile
