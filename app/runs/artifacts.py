@@ -15,13 +15,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.runs.storage import BlobStore, LocalStore, TooLarge, artifact_store
+from app.runs.storage import BlobStore, LocalStore, TooLarge
 
 if TYPE_CHECKING:
     from app.settings import Settings
 
 PREFIX = "checkpoints"
 _NAME = re.compile(r"^a(\d{4,})-e(\d{6,})\.ckpt$")
+
+
+def artifact_store(settings: Settings) -> BlobStore:
+    """The artifact store the settings name (checkpoints and datasets share it):
+    ``ARTIFACT_STORE=s3://bucket/prefix``, else files under ``ARTIFACT_DIR``."""
+    if settings.artifact_store:
+        from app.runs.s3store import S3Store, parse_s3_url, s3_client
+
+        bucket, prefix = parse_s3_url(settings.artifact_store)
+        return S3Store(bucket, prefix, client=s3_client(settings))
+    return LocalStore(Path(settings.artifact_dir))
 
 
 class CheckpointTooLarge(Exception):

@@ -17,8 +17,9 @@ from s3kit import S3Server, free_port, moto_server
 
 from app.auth.api_tokens import create_token, ensure_admin
 from app.main import create_app
-from app.runs.artifacts import CheckpointStore, CheckpointTooLarge
-from app.runs.storage import BlobStore, LocalStore, NotStored, S3Store, TooLarge, artifact_store
+from app.runs.artifacts import CheckpointStore, CheckpointTooLarge, artifact_store
+from app.runs.s3store import S3Store
+from app.runs.storage import BlobStore, LocalStore, NotStored, TooLarge
 from app.settings import Settings
 
 MIB = 1024 * 1024
