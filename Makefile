@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install lint pytest browser bench fuzz soak lock audit clean
+.PHONY: run test install lint pytest browser bench fuzz soak lock locks audit clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,14 @@ soak: install
 # pip-audit needs a vulnerability database (PyPI JSON API or OSV): --strict fails when offline.
 lock: install
 	$(PY) tests/security/lockfile.py > requirements.lock
+
+# Per-image locks for the Dockerfile (locks/web.txt, locks/worker-cpu.txt, locks/worker-cuda.txt):
+# hash-pinned, from pyproject.toml's extras, constrained by requirements.lock, made with uv.
+# TORCH_FIND_LINKS: where the CPU build of torch is found (a URL or a directory of wheels).
+TORCH_FIND_LINKS ?= https://download.pytorch.org/whl/torch/
+locks: install
+	$(PY) -m pip install -q uv==0.13.10
+	$(PY) locks/make_locks.py --torch-find-links $(TORCH_FIND_LINKS)
 
 audit: install
 	$(VENV)/bin/pip-audit -r requirements.lock --no-deps --disable-pip --strict --progress-spinner off

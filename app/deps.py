@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.auth import api_tokens
-from app.auth.ratelimit import RateLimiter
+from app.auth.ratelimit import Limiter
 from app.auth.tokens import Principal
 from app.db import Database
 from app.settings import Settings
@@ -192,7 +192,7 @@ def get_principal(request: Request) -> Principal:
 
 def _rate_limit(request: Request, principal: Principal) -> None:
     """429 once the caller's bucket is empty (``app.auth.ratelimit``): per API token, else per user."""
-    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    limiter: Limiter | None = getattr(request.app.state, "rate_limiter", None)
     if limiter is None:
         return
     key = ("token", principal.token_id) if principal.token_id is not None else ("user", principal.user_id)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI
 from app.api import accounts as accounts_api
 from app.api import checkpoints, datasets, epochs, errors, events, export, jobs, reports, runs, series
 from app.api.openapi import install as install_openapi
-from app.auth.ratelimit import RateLimiter
+from app.auth.ratelimit import make_rate_limiter
 from app.db import Database
 from app.deps import bearer_backend
 from app.jobs.install import install as install_queue
@@ -26,7 +26,7 @@ from app.settings import Settings, get_settings
 from app.web import static
 from app.web.cookies import cookie_backend
 from app.web.headers import SecurityHeadersMiddleware
-from app.web.limits import BodyLimitMiddleware
+from app.web.limits import install as install_body_limit
 from app.web.log_redact import install as install_log_redaction
 from app.web.memory import freeze_startup_objects, limit_arenas, trim_forever
 
@@ -84,6 +84,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         close = getattr(app.state.publisher, "aclose", None)  # the Redis listener, if any
         if close is not None:
             await close()
+        close_limiter = getattr(app.state.rate_limiter, "close", None)  # its Redis connection, if any
+        if close_limiter is not None:
+            close_limiter()
         db.dispose()
 
 
@@ -93,29 +96,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="collapsewatch", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.db = Database(settings)
-    app.state.publisher = make_broker(settings.redis_url)  # in-process, or Redis pub/sub (app.live.pubsub)
-    app.state.rate_limiter = (  # per API token / user (app/ratelimit.py); None = no limit
-        RateLimiter(settings.api_rate_limit_per_second, settings.api_rate_limit_burst)
-        if settings.api_rate_limit_per_second
-        else None
-    )
+    # in-process, or Redis pub/sub (app.live.pubsub)
+    app.state.publisher = make_broker(settings.redis_url, prefix=settings.redis_prefix)
+    # per API token / user, in-process or shared in Redis (app.auth.ratelimit); None = no limit
+    app.state.rate_limiter = make_rate_limiter(settings)
     app.state.auth_backends = [
         bearer_backend,
         cookie_backend,
     ]  # cookie: app.web.cookies (browser sessions)
     errors.install(app)
     install_log_redaction()  # share-link and invite tokens never reach the logs (app/log_redact.py)
+    # Uploads take more than MAX_BODY_BYTES (app/web/limits.py): checkpoints MAX_CHECKPOINT_BYTES,
+    # datasets MAX_DATASET_BYTES (POST /api/v1/datasets and the form's POST /jobs/datasets; the
+    # other job-page routes still refuse a declared body over MAX_BODY_BYTES by path).
+    bigger = [
+        (checkpoints.router, settings.max_checkpoint_bytes),
+        (datasets.router, settings.max_dataset_bytes),
+        (jobs_page.router, settings.max_dataset_bytes),
+    ]
     for router in ROUTERS:
-        app.include_router(router)
+        limit = next((n for r, n in bigger if r is router), None)
+        app.include_router(router, max_body_size=limit)
     install_queue(app)  # app.state.enqueue bound to the broker + the reaper/sweeper loop
     install_openapi(app)  # the shared error answers in /openapi.json (checked by tests/fuzz)
-    # Checkpoint uploads enforce MAX_CHECKPOINT_BYTES themselves (app/api/checkpoints.py), dataset
-    # uploads MAX_DATASET_BYTES (app/api/datasets.py: POST /api/v1/datasets, app/pages/jobs.py:
-    # POST /jobs/datasets).
-    app.add_middleware(
-        BodyLimitMiddleware,
-        max_bytes=settings.max_body_bytes,
-        exempt_suffixes=("/checkpoint", DATASET_UPLOAD_SUFFIX),
+    # Starlette's body limit, inside the security headers; uploads have their own (app/web/limits.py)
+    install_body_limit(
+        app,
+        settings.max_body_bytes,
+        {"/checkpoint": settings.max_checkpoint_bytes, DATASET_UPLOAD_SUFFIX: settings.max_dataset_bytes},
     )
     app.add_middleware(SecurityHeadersMiddleware)  # outermost: CSP, frame-ancestors, nosniff (app/headers.py)
 

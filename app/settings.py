@@ -7,6 +7,7 @@ Use :func:`get_settings` (cached) everywhere; tests build their own :class:`Sett
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -57,6 +58,15 @@ class Settings(BaseSettings):
     # variable; 0 = glibc's default of 8 per core) and malloc_trim every MEMORY_TRIM_SECONDS (0 = never).
     malloc_arena_max: int = Field(2, ge=0, le=1024)
     memory_trim_seconds: float = Field(60.0, ge=0.0, le=86_400.0)
+    # Artifact store (app/runs/storage.py): checkpoints (and uploaded datasets) live under
+    # ARTIFACT_DIR by default; ARTIFACT_STORE=s3://bucket/prefix keeps them in an S3-compatible
+    # bucket instead (web replicas on several hosts), reached at S3_ENDPOINT_URL (empty = AWS) with
+    # S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY (empty = boto3's own lookup: env, profile, IAM role).
+    artifact_store: str = ""
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+    s3_access_key_id: str = ""
+    s3_secret_access_key: SecretStr = SecretStr("")
 
     @field_validator("database_url")
     @classmethod
@@ -69,9 +79,26 @@ class Settings(BaseSettings):
             raise ValueError("DATABASE_URL must be sqlite:///PATH or postgresql+psycopg://…")
         return value
 
+    @field_validator("artifact_store")
+    @classmethod
+    def _artifact_store(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?", value):
+            raise ValueError(
+                f"ARTIFACT_STORE {value!r} is not allowed; leave it empty (files under ARTIFACT_DIR) "
+                "or give s3://BUCKET[/PREFIX] (bucket: 3-63 lower-case letters, digits, dots, hyphens)"
+            )
+        return value
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def redis_prefix(self) -> str:
+        """Prefix of this deployment's Redis keys and channels (rate limits, live events): deployments
+        sharing one Redis are kept apart by their QUEUE_PREFIX, like their queues."""
+        return f"collapsewatch:{self.queue_prefix}" if self.queue_prefix else "collapsewatch"
 
     def resolved_secret_key(self) -> str:
         """``SECRET_KEY``, or a random key persisted (mode 0600) under ``ARTIFACT_DIR``."""

@@ -30,6 +30,11 @@ def worker_args(parser: argparse.ArgumentParser) -> None:
         help="comma list of queue classes to consume: cpu, gpu, default (default: by --gpus)",
     )
     parser.add_argument("--server", default=None, help="server URL (default: $SERVER_URL)")
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="worker token (default: $WORKER_TOKEN, or the file $WORKER_TOKEN_FILE names)",
+    )
     parser.add_argument("--broker", default=None, help="broker URL (default: $BROKER_URL)")
     parser.add_argument("--name", default=None, help="Celery node name (default: collapsewatch-PID@HOST)")
     parser.add_argument("--loglevel", default=None, help="DEBUG, INFO, WARNING or ERROR")
@@ -73,7 +78,12 @@ def worker(args: argparse.Namespace) -> int:
     """Replace this process with the Celery worker (signals then go straight to Celery)."""
     from worker.settings import QUEUE_CLASSES, WorkerSettings, parse_gpus
 
-    overrides = {"server_url": args.server, "broker_url": args.broker, "worker_gpus": args.gpus}
+    overrides = {
+        "server_url": args.server,
+        "worker_token": args.token,
+        "broker_url": args.broker,
+        "worker_gpus": args.gpus,
+    }
     try:
         settings = WorkerSettings(**{k: v for k, v in overrides.items() if v is not None})
         parsed = parse_gpus(settings.worker_gpus)
@@ -82,8 +92,9 @@ def worker(args: argparse.Namespace) -> int:
         return 2
     if not settings.worker_token:
         print(
-            "collapsewatch worker: error: WORKER_TOKEN is not set; create one on the server with "
-            "`collapsewatch token create --worker` and export WORKER_TOKEN",
+            "collapsewatch worker: error: no worker token; create one on the server with "
+            "`collapsewatch token create --worker` and pass it as --token, WORKER_TOKEN or a file "
+            "named by WORKER_TOKEN_FILE",
             file=sys.stderr,
         )
         return 2
@@ -107,7 +118,10 @@ def worker(args: argparse.Namespace) -> int:
         gpus=gpus, concurrency=concurrency, queues=[settings.queue_name(c) for c in classes],
         name=name, loglevel=(args.loglevel or settings.worker_log_level).upper(),
     )  # fmt: skip
-    env = dict(os.environ, **extra, SERVER_URL=settings.server_url, BROKER_URL=settings.broker_url)
+    env = dict(
+        os.environ, **extra, SERVER_URL=settings.server_url, BROKER_URL=settings.broker_url,
+        WORKER_TOKEN=settings.worker_token,
+    )  # fmt: skip
     where = f"GPUs {','.join(gpus)}" if gpus else f"CPU x{concurrency}"
     print(
         f"collapsewatch worker: {where}, queues {','.join(classes)}, server {settings.server_url}",

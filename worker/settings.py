@@ -1,7 +1,7 @@
 """Settings of the worker deployable (one pydantic-settings class, read through a cached getter).
 
-Environment variables (or a ``.env``): ``SERVER_URL``, ``WORKER_TOKEN``, ``BROKER_URL``,
-``QUEUE_PREFIX``, ``WORKER_GPUS``, ``WORKER_CONCURRENCY``, ``HEARTBEAT_SECONDS``,
+Environment variables (or a ``.env``): ``SERVER_URL``, ``WORKER_TOKEN`` (or ``WORKER_TOKEN_FILE``),
+``BROKER_URL``, ``QUEUE_PREFIX``, ``WORKER_GPUS``, ``WORKER_CONCURRENCY``, ``HEARTBEAT_SECONDS``,
 ``WORKER_LOG_LEVEL``. ``BROKER_URL`` and ``QUEUE_PREFIX`` must match the server's.
 
 Datasets (``worker.datasets``): ``COLLAPSEWATCH_DATASET_CACHE_DIR`` holds downloaded datasets by
@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The task name and the queues by device class are part of the wire contract: a job with device "cpu"
@@ -37,6 +37,9 @@ class WorkerSettings(BaseSettings):
 
     server_url: str = Field("http://127.0.0.1:8000", description="base URL of the collapsewatch server")
     worker_token: str | None = Field(None, description="worker token (ingestion only) for the server API")
+    worker_token_file: Path | None = Field(
+        None, description="file holding the worker token (read when WORKER_TOKEN is unset; compose's init)"
+    )
     broker_url: str = Field(DEFAULT_BROKER_URL, description="Celery broker: redis://... or sqla+sqlite://...")
     queue_prefix: str = Field("", pattern=r"^[A-Za-z0-9_.\-]{0,64}$", description="prefix of queue names")
     worker_gpus: str = Field("none", description="'none', 'auto' or a comma list of GPU indices, e.g. 0,1")
@@ -76,6 +79,22 @@ class WorkerSettings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"{value!r} must start with http:// or https://")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _token_from_file(self) -> WorkerSettings:
+        """``WORKER_TOKEN`` wins; otherwise the token is read from ``WORKER_TOKEN_FILE``."""
+        if not self.worker_token and self.worker_token_file is not None:
+            try:
+                token = self.worker_token_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(
+                    f"WORKER_TOKEN_FILE {str(self.worker_token_file)!r} cannot be read ({exc.strerror}); "
+                    "point it at the file the init service wrote, or set WORKER_TOKEN"
+                ) from None
+            if not token:
+                raise ValueError(f"WORKER_TOKEN_FILE {str(self.worker_token_file)!r} is empty")
+            self.worker_token = token
+        return self
 
     def queue_name(self, device_class: str) -> str:
         return f"{self.queue_prefix}{device_class}"

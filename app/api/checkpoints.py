@@ -13,13 +13,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from app.api.access import CanIngestRunDb
 from app.db import Database
 from app.deps import get_database
 from app.errors import NotFound
 from app.runs.artifacts import CheckpointStore, CheckpointTooLarge
+from app.runs.storage import NotStored
 from app.runs.store import get_run, writable_run
 from app.settings import Settings
 
@@ -33,7 +34,7 @@ def checkpoint_store(request: Request) -> CheckpointStore:
     store: CheckpointStore | None = getattr(request.app.state, "checkpoints", None)
     if store is None:
         settings: Settings = request.app.state.settings
-        store = CheckpointStore(settings.artifact_dir, max_bytes=settings.max_checkpoint_bytes)
+        store = CheckpointStore.from_settings(settings)
         request.app.state.checkpoints = store
     return store
 
@@ -71,7 +72,7 @@ async def put_checkpoint(
         stored = await store.write_stream(run_id, attempt, epoch, request.stream())
     except CheckpointTooLarge as exc:
         return _too_large(exc.limit)
-    except OSError as exc:  # disk full, read-only or missing ARTIFACT_DIR: the server stays up
+    except OSError as exc:  # disk full, read-only ARTIFACT_DIR, S3 unreachable: the server stays up
         log.error("could not store a checkpoint of run %s: %s", run_id, exc)
         return _not_stored(exc)
     # Fenced again after the write: a newer attempt may have claimed the run meanwhile (its own
@@ -80,22 +81,31 @@ async def put_checkpoint(
     return JSONResponse({"run_id": run_id, "attempt": attempt, "epoch": epoch, "size": stored.size}, 201)
 
 
-@router.get("/{run_id}/checkpoint", response_class=FileResponse)
-def get_checkpoint(run_id: int, _can: CanIngestRunDb, database: DatabaseDep, store: StoreDep) -> FileResponse:
+@router.get("/{run_id}/checkpoint", response_class=StreamingResponse, response_model=None)
+def get_checkpoint(
+    run_id: int, _can: CanIngestRunDb, database: DatabaseDep, store: StoreDep
+) -> FileResponse | StreamingResponse:
     """The newest checkpoint's bytes; 404 when the run has none."""
     _check_exists(database, run_id)
     stored = store.latest(run_id)
     if stored is None:
         raise NotFound(f"run {run_id} has no checkpoint yet")
     headers = {"X-Checkpoint-Epoch": str(stored.epoch), "X-Checkpoint-Attempt": str(stored.attempt)}
-    return FileResponse(stored.path, media_type="application/octet-stream", headers=headers)
+    if stored.path is not None:  # the local store: the file itself
+        return FileResponse(stored.path, media_type="application/octet-stream", headers=headers)
+    headers["Content-Length"] = str(stored.size)
+    try:  # an S3 store: stream the object (opened here, so a vanished one is still a 404)
+        chunks = store.read(stored)
+    except NotStored:
+        raise NotFound(f"run {run_id} has no checkpoint yet") from None
+    return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
 
 
 def _not_stored(exc: OSError) -> JSONResponse:
     reason = exc.strerror or type(exc).__name__
     message = (
         f"the server could not store the checkpoint ({reason}); "
-        "free space in ARTIFACT_DIR or make it writable"
+        "free space in ARTIFACT_DIR or make it writable (or check ARTIFACT_STORE's bucket)"
     )
     return JSONResponse({"detail": message, "message": message}, status_code=507)
 

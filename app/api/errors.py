@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from app.errors import DomainError, InvalidInput
+from app.runs.storage import StoreError
 
 MAX_INPUT_REPR = 80
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
@@ -120,6 +121,13 @@ def is_connection_error(exc: DBAPIError) -> bool:
     return any(marker in text for marker in CONNECTION_MARKERS)
 
 
+async def store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    """The artifact store (an S3 bucket) cannot be reached: 503 + Retry-After, never a 500."""
+    message = f"the artifact store is unavailable ({exc}); retry in {DB_RETRY_AFTER_S} s"
+    headers = {"Retry-After": str(DB_RETRY_AFTER_S)}
+    return JSONResponse({"detail": message, "message": message}, status_code=503, headers=headers)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(DomainError, domain_error)
@@ -127,3 +135,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(OverflowError, out_of_range)
     app.add_exception_handler(DataError, out_of_range)
     app.add_exception_handler(DBAPIError, database_unavailable)
+    app.add_exception_handler(StoreError, store_unavailable)

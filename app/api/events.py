@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from fastapi.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.api.access import CanReadRunDb, UserActorDep, visible_frames
@@ -27,6 +28,8 @@ QueryId = Annotated[
     int | None, Query(ge=0, le=MAX_EVENT_ID, description="resume after this id (clients without EventSource)")
 ]
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# The routes return FastAPI's EventSourceResponse themselves (after their 404/204 checks); declaring
+# it as ``response_class`` would make FastAPI treat them as generator endpoints (app/live/sse.py).
 
 
 def _snapshot(db: Database, run_id: int) -> tuple[Run | None, int]:
@@ -62,7 +65,7 @@ async def run_events(
     stream = sse.run_events(
         db, broker, run=run, newest=newest, last_event_id=resume, keepalive_s=_keepalive(request)
     )
-    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+    return EventSourceResponse(stream, headers=SSE_HEADERS)
 
 
 @router.get("/events", response_class=StreamingResponse)
@@ -78,4 +81,4 @@ async def all_events(
     resume = last_event_id_header if last_event_id_header is not None else last_event_id
     stream = sse.all_runs_events(db, broker, last_event_id=resume, keepalive_s=_keepalive(request))
     stream = visible_frames(db, actor, stream)
-    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+    return EventSourceResponse(stream, headers=SSE_HEADERS)

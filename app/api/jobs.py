@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import logging
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
@@ -25,6 +26,7 @@ from collapsewatch.contract import (
     RunPublic,
 )
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
 
@@ -76,9 +78,22 @@ def claim_run(
         attempt=run.attempt,
         lease_until=run.lease_until,
         spec=JobSpec.model_validate(run.config),
-        resume_epoch=checkpoints.latest_epoch(run.id) if checkpoints is not None else None,
+        resume_epoch=_resume_epoch(checkpoints, run.id),
         lease_seconds=settings.lease_seconds,
     )
+
+
+def _resume_epoch(checkpoints: Any, run_id: int) -> int | None:
+    """The newest checkpoint's epoch; None when there is none or the artifact store cannot be read
+    now (the claim is already committed: the worker asks for the checkpoint itself and retries)."""
+    if checkpoints is None:
+        return None
+    try:
+        epoch: int | None = checkpoints.latest_epoch(run_id)
+    except OSError as exc:
+        log.warning("claim of run %s: the artifact store is unavailable (%s)", run_id, exc)
+        return None
+    return epoch
 
 
 @router.post("/runs/{run_id}/heartbeat", response_model=HeartbeatPublic)

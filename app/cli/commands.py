@@ -32,23 +32,44 @@ def token_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["create"], help="create a token for the local admin")
     parser.add_argument("--worker", action="store_true", help="a worker token (ingestion routes only)")
     parser.add_argument("--name", default=None, help="a label shown in token lists")
+    parser.add_argument(
+        "--file",
+        default=None,
+        metavar="PATH",
+        help="write the token to PATH (mode 0600) instead of printing it, keeping a still-valid token "
+        "of the same kind already there (docker-compose's worker-token service runs this on every start)",
+    )
 
 
 def token(args: argparse.Namespace) -> int:
     """Print ONLY the new token on stdout (so `export CW_TOKEN=$(collapsewatch token create)` works)."""
+    from pathlib import Path
+
     from app.auth.api_tokens import create_token, ensure_admin
+    from app.auth.token_file import ensure_token_file
     from app.db import Database
     from app.migrate import upgrade
     from app.settings import get_settings
 
     settings = get_settings()
     database = Database(settings)
+    kind = "worker" if args.worker else "user"
+    name = args.name or f"{kind} token"
     try:
         upgrade(database.engine)
-        kind = "worker" if args.worker else "user"
+        if args.file:
+            _, created = ensure_token_file(
+                database=database,
+                path=Path(args.file),
+                admin_email=settings.admin_email,
+                kind=kind,
+                name=name,
+            )
+            print(f"{kind} token {'written to' if created else 'kept in'} {args.file}", file=sys.stderr)
+            return 0
         with database.transaction() as session:
             admin = ensure_admin(session=session, email=settings.admin_email)
-            new = create_token(session=session, user=admin, name=args.name or f"{kind} token", kind=kind)
+            new = create_token(session=session, user=admin, name=name, kind=kind)
     finally:
         database.dispose()
     print(new.token)

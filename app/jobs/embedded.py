@@ -30,30 +30,18 @@ GRACEFUL_SHUTDOWN_S = 5  # uvicorn's --timeout-graceful-shutdown (also `serve` a
 
 def ensure_worker_token(settings: Settings) -> str:
     """The embedded worker's token: the stored one if still valid, else a new worker token."""
-    from app.auth.api_tokens import create_token, ensure_admin, resolve_token
+    from app.auth.token_file import ensure_token_file
     from app.db import Database
 
-    path = Path(settings.artifact_dir) / TOKEN_FILE
     database = Database(settings)
     try:
-        if path.exists():
-            token = path.read_text().strip()
-            with database.session(write=False) as session:
-                resolved = resolve_token(session=session, token=token) if token else None
-            if resolved is not None and resolved.principal.kind == "worker":
-                return token
-        with database.transaction() as session:
-            admin = ensure_admin(session=session, email=settings.admin_email)
-            new = create_token(session=session, user=admin, name="embedded worker", kind="worker")
+        token, _ = ensure_token_file(
+            database=database, path=Path(settings.artifact_dir) / TOKEN_FILE,
+            admin_email=settings.admin_email, kind="worker", name="embedded worker",
+        )  # fmt: skip
     finally:
         database.dispose()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(new.token)
-    os.replace(tmp, path)
-    return new.token
+    return token
 
 
 class WorkerProcess:
@@ -172,7 +160,7 @@ def run_beat() -> int:
     database = Database(settings)
     upgrade(database.engine)
     queue = JobQueue(settings.broker_url, queue_prefix=settings.queue_prefix)
-    store = CheckpointStore(settings.artifact_dir, max_bytes=settings.max_checkpoint_bytes)
+    store = CheckpointStore.from_settings(settings)
     sweep_after = timedelta(seconds=settings.sweep_after_seconds)
     interval = settings.maintenance_interval_seconds or 5.0
     loop = MaintenanceLoop(

@@ -30,9 +30,7 @@ def install(app: FastAPI) -> None:
     app.state.job_queue = queue
     app.state.enqueue = make_enqueue(queue, database=database)
     if getattr(app.state, "checkpoints", None) is None:
-        app.state.checkpoints = CheckpointStore(
-            settings.artifact_dir, max_bytes=settings.max_checkpoint_bytes
-        )
+        app.state.checkpoints = CheckpointStore.from_settings(settings)
     inner = app.router.lifespan_context
 
     @asynccontextmanager

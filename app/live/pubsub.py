@@ -265,6 +265,7 @@ class RedisBroker(InProcessBroker):
 Broker = InProcessBroker
 
 
-def make_broker(redis_url: str | None) -> InProcessBroker:
-    """Redis pub/sub when ``REDIS_URL`` is set, in-process otherwise."""
-    return RedisBroker(redis_url) if redis_url else InProcessBroker()
+def make_broker(redis_url: str | None, *, prefix: str = CHANNEL_PREFIX) -> InProcessBroker:
+    """Redis pub/sub when ``REDIS_URL`` is set (channels ``{prefix}:run:{id}`` and ``{prefix}:runs``),
+    in-process otherwise."""
+    return RedisBroker(redis_url, prefix=prefix) if redis_url else InProcessBroker()

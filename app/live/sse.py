@@ -15,6 +15,14 @@ Per-run stream (``GET /api/v1/runs/{id}/events``):
 
 All-runs stream (``GET /api/v1/events``): ``event: status`` for every run (``run_id`` added to the
 data), for live status badges; same replay rules; never ends by itself.
+
+Framing and the response class are FastAPI's (``fastapi.sse.format_sse_event``,
+``EventSourceResponse``). Kept here, with the reason: the generator, and so its keep-alive timer.
+FastAPI's generator endpoints (``response_class=EventSourceResponse`` + ``yield``) ping every 15 s
+from a private module constant and cannot answer 404 or 204 before the stream starts; ours ends
+by itself once the run is terminal, answers a finished resume with 204, re-reads the database
+when the subscription lagged, and lets tests and the fuzzer shorten the keep-alive
+(``app.state.sse_keepalive_s``).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from fastapi.sse import format_sse_event
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -40,10 +49,16 @@ RETRY_MS = 2000
 
 
 def format_event(event: Event, *, with_run: bool = False) -> bytes:
+    """One SSE frame: ``event:`` the type, ``data:`` the JSON payload, ``id:`` the run_events id."""
     data = event.data | ({"run_id": event.run_id} if with_run else {})
-    head = f"id: {event.id}\n" if event.id is not None else ""
     body = json.dumps(data, separators=(",", ":"), allow_nan=False)
-    return f"{head}event: {event.type}\ndata: {body}\n\n".encode()
+    return format_sse_event(
+        data_str=body, event=event.type, id=str(event.id) if event.id is not None else None
+    )
+
+
+RETRY = format_sse_event(retry=RETRY_MS)  # how long EventSource waits before it reconnects
+KEEPALIVE = format_sse_event(comment="keep-alive")
 
 
 def _epoch_payloads(session: Session, run_id: int, epochs: set[int]) -> dict[int, dict[str, Any]]:
@@ -180,7 +195,7 @@ async def run_events(
             last_id=newest if last_event_id is None else last_event_id,
             keepalive_s=keepalive_s,
         )
-        yield f"retry: {RETRY_MS}\n\n".encode()
+        yield RETRY
         if last_event_id is None:
             yield format_event(_status_snapshot(run, newest))
         for event in await stream.catch_up():
@@ -189,7 +204,7 @@ async def run_events(
             return  # terminal before we subscribed: everything up to now was sent
         async for item in stream.live():
             if item is None:
-                yield b": keep-alive\n\n"
+                yield KEEPALIVE
                 continue
             yield format_event(item)
             if _is_terminal(item) and item.id == stream.last_id:
@@ -210,11 +225,11 @@ async def all_runs_events(
             last_id=last_event_id,
             keepalive_s=keepalive_s,
         )
-        yield f"retry: {RETRY_MS}\n\n".encode()
+        yield RETRY
         for event in await stream.catch_up():
             yield format_event(event, with_run=True)
         async for item in stream.live():
-            yield b": keep-alive\n\n" if item is None else format_event(item, with_run=True)
+            yield KEEPALIVE if item is None else format_event(item, with_run=True)
 
 
 def _newest(db: Database) -> int:

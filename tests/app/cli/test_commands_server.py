@@ -108,3 +108,16 @@ def test_secret_key_when_unset_is_generated_once_and_kept(tmp_path: Path) -> Non
     first = settings.resolved_secret_key()
     assert len(first) >= 32 and settings.resolved_secret_key() == first
     assert (tmp_path / ".secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_token_create_with_file_writes_once_and_prints_nothing(cli: Cli, tmp_path: Path) -> None:
+    target = tmp_path / "shared" / "worker-token"
+    code, out = cli("token", "create", "--worker", "--file", str(target))
+    assert code == 0 and out == ""
+    token = target.read_text().strip()
+    assert token.startswith("cw_")
+    assert cli("token", "create", "--worker", "--file", str(target)) == (0, "")
+    assert target.read_text().strip() == token  # a restart of the init service keeps it
+    with Session(create_engine(f"sqlite:///{cli.db_path}")) as session:
+        row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+        assert row is not None and row.kind == "worker"
