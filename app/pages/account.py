@@ -81,8 +81,9 @@ def create_token(
         new = projects.create_user_token(session=session, actor=actor_of(browser), name=name)
     except DomainError as exc:
         return _account_page(request, browser, session, error=exc.message, status_code=exc.status_code)
-    session.commit()
-    return _account_page(request, browser, session, new_token=new.token)
+    page = _account_page(request, browser, session, new_token=new.token)  # read before the commit:
+    session.commit()  # a read after it would begin a second (write) transaction on this session
+    return page
 
 
 @router.post("/account/tokens/{token_id}/revoke")

@@ -97,8 +97,9 @@ def _owner_change(
         result = change(actor, project.id)
     except DomainError as exc:
         return _project_page(request, browser, session, name, error=exc.message, status_code=exc.status_code)
-    session.commit()
-    return done(result)
+    response = done(result)  # rendered before the commit: reading after it would begin a second
+    session.commit()  # write transaction on this session (on SQLite, the write lock again)
+    return response
 
 
 @router.post("/projects/{name}/members", response_model=None)
