@@ -30,8 +30,10 @@ from app.compare.groups import (
 )
 from app.models import Epoch, Run
 from app.series.query import EPOCH_COLUMNS, load_series
+from app.web.ints import parse_natural
 
 MAX_RUNS = 200
+MAX_RUN_ID = 2**31 - 1  # ids and epochs are 32-bit integers in the database
 SUMMARY_KEYS = ("best_val_acc", "best_recall_at_1")
 DEFAULTS = {"stat": "mean_sv", "metric": "mean_sv", "line": "regularizer"}
 
@@ -58,16 +60,17 @@ class CompareQuery:
         problems: dict[str, str] = {}
         ids: list[int] = []
         for part in _split(params.get("runs", []) + params.get("run", [])):
-            if part.isdigit():
-                ids.append(int(part))
+            run_id = parse_natural(part)  # ASCII digits only: "²".isdigit() is true, int("²") fails
+            if run_id is not None and 1 <= run_id <= MAX_RUN_ID:
+                ids.append(run_id)
             else:
                 problems["runs"] = f"{part!r} is not a run id (whole numbers, comma-separated)"
         epoch: int | None = None
         raw_epoch = (params.get("epoch") or [""])[-1].strip()
         if raw_epoch and raw_epoch != "last":
-            if raw_epoch.isdigit():
-                epoch = int(raw_epoch)
-            else:
+            epoch = parse_natural(raw_epoch)
+            if epoch is None or epoch > MAX_RUN_ID:
+                epoch = None
                 problems["epoch"] = f"{raw_epoch!r} is not an epoch; use a whole number or leave it empty"
 
         def one(name: str) -> str:

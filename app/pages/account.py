@@ -222,7 +222,6 @@ def accept_as_new_account(
         )
         cookie = create_session(session=session, user_id=user.id)
     except DomainError as exc:
-        session.rollback()
         return _invite_page(request, _invite_context(request, session, token, exc.message), exc.status_code)
     session.commit()  # the account, the membership and the session: one write transaction
     response = redirect(request, "/account")
@@ -255,7 +254,6 @@ def accept_as_member(
         project = session.get(Project, accepted.project_id) if accepted.project_id is not None else None
         target = f"/projects/{project.name}" if project is not None else "/account"
     except DomainError as exc:
-        session.rollback()
         return _invite_page(request, _invite_context(request, session, token, exc.message), exc.status_code)
     session.commit()
     return RedirectResponse(target, status_code=303)

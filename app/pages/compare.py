@@ -42,4 +42,5 @@ def compare_page(request: Request, browser: BrowserDep, session: SessionDep) -> 
             "metric_choices": [*data.stat_choices, *SUMMARY_KEYS],
             "page_data": page_data(query, data),
         },
+        status_code=422 if {"runs", "epoch"} & problems.keys() else 200,  # e.g. runs=² (not ASCII digits)
     )
