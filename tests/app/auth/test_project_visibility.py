@@ -46,9 +46,9 @@ def _read_urls(team: Team) -> list[str]:
         if "/projects/{name}" in path:
             urls.append(path.replace("{name}", "{project}"))
         dependant = getattr(route, "dependant", None)
-        if dependant is not None and "project" in [p.alias for p in dependant.query_params]:
-            if "{" not in path:
-                urls.append(path + "?project={project}")
+        names = [p.alias for p in dependant.query_params] if dependant is not None else []
+        if "project" in names and "{" not in path:
+            urls.append(path + "?project={project}")
     return sorted(set(urls))
 
 
