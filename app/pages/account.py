@@ -109,7 +109,9 @@ def _password_browser(request: Request) -> Browser:
         user = resolve_session(session=session, token=token)
         found = (user.id, user.email, user.is_admin) if user is not None else None
     if found is None or token is None:
-        raise HTTPException(403, detail="sign in first; then change your password on /account")
+        raise HTTPException(
+            303, detail="sign in first", headers={"Location": f"/login?next={quote('/account')}"}
+        )
     secret = settings.resolved_secret_key()
     local = autologin_enabled(settings)
     return Browser(found[0], found[1], found[2], token, session_csrf(secret, token), local)
