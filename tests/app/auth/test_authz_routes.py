@@ -14,6 +14,7 @@ from teamkit import Team, build_team
 
 from app.main import create_app
 from app.settings import Settings
+from tests.security.txcount import count_write_transactions
 
 CALLERS = ("admin", "owner", "editor", "viewer", "outsider", "worker_team", "worker_other")
 RANK = {"owner": 3, "editor": 2, "viewer": 1, "outsider": 0}
@@ -33,6 +34,7 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     )
     app = create_app(settings)
     app.state.enqueue = lambda run_id: None
+    app.state.write_counter = count_write_transactions(app)  # checked by the last test below
     with TestClient(app) as client:
         yield build_team(client, app.state.db, settings.admin_email)
 
@@ -313,3 +315,9 @@ def test_all_runs_event_stream_drops_frames_of_unreadable_runs(team: Team) -> No
     admin = asyncio.run(collect(Actor(team.user_ids["admin"], is_admin=True)))
     assert len(viewer) == 3 and all(f'"run_id":{theirs}'.encode() not in f for f in viewer)
     assert len(admin) == 4
+
+
+def test_no_request_above_opened_two_write_transactions(team: Team) -> None:
+    """Every write and read route above, for every caller (run last: the module's requests)."""
+    counter = team.client.app.state.write_counter  # type: ignore[attr-defined]
+    assert len(counter.seen) > 300 and counter.over(1) == []
