@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -30,6 +30,8 @@ QUEUE_CLASSES: tuple[str, ...] = ("cpu", "gpu", "default")
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "crashed"})
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d{1,2})$")
 KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,127}$"
+MAX_TAG_LENGTH = 64
+Tag = Annotated[str, Field(min_length=1, max_length=MAX_TAG_LENGTH, description="a label, 1-64 characters")]
 MAX_SWEEP_RUNS = 256
 DATA_PATH_REFUSED = "refused: upload the .npz as a dataset (POST /api/v1/datasets) and set dataset_id"
 MAX_METRIC_POINTS = 1000
@@ -97,7 +99,7 @@ class JobSubmit(BaseModel):
 
     project: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
     name: str | None = Field(None, max_length=200)
-    tags: list[str] = Field(default_factory=list, max_length=32)
+    tags: list[Tag] = Field(default_factory=list, max_length=32)
     spec: dict[str, Any] = Field(default_factory=dict)
     sweep: dict[str, list[Any]] = Field(default_factory=dict)
     seeds: list[int] | None = Field(None, min_length=1, max_length=64)
@@ -133,7 +135,7 @@ class RunCreate(BaseModel):
     project: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
     name: str | None = Field(None, max_length=200)
     config: dict[str, Any] = Field(default_factory=dict)
-    tags: list[str] = Field(default_factory=list, max_length=32)
+    tags: list[Tag] = Field(default_factory=list, max_length=32)
     client_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]{7,63}$")  # repeat: same run
     provenance: dict[str, Any] | None = None  # git commit + dirty, command, versions, host
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Response
 from sqlalchemy.orm import Session
 
 from app.api.access import UserActorDep
-from app.auth import accounts, projects, roles
+from app.auth import invitations, projects, roles
 from app.auth.api_tokens import NewToken
 from app.auth.schemas import (
     InvitationCreate,
@@ -127,10 +127,18 @@ def remove_member(name: NamePath, user_id: IdPath, session: SessionDep, actor: U
 def invite(
     name: NamePath, data: InvitationCreate, session: SessionDep, settings: SettingsDep, actor: UserActorDep
 ) -> InvitationPublic:
-    """An invite link (owners): the invitee opens it, sets a password and joins with ``role``."""
+    """An invite link (owners). A new email: the invitee opens it, chooses a password and joins
+    with ``role``. An email that has an account: that account signs in with its own password and
+    accepts on the link's page (the link never signs in as it or changes it). The local admin's
+    address cannot be invited (422)."""
     project = _project(session, actor, name, "manage")
-    new = accounts.create_invitation(
-        session=session, actor=actor, email=data.email, project_id=project.id, role=data.role
+    new = invitations.create_invitation(
+        session=session,
+        actor=actor,
+        email=data.email,
+        project_id=project.id,
+        role=data.role,
+        local_admin_email=settings.admin_email,
     )
     session.commit()
     url = f"{settings.public_url.rstrip('/')}/invite/{new.token}"

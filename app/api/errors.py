@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError
@@ -13,6 +14,7 @@ from starlette.routing import Match
 
 from app.errors import DomainError, InvalidInput
 from app.runs.storage import StoreError
+from app.web.input_guard import TOO_DEEP, check_input
 
 MAX_INPUT_REPR = 80
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
@@ -35,8 +37,10 @@ def _item(error: dict[str, Any]) -> dict[str, Any]:
         loc = loc[:1]
     item: dict[str, Any] = {"loc": loc, "msg": msg, "type": error.get("type", "value_error")}
     value = error.get("input")
+    if isinstance(value, float) and not math.isfinite(value):  # JSON cannot carry it back: say it
+        value = "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, str | int | float | bool) and len(repr(value)) <= MAX_INPUT_REPR:
-        item["input"] = value if not isinstance(value, float) or value == value else "NaN"
+        item["input"] = value
     return item
 
 
@@ -78,6 +82,9 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     detail: Any = exc.detail
     headers = dict(exc.headers or {})
     if exc.status_code == 400 and detail == "There was an error parsing the body":
+        if isinstance(exc.__cause__, RecursionError):  # nested past the parser's own limit
+            items = [{"loc": ["body"], "msg": TOO_DEEP, "type": "value_error"}]
+            return JSONResponse({"detail": items, "message": _message(items)}, status_code=422)
         detail = UNPARSABLE_BODY
     if exc.status_code == 405:
         headers["Allow"] = _allowed(request)
@@ -129,6 +136,11 @@ async def store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
+    """The error answers, and the app-wide input check (``app.web.input_guard``: ASCII integers,
+    finite and not too deeply nested JSON). Call it before the routers are included: a router's
+    routes take the app router's dependencies when they are included."""
+    if Depends(check_input) not in app.router.dependencies:
+        app.router.dependencies.append(Depends(check_input))
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(DomainError, domain_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

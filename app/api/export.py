@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 
@@ -14,6 +13,7 @@ from app.api.access import CanReadRun
 from app.deps import HEAVY_READ, RunId, SessionDep
 from app.runs import store
 from app.series import epochs
+from app.web import csv_safe
 from collapsewatch.contract import EpochPublic
 
 router = APIRouter(prefix="/api/v1", tags=["export"])
@@ -23,14 +23,12 @@ def epochs_csv(records: list[EpochPublic]) -> str:
     """One row per epoch: epoch, attempt, recorded_at, the scalar statistics, then every metric key."""
     metric_keys = sorted({key for record in records for key in record.metrics})
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_safe.writer(out)  # formula-like text defused, numbers kept (app/web/csv_safe.py)
     writer.writerow(["epoch", "attempt", "recorded_at", *epochs.SCALAR_STATS, *metric_keys])
     for r in records:
-        stats = [getattr(r.stats, name) if r.stats else "" for name in epochs.SCALAR_STATS]
+        stats = [getattr(r.stats, name) if r.stats else None for name in epochs.SCALAR_STATS]
         values = [r.metrics.get(key) for key in metric_keys]
-        writer.writerow(
-            [r.epoch, r.attempt, r.recorded_at.isoformat(), *stats, *("" if v is None else v for v in values)]
-        )
+        writer.writerow([r.epoch, r.attempt, r.recorded_at.isoformat(), *stats, *values])
     return out.getvalue()
 
 

@@ -66,15 +66,16 @@ def claim_run(
     result = lifecycle.claim(
         session=session, run_id=run_id, worker=worker, lease_seconds=settings.lease_seconds
     )
+    public = store.run_public(result.run) if result.run is not None else None  # before the commit
     session.commit()
     publish(request, result.written.events)
-    if result.run is None:
+    if result.run is None or public is None:
         raise HTTPException(409, detail=result.message)
     run = result.run
     assert run.lease_until is not None
     checkpoints = getattr(request.app.state, "checkpoints", None)  # app.runs.artifacts.CheckpointStore
     return ClaimPublic(
-        run=store.run_public(run),
+        run=public,
         attempt=run.attempt,
         lease_until=run.lease_until,
         spec=JobSpec.model_validate(run.config),
@@ -120,9 +121,10 @@ def finish_run(
     run_id: RunId, data: FinishIn, request: Request, session: SessionDep, _caller: CanIngestRun
 ) -> RunPublic:
     run, written = lifecycle.finish(session=session, run_id=run_id, data=data)
-    session.commit()
+    public = store.run_public(run)  # before the commit: its lazy load of the project would begin
+    session.commit()  # a second write transaction on this session (on SQLite, the lock again)
     publish(request, written.events)
-    return store.run_public(run)
+    return public
 
 
 @router.post("/runs/{run_id}/logs", status_code=201, response_model=list[LogLinePublic])

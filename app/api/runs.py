@@ -98,6 +98,7 @@ def get_run(run_id: RunId, session: SessionDep, _can: CanReadRun) -> RunPublic:
 def cancel_run(run_id: RunId, request: Request, session: SessionDep, _can: CanWriteRun) -> RunPublic:
     """Queued: cancelled now. Running: ``cancel_requested`` until the worker stops. Finished: 409."""
     run, written = lifecycle.cancel(session=session, run_id=run_id)
-    session.commit()
+    public = store.run_public(run)  # before the commit: a lazy load after it would begin a second
+    session.commit()  # write transaction on this session
     publish(request, written.events)
-    return store.run_public(run)
+    return public

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.api_tokens import NewToken, create_token, revoke_token
 from app.auth.models import TokenProject
-from app.auth.roles import RANK, Actor, check, effective_role, visible_project_ids
+from app.auth.roles import RANK, Actor, check, effective_role, name_taken, visible_project_ids
 from app.errors import Conflict, InvalidInput, NotFound
 from app.models import ApiToken, Project, ProjectMember, User, utcnow
 
@@ -63,7 +63,7 @@ def create_project(*, session: Session, actor: Actor, name: str) -> Project:
     if not NAME_PATTERN.match(name):
         raise InvalidInput(["name"], "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
     if session.scalar(select(Project.id).where(Project.name == name)) is not None:
-        raise Conflict(f"project {name!r} already exists")
+        raise name_taken(name)
     project = Project(name=name, created_at=utcnow())
     session.add(project)
     session.flush()

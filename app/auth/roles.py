@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.models import TokenProject
 from app.auth.tokens import Principal
-from app.errors import DomainError, NotFound
+from app.errors import Conflict, DomainError, NotFound
 from app.models import Project, ProjectMember, Run
 
 Role = Literal["viewer", "editor", "owner"]
@@ -142,20 +142,33 @@ def project_named(*, session: Session, actor: Actor, name: str, action: Action) 
     return project
 
 
+def name_taken(name: str) -> Conflict:
+    """What a create with a name in use hears, whether or not the caller may see that project:
+    project names are global (URLs and ``cw.init(project=...)`` use them), so the answer says only
+    that the name is taken."""
+    return Conflict(
+        f"the project name {name!r} is taken; choose another name (or ask its owner to invite you)"
+    )
+
+
 def check_new_runs(*, session: Session, actor: Actor, project_name: str) -> None:
     """Creating runs in ``project_name``: editors of an existing project; anyone (not a worker
-    token) for a new one, who then becomes its owner."""
+    token) for a new one, who then becomes its owner. Someone who cannot see an existing project
+    hears only that its name is taken (409), never whether it exists."""
     if actor.is_worker:
         raise Forbidden(WORKER_ONLY_INGESTS)
     project_id = session.scalar(select(Project.id).where(Project.name == project_name))
-    if project_id is not None:
-        check(
-            session=session,
-            actor=actor,
-            project_id=project_id,
-            action="write",
-            missing=f"project {project_name!r} does not exist",
-        )
+    if project_id is None:
+        return
+    if effective_role(session=session, actor=actor, project_id=project_id) is None:
+        raise name_taken(project_name)
+    check(
+        session=session,
+        actor=actor,
+        project_id=project_id,
+        action="write",
+        missing=f"project {project_name!r} does not exist",
+    )
 
 
 def visible_project_ids(*, session: Session, actor: Actor) -> list[int] | None:

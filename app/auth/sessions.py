@@ -17,7 +17,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ForeignKey, Integer, String, delete, func, select
+from sqlalchemy import ForeignKey, Integer, String, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.models import Base, User, utcnow
@@ -67,8 +67,18 @@ def resolve_session(*, session: Session, token: str | None) -> User | None:
 
 
 def end_session(*, session: Session, token: str | None) -> None:
+    """Sign one browser out: its session row goes, so the cookie is refused from now on."""
     if token:
         session.execute(delete(WebSession).where(WebSession.token_hash == _hash(token)))
+
+
+def end_user_sessions(*, session: Session, user_id: int, keep_token: str | None = None) -> int:
+    """End every browser session of ``user_id`` except the one whose cookie is ``keep_token``."""
+    stmt = delete(WebSession).where(WebSession.user_id == user_id)
+    if keep_token:
+        stmt = stmt.where(WebSession.token_hash != _hash(keep_token))
+    result = session.execute(stmt)
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def csrf_token(secret_key: str, session_token: str) -> str:
@@ -126,16 +136,6 @@ class LoginLimiter:
     def reset(self, account: str) -> None:
         with self._lock:
             self._failures.pop(account.lower(), None)
-
-
-def authenticate(*, session: Session, email: str, password: str, limiter: LoginLimiter) -> User | None:
-    """The user for a correct email + password, else None (and the failure counts for the limit)."""
-    user = session.scalars(select(User).where(func.lower(User.email) == email.strip().lower())).first()
-    if user is not None and verify_password(user.password_hash, password):
-        limiter.reset(email)
-        return user
-    limiter.record_failure(email)
-    return None
 
 
 def local_admin(*, session: Session, email: str) -> User:

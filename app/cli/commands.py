@@ -176,7 +176,7 @@ def _read_password(args: argparse.Namespace) -> str | None:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
     if not sys.stdin.isatty():
-        return None  # no password: the user signs in after an invitation or a later password set
+        return None  # no password: the account cannot sign in (an invitation never sets one)
     import getpass
 
     first = getpass.getpass("Password (10+ characters): ")

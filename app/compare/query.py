@@ -24,9 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+from app.web.ints import parse_natural
+
 XAXES = ("epoch", "step", "time")
 NONE_MARKER = "-"
 DEFAULT_STAT = "mean_sv"
+
+MAX_ID = 2**31 - 1  # run ids and epochs are 32-bit integers in the database
 
 Parsed = tuple[Any, str]
 
@@ -39,8 +43,9 @@ def _ids(raw: Sequence[str]) -> Parsed:
     ids: list[int] = []
     problem = ""
     for part in _split(raw):
-        if part.isdigit():
-            ids.append(int(part))
+        run_id = parse_natural(part)  # ASCII digits only: "²".isdigit() is true, int("²") fails
+        if run_id is not None and 1 <= run_id <= MAX_ID:
+            ids.append(run_id)
         else:
             problem = f"{part!r} is not a run id (whole numbers, comma-separated)"
     return list(dict.fromkeys(ids)), problem
@@ -71,8 +76,9 @@ def _epoch(raw: Sequence[str]) -> Parsed:
     text = raw[-1].strip()
     if not text or text == "last":
         return None, ""
-    if text.isdigit():
-        return int(text), ""
+    epoch = parse_natural(text)
+    if epoch is not None and epoch <= MAX_ID:
+        return epoch, ""
     return None, f"{text!r} is not an epoch; use a whole number or leave it empty"
 
 

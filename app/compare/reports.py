@@ -7,9 +7,9 @@ member, or anyone holding a share link), so a link never reveals runs of another
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +27,8 @@ from app.auth.roles import Action, Actor, check
 from app.compare.view import CompareData, CompareQuery, build_compare, page_data
 from app.errors import InvalidInput, NotFound
 from app.models import Project, utcnow
+from app.web import csv_safe
+from app.web.ints import parse_natural
 from app.web.templating import tojson_safe
 
 MAX_TITLE = 200
@@ -49,9 +51,26 @@ class ReportView:
     diff: list[dict[str, Any]]
 
 
+_IMG = re.compile(r"<img\b([^>]*)>")
+_ATTR = re.compile(r'([a-z]+)="([^"]*)"')
+
+
 def render_notes(text: str) -> str:
-    """Markdown -> HTML, sanitised by nh3 (no scripts, no event handlers, safe link targets)."""
-    return nh3.clean(markdown.markdown(text, extensions=["tables", "fenced_code"]))
+    """Markdown -> HTML, sanitised by nh3 (no scripts, no event handlers, safe link targets).
+
+    Images become links to them: a report (and its exported file, and a shared page) never fetches
+    anything from another host when it is opened, so it cannot report who read it and when."""
+    html = nh3.clean(markdown.markdown(text, extensions=["tables", "fenced_code"]))
+    return nh3.clean(_IMG.sub(_image_link, html))
+
+
+def _image_link(match: re.Match[str]) -> str:
+    """``<img src=… alt=…>`` (as nh3 writes it: attribute values quoted and escaped) -> a link."""
+    attrs = dict(_ATTR.findall(match.group(1)))
+    label = attrs.get("alt") or attrs.get("src") or "image"
+    if not attrs.get("src"):
+        return label
+    return f'<a href="{attrs["src"]}" rel="noopener noreferrer">image: {label}</a>'
 
 
 def _params(query_string: str) -> dict[str, list[str]]:
@@ -156,34 +175,29 @@ def series_csv(report: ReportView) -> str:
     data = report.page_data
     names = {str(r["id"]): r["name"] for r in data.get("runs", [])}
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_safe.writer(out)  # run names and config values are text people typed: defused
     writer.writerow(["chart", "series", "run_id", "x", "y", "std", "n"])
     for run_id, points in data.get("curves", {}).items():
         for x, y in points:
-            writer.writerow([data.get("stat", ""), names.get(run_id, run_id), run_id, x, _cell(y), "", ""])
+            run = parse_natural(run_id)  # a number in the file, as the other numbers
+            writer.writerow([data.get("stat", ""), names.get(run_id, run_id), run, x, y, None, None])
     for group in data.get("groups", []):
         for x, mean, std, n in zip(group["x"], group["mean"], group["std"], group["n"], strict=True):
-            writer.writerow(
-                [f"{data.get('stat', '')} (group mean)", group["label"], "", x, _cell(mean), _cell(std), n]
-            )
+            writer.writerow([f"{data.get('stat', '')} (group mean)", group["label"], None, x, mean, std, n])
     for line in data.get("sweep", []):
         for x, mean, std, n in zip(line["x"], line["mean"], line["std"], line["n"], strict=True):
             writer.writerow(
                 [
                     f"final {data.get('metric', '')} vs {data.get('x', '')}",
                     line["label"],
-                    "",
+                    None,
                     x,
-                    _cell(mean),
-                    _cell(std),
+                    mean,
+                    std,
                     n,
                 ]
             )
     return out.getvalue()
-
-
-def _cell(value: Any) -> Any:
-    return "" if value is None else value
 
 
 # Share links ---------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from app.models import Epoch, MetricChunk, Run
 from app.series.query import EPOCH_COLUMNS
 
 MAX_RUNS = 200
+MAX_RUN_ID = 2**31 - 1  # ids and epochs are 32-bit integers in the database
 SUMMARY_KEYS = ("best_val_acc", "best_recall_at_1")
 
 __all__ = ["SUMMARY_KEYS", "CompareData", "CompareQuery", "build_compare", "page_data"]

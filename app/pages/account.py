@@ -1,20 +1,40 @@
-"""The account page (personal API tokens: create, shown once, revoke, last use; password change)
-and the invitation page (the invitee sets a password and is signed in)."""
+"""The account page (personal API tokens: create, shown once, revoke, last use; password change,
+which signs every other session of the account out) and the invitation page: a new email creates
+its account there; an existing account signs in with its own password and then accepts
+(``app.auth.invitations``: a link never signs anyone in as, or changes, an existing account)."""
 
 from __future__ import annotations
 
 import hmac
 import secrets
 from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
-from app.auth import accounts, projects, roles
-from app.auth.sessions import create_session
+from app.auth import accounts, invitations, projects, roles
+from app.auth.sessions import (
+    SESSION_COOKIE,
+    create_session,
+    csrf_valid,
+    hash_password,
+    resolve_session,
+)
+from app.auth.sessions import csrf_token as session_csrf
 from app.deps import SessionDep, database_of
 from app.errors import DomainError
-from app.pages.common import Browser, BrowserDep, check_csrf, redirect, render, set_session_cookie
+from app.models import Project, User
+from app.pages.common import (
+    Browser,
+    BrowserDep,
+    autologin_enabled,
+    check_csrf,
+    redirect,
+    render,
+    set_session_cookie,
+)
 
 router = APIRouter(include_in_schema=False)
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
@@ -61,8 +81,9 @@ def create_token(
         new = projects.create_user_token(session=session, actor=actor_of(browser), name=name)
     except DomainError as exc:
         return _account_page(request, browser, session, error=exc.message, status_code=exc.status_code)
-    session.commit()
-    return _account_page(request, browser, session, new_token=new.token)
+    page = _account_page(request, browser, session, new_token=new.token)  # read before the commit:
+    session.commit()  # a read after it would begin a second (write) transaction on this session
+    return page
 
 
 @router.post("/account/tokens/{token_id}/revoke")
@@ -79,24 +100,58 @@ def revoke_token(
     return redirect(request, "/account")
 
 
+def _password_browser(request: Request) -> Browser:
+    """The signed-in browser, looked up in a short read-only session (no request session): the
+    password change hashes with Argon2id before it opens its one, short write transaction."""
+    settings = request.app.state.settings
+    token = request.cookies.get(SESSION_COOKIE)
+    with database_of(request).session(write=False) as session:
+        user = resolve_session(session=session, token=token)
+        found = (user.id, user.email, user.is_admin) if user is not None else None
+    if found is None or token is None:
+        raise HTTPException(
+            303, detail="sign in first", headers={"Location": f"/login?next={quote('/account')}"}
+        )
+    secret = settings.resolved_secret_key()
+    local = autologin_enabled(settings)
+    return Browser(found[0], found[1], found[2], token, session_csrf(secret, token), local)
+
+
 @router.post("/account/password", response_class=HTMLResponse)
 def change_password(
     request: Request,
-    browser: BrowserDep,
-    session: SessionDep,
+    browser: Annotated[Browser, Depends(_password_browser)],
     current_password: Annotated[str, Form(max_length=1024)] = "",
     new_password: Annotated[str, Form(max_length=1024)] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> HTMLResponse:
+    """Check the current password, set the new one and end every other session of the account
+    (this browser stays signed in). API tokens are listed on the page, to revoke any not trusted."""
     check_csrf(request, browser, csrf_token)
+    db = database_of(request)
+    with db.session(write=False) as session:
+        user = session.get(User, browser.user_id)
+        current_hash = user.password_hash if user is not None else None
     try:
-        accounts.change_password(
-            session=session, user_id=browser.user_id, current=current_password, new=new_password
+        new_hash = accounts.new_password_hash(
+            current_hash=current_hash, current=current_password, new=new_password
         )
+        assert current_hash is not None  # new_password_hash refuses an account without one
+        with db.transaction(write=True) as session:
+            ended = accounts.set_password_hash(
+                session=session,
+                user_id=browser.user_id,
+                expected_hash=current_hash,
+                new_hash=new_hash,
+                keep_session=browser.session_token,
+            )
     except DomainError as exc:
-        return _account_page(request, browser, session, error=exc.message, status_code=422)
-    session.commit()
-    return _account_page(request, browser, session, message="Password changed.")
+        with db.session(write=False) as session:
+            return _account_page(request, browser, session, error=exc.message, status_code=exc.status_code)
+    others = f"{ended} other session{'s' if ended != 1 else ''} signed out"
+    message = f"Password changed; {others}. Your API tokens still work: revoke any you no longer trust below."
+    with db.session(write=False) as session:
+        return _account_page(request, browser, session, message=message)
 
 
 def _invite_page(request: Request, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
@@ -109,41 +164,98 @@ def _invite_page(request: Request, context: dict[str, Any], status_code: int = 2
     return response
 
 
-def _invite_context(session: Any, token: str, error: str) -> dict[str, Any]:
-    """The page's context: the form while the invitation is open, else only the reason."""
+def _signed_in(request: Request, session: Session) -> User | None:
+    """The account this browser is signed in as, if any (never the local-mode auto sign-in: an
+    invitation page must not make anyone the local admin)."""
+    return resolve_session(session=session, token=request.cookies.get(SESSION_COOKIE))
+
+
+def _invite_context(request: Request, session: Session, token: str, error: str) -> dict[str, Any]:
+    """The page's context: the invitation while it is open (a password form for a new account, or
+    "sign in as that account" / an accept button for an existing one), else only the reason."""
+    admin_email = request.app.state.settings.admin_email
     try:
-        found: Any = accounts.open_invitation(session=session, token=token)
+        pending = invitations.open_invitation(session=session, token=token, local_admin_email=admin_email)
     except DomainError as exc:
-        return {"error": exc.message, "invitation": None, "status": exc.status_code}
-    return {"error": error, "invitation": found, "token": token, "status": 200}
+        return {"error": error or exc.message, "invitation": None, "status": exc.status_code}
+    user = _signed_in(request, session)
+    secret = request.app.state.settings.resolved_secret_key()
+    session_token = request.cookies.get(SESSION_COOKIE, "")
+    return {
+        "error": error,
+        "invitation": pending.invitation,
+        "existing": pending.existing_account,
+        "signed_in": user.email if user is not None else None,
+        "is_invitee": user is not None and user.email.lower() == pending.invitation.email,
+        "session_csrf": session_csrf(secret, session_token) if user is not None else "",
+        "login_url": f"/login?next={quote('/invite/' + token)}",
+        "token": token,
+        "status": 200,
+    }
 
 
 @router.get("/invite/{token}", response_class=HTMLResponse)
 def invitation(token: str, request: Request, session: SessionDep) -> HTMLResponse:
-    context = _invite_context(session, token, "")
+    context = _invite_context(request, session, token, "")
     return _invite_page(request, context, context["status"])  # 404 unknown or used, 410 expired
 
 
 @router.post("/invite/{token}", response_model=None)
-def accept_invitation(
+def accept_as_new_account(
     token: str,
     request: Request,
     session: SessionDep,
     password: Annotated[str, Form(max_length=1024)] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
-    """Set the password, join the project, sign in."""
+    """A new email: create its account with this password, join the project, sign in. An email
+    that has an account (or the local admin's) is refused: that account signs in and accepts."""
     expected = request.cookies.get(INVITE_CSRF_COOKIE, "")
     if not expected or not hmac.compare_digest(expected, csrf_token):
         error = "The form expired; reload the page and try again."
-        return _invite_page(request, _invite_context(session, token, error), 403)
+        return _invite_page(request, _invite_context(request, session, token, error), 403)
     try:
-        user = accounts.accept_invitation(session=session, token=token, password=password)
+        password_hash = hash_password(accounts.check_password(password))  # before the transaction
+        user = invitations.accept_as_new_account(
+            session=session,
+            token=token,
+            password_hash=password_hash,
+            local_admin_email=request.app.state.settings.admin_email,
+        )
+        cookie = create_session(session=session, user_id=user.id)
     except DomainError as exc:
-        return _invite_page(request, _invite_context(session, token, exc.message), exc.status_code)
-    session.commit()
-    with database_of(request).transaction(write=True) as db_session:
-        cookie = create_session(session=db_session, user_id=user.id)
+        return _invite_page(request, _invite_context(request, session, token, exc.message), exc.status_code)
+    session.commit()  # the account, the membership and the session: one write transaction
     response = redirect(request, "/account")
     set_session_cookie(request, response, cookie)
     return response
+
+
+@router.post("/invite/{token}/accept", response_model=None)
+def accept_as_member(
+    token: str,
+    request: Request,
+    session: SessionDep,
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """An existing account, signed in with its own password, accepts an invitation to its email."""
+    user = _signed_in(request, session)
+    if user is None:
+        return RedirectResponse(f"/login?next={quote('/invite/' + token)}", status_code=303)
+    secret = request.app.state.settings.resolved_secret_key()
+    if not csrf_valid(secret, request.cookies.get(SESSION_COOKIE), csrf_token):
+        error = "The form expired; reload the page and try again."
+        return _invite_page(request, _invite_context(request, session, token, error), 403)
+    try:
+        accepted = invitations.accept_as_member(
+            session=session,
+            token=token,
+            user_id=user.id,
+            local_admin_email=request.app.state.settings.admin_email,
+        )
+        project = session.get(Project, accepted.project_id) if accepted.project_id is not None else None
+        target = f"/projects/{project.name}" if project is not None else "/account"
+    except DomainError as exc:
+        return _invite_page(request, _invite_context(request, session, token, exc.message), exc.status_code)
+    session.commit()
+    return RedirectResponse(target, status_code=303)

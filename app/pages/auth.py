@@ -1,5 +1,6 @@
 """Sign in (users with passwords) and sign out. Login forms are CSRF-protected by a double-submit
-cookie (there is no session yet); failed logins are rate-limited per account."""
+cookie (there is no session yet); failed logins are rate-limited per account (counted in the
+database). Each request opens at most one write transaction, and never hashes inside it."""
 
 from __future__ import annotations
 
@@ -10,21 +11,13 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from app.auth.sessions import SESSION_COOKIE, LoginLimiter, authenticate, create_session, end_session
-from app.deps import database_of
+from app.auth import accounts
+from app.auth.sessions import SESSION_COOKIE, create_session, end_session, verify_password
+from app.deps import SessionDep, database_of
 from app.pages.common import BrowserDep, check_csrf, render, set_session_cookie
 
 router = APIRouter(include_in_schema=False)
 LOGIN_CSRF_COOKIE = "cw_login_csrf"
-
-
-def _limiter(request: Request) -> LoginLimiter:
-    limiter: LoginLimiter | None = getattr(request.app.state, "login_limiter", None)
-    if limiter is None:  # failures live in the database: the limit holds across processes
-        from app.auth.accounts import DbLoginLimiter
-
-        limiter = request.app.state.login_limiter = DbLoginLimiter(database_of(request))
-    return limiter
 
 
 def _safe_next(target: str) -> str:
@@ -62,8 +55,12 @@ def login(
         return _login_page(
             request, email=email, next_url=next, error="The form expired; try again.", status=403
         )
-    limiter = _limiter(request)
-    if limiter.blocked(email):
+    db = database_of(request)
+    with db.session(write=False) as session:  # reads only: the Argon2 check runs outside any transaction
+        blocked = accounts.login_blocked(session=session, account=email)
+        user = None if blocked else accounts.find_user(session=session, email=email)
+        found = (user.id, user.password_hash) if user is not None else None
+    if blocked:
         return _login_page(
             request,
             email=email,
@@ -71,13 +68,13 @@ def login(
             error="Too many failed sign-ins for this account; wait 15 minutes and try again.",
             status=429,
         )
-    db = database_of(request)
-    with db.session(write=False) as session:  # the limiter records failures in its own transaction
-        user = authenticate(session=session, email=email, password=password, limiter=limiter)
-        user_id = user.id if user is not None else None
-    token = None
-    if user_id is not None:
-        with db.transaction(write=True) as session:
+    user_id = found[0] if found is not None and verify_password(found[1], password) else None
+    with db.transaction(write=True) as session:  # the request's one write transaction
+        if user_id is None:
+            accounts.record_login_failure(session=session, account=email)
+            token = None
+        else:
+            accounts.clear_login_failures(session=session, account=email)
             token = create_session(session=session, user_id=user_id)
     if token is None:
         return _login_page(request, email=email, next_url=next, error="Wrong email or password.", status=401)
@@ -89,11 +86,13 @@ def login(
 
 @router.post("/logout")
 def logout(
-    request: Request, browser: BrowserDep, csrf_token: Annotated[str, Form()] = ""
+    request: Request, browser: BrowserDep, session: SessionDep, csrf_token: Annotated[str, Form()] = ""
 ) -> RedirectResponse:
+    """End this browser's session on the server (its cookie is refused from now on), in the
+    request's own write transaction: a second one would wait on SQLite for the lock this one holds."""
     check_csrf(request, browser, csrf_token)
-    with database_of(request).transaction(write=True) as session:
-        end_session(session=session, token=browser.session_token)
+    end_session(session=session, token=browser.session_token)
+    session.commit()
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

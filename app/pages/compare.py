@@ -39,4 +39,5 @@ def compare_page(request: Request, browser: BrowserDep, session: SessionDep) -> 
             "metric_choices": [*data.stat_choices, *SUMMARY_KEYS],
             "page_data": page_data(data),
         },
+        status_code=422 if {"runs", "epoch"} & problems.keys() else 200,  # e.g. runs=² (not ASCII digits)
     )

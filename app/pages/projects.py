@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
-from app.auth import accounts, projects, roles
+from app.auth import invitations, projects, roles
 from app.compare import reports
 from app.deps import SessionDep
 from app.errors import DomainError
@@ -97,8 +97,9 @@ def _owner_change(
         result = change(actor, project.id)
     except DomainError as exc:
         return _project_page(request, browser, session, name, error=exc.message, status_code=exc.status_code)
-    session.commit()
-    return done(result)
+    response = done(result)  # rendered before the commit: reading after it would begin a second
+    session.commit()  # write transaction on this session (on SQLite, the write lock again)
+    return response
 
 
 @router.post("/projects/{name}/members", response_model=None)
@@ -152,8 +153,9 @@ def invite(
     base = str(request.base_url).rstrip("/")
     return _owner_change(
         request, browser, session, name, csrf_token,
-        lambda actor, project_id: accounts.create_invitation(
-            session=session, actor=actor, email=email, project_id=project_id, role=role
+        lambda actor, project_id: invitations.create_invitation(
+            session=session, actor=actor, email=email, project_id=project_id, role=role,
+            local_admin_email=request.app.state.settings.admin_email,
         ),
         lambda new: _project_page(request, browser, session, name, invite_url=f"{base}/invite/{new.token}"),
     )  # fmt: skip

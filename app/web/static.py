@@ -27,6 +27,11 @@ def plotly_js_path() -> Path:
     return path
 
 
+@lru_cache(maxsize=1)
+def _static_names() -> frozenset[str]:
+    return frozenset(p.name for p in STATIC_DIR.iterdir() if p.is_file())
+
+
 @router.get("/static/plotly.min.js")
 def plotly_js() -> FileResponse:
     return FileResponse(
@@ -36,9 +41,10 @@ def plotly_js() -> FileResponse:
 
 @router.get("/static/{name}")
 def static_file(name: str) -> FileResponse:
-    """The dashboard's own CSS/JS (flat directory; nothing outside it is reachable)."""
-    path = (STATIC_DIR / name).resolve()
-    if path.parent != STATIC_DIR or not path.is_file():
-        raise HTTPException(404, detail=f"no static file {name!r}")
+    """The dashboard's own CSS/JS (flat directory; nothing outside it is reachable). Only names
+    that are files there are looked up: an overlong name or a NUL never reaches the filesystem."""
+    if name not in _static_names():
+        raise HTTPException(404, detail=f"no static file {name[:80]!r}")
+    path = STATIC_DIR / name
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": STATIC_CACHE})

@@ -46,5 +46,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         f"{total} cases (max {max(TALLY.cases.values())} per operation), {len(TALLY.failed)} failures"
     )
     terminalreporter.write_line(f"fuzz: responses by status: {statuses}")
+    terminalreporter.write_line(f"fuzz: {TALLY.hostile} cases carried a hostile value (fuzzkit.hostile_case)")
     for name in sorted(TALLY.failed):
         terminalreporter.write_line(f"fuzz: FAILED {name}")

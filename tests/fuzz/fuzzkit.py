@@ -33,6 +33,7 @@ class Tally:
     cases: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
     failed: set[str] = field(default_factory=set)
+    hostile: int = 0  # cases given a hostile value by `hostile_case`
 
 
 TALLY = Tally()
@@ -48,8 +49,10 @@ class FuzzTarget:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    def existing(self, value: Any) -> int:
+    def existing(self, value: Any) -> int | str:
         """Map a generated id onto an existing run three times in four (the rest stay as generated)."""
+        if isinstance(value, str):  # a hostile string (``hostile_case``) stays as it is
+            return value
         if not isinstance(value, int) or value % 4 == 0:
             return int(value) if isinstance(value, int) else 1
         return self.run_ids[value % len(self.run_ids)]
@@ -150,3 +153,92 @@ def _seed_runs(client: TestClient, headers: dict[str, str]) -> list[int]:
     done = {"attempt": 1, "status": "succeeded"}
     ok(client.post(f"/api/v1/runs/{finished}/finish", json=done, headers=headers))
     return [sdk["id"], queued, running, finished]
+
+
+# Hostile values (issue 15): mixed into the generated cases by `hostile_case` (a flatmap_case hook)
+# --------------------------------------------------------------------------------------------------
+
+UNICODE_DIGITS = [
+    "²",
+    "①",
+    "١٢",
+    "\uff11\uff12",
+    "߁",
+    "\U0001d7d9",
+]  # digits to str.isdigit(), not to int() (or a surprise)
+ODD_INTEGERS = [" 12", "+12", "1_000", "12.0", "0x10", "9" * 40, "-0"]
+NON_FINITE = [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-1e400"]
+_PLACEHOLDER = "\u2603cw-hostile\u2603"
+
+
+def _json_tokens() -> list[bytes]:
+    deep_array = b"[" * 40 + b"1" + b"]" * 40
+    deep_object = b'{"a":' * 40 + b"1" + b"}" * 40
+    too_deep = b"[" * 5000 + b"]" * 5000  # past the parser's recursion limit
+    huge = b"[" + b",".join([b"0.5"] * 50_000) + b"]"
+    return [*NON_FINITE, deep_array, deep_object, too_deep, huge, b'"' + b"x" * 100_000 + b'"']
+
+
+def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in a JSON document (the document itself included)."""
+    found = [path]
+    if isinstance(value, dict):
+        for key, child in value.items():
+            found += _paths(child, (*path, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            found += _paths(child, (*path, index))
+    return found
+
+
+def _with_token(body: Any, path: tuple[Any, ...], token: bytes) -> bytes:
+    """``body`` as JSON text with the value at ``path`` replaced by the raw ``token``."""
+    import copy
+    import json
+
+    if not path:
+        return token
+    doc = copy.deepcopy(body)
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = _PLACEHOLDER
+    return json.dumps(doc).encode().replace(json.dumps(_PLACEHOLDER).encode(), token, 1)
+
+
+def hostile_case(_context: Any, case: Any) -> Any:
+    """A strategy: the generated case as it is, or with one hostile value put in: a non-finite number,
+    a deep or huge value or an overlong string anywhere in a JSON body, or a Unicode or odd integer
+    in a path or query parameter."""
+    from hypothesis import strategies as st
+
+    options: list[Any] = [st.just(case)]
+    body = getattr(case, "body", None)
+    if isinstance(body, dict | list):
+        places = _paths(body)
+        options.append(
+            st.tuples(st.sampled_from(places), st.sampled_from(_json_tokens())).map(
+                lambda choice: _replace(case, body=_with_token(body, *choice))
+            )
+        )
+    for container in ("query", "path_parameters"):
+        values = getattr(case, container, None) or {}
+        if values:
+            options.append(
+                st.tuples(
+                    st.sampled_from(sorted(values)), st.sampled_from(UNICODE_DIGITS + ODD_INTEGERS)
+                ).map(
+                    lambda choice, container=container, values=values: _replace(
+                        case, **{container: {**values, choice[0]: choice[1]}}
+                    )
+                )
+            )
+    return st.one_of(*options)
+
+
+def _replace(case: Any, **changes: Any) -> Any:
+    """The drawn case with ``changes`` (in place: each example draws its own case)."""
+    TALLY.hostile += 1
+    for name, value in changes.items():
+        setattr(case, name, value)
+    return case

@@ -3,6 +3,9 @@ on SQLite and on PostgreSQL (which refuses what SQLite stores, e.g. NUL characte
 
 Checks: no 5xx, declared status codes, content types, headers and response schemas. Generated run
 ids are mostly mapped onto existing runs (queued, running, finished, SDK) so routes go past the 404.
+Besides schemathesis' own data, ``fuzzkit.hostile_case`` puts one hostile value into a share of the
+cases (issue 15): NaN/Infinity/1e999 anywhere in a JSON body, deep and huge JSON, overlong strings,
+Unicode and odd integers in path and query parameters.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from fuzzkit import MAX_EXAMPLES, TALLY, FirstChunkOnly, FuzzTarget, make_app, pg_fuzz_url
+from fuzzkit import MAX_EXAMPLES, TALLY, FirstChunkOnly, FuzzTarget, hostile_case, make_app, pg_fuzz_url
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
@@ -29,6 +32,8 @@ schema = schemathesis.openapi.from_dict(APP.openapi())
 schema.app = FirstChunkOnly(APP)  # event streams end after their first chunk
 pg_schema = schemathesis.openapi.from_dict(PG_APP.openapi())
 pg_schema.app = FirstChunkOnly(PG_APP)
+for _schema in (schema, pg_schema):  # non-finite numbers, Unicode digits, deep/huge JSON, long strings
+    _schema.hooks.register_hook_with_name(hostile_case, "flatmap_case")
 HYPOTHESIS = settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,

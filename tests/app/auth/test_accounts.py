@@ -11,15 +11,15 @@ import pytest
 from apikit import Api
 from sqlalchemy import select
 
-from app.auth import accounts
+from app.auth import accounts, invitations
 from app.auth.api_tokens import ensure_admin
 from app.auth.models import LoginFailure
 from app.auth.roles import Actor, Forbidden
-from app.auth.sessions import verify_password
+from app.auth.sessions import hash_password, verify_password
 from app.compare import reports
 from app.db import Database
 from app.errors import Conflict, InvalidInput, NotFound
-from app.models import User, utcnow
+from app.models import ProjectMember, User, utcnow
 from app.runs import submit
 from app.settings import Settings
 from collapsewatch.contract import JobSubmit
@@ -85,51 +85,132 @@ def test_user_create_command_refuses_a_duplicate_and_a_short_password(
 
 
 def test_login_limiter_counts_failures_in_the_database_per_account(database: Database) -> None:
-    limiter = accounts.DbLoginLimiter(database, max_failures=2, window=timedelta(minutes=15))
-    limiter.record_failure("A@x.org")
-    assert not limiter.blocked("a@x.org")
-    limiter.record_failure("a@x.org ")
-    assert limiter.blocked("a@X.org") and not limiter.blocked("b@x.org")
-    assert accounts.DbLoginLimiter(database, max_failures=2).blocked("a@x.org")  # another "process"
+    window = timedelta(minutes=15)
+
+    def blocked(account: str) -> bool:
+        with database.session(write=False) as session:  # a new session: as another process would
+            return accounts.login_blocked(session=session, account=account, max_failures=2, window=window)
+
+    with database.transaction() as session:
+        accounts.record_login_failure(session=session, account="A@x.org")
+    assert not blocked("a@x.org")
+    with database.transaction() as session:
+        accounts.record_login_failure(session=session, account="a@x.org ")
+    assert blocked("a@X.org") and not blocked("b@x.org")
     with database.transaction() as session:  # failures older than the window no longer count
         for failure in session.scalars(select(LoginFailure)):
             failure.created_at = utcnow() - timedelta(minutes=16)
-    assert not limiter.blocked("a@x.org")
-    limiter.record_failure("a@x.org")
-    limiter.reset("a@x.org")
-    assert not limiter.blocked("a@x.org")
+    assert not blocked("a@x.org")
+    with database.transaction() as session:
+        accounts.record_login_failure(session=session, account="a@x.org")
+        accounts.record_login_failure(session=session, account="a@x.org")
+    assert blocked("a@x.org")
+    with database.transaction() as session:
+        accounts.clear_login_failures(session=session, account="A@x.org")
+    assert not blocked("a@x.org")
 
 
 def test_invitations_need_an_owner_and_work_once(database: Database) -> None:
+    admin_email = "admin@localhost"
     with database.transaction() as session:
-        admin = ensure_admin(session=session, email="admin@localhost")
+        admin = ensure_admin(session=session, email=admin_email)
         owner = accounts.create_user(session=session, email="o@x.org", password="owner password")
         editor = accounts.create_user(session=session, email="e@x.org", password="editor password")
         project = submit.ensure_project(session=session, name="p", owner_id=owner.id)
-        accounts.create_invitation(
-            session=session, actor=Actor(owner.id), email="n@x.org", project_id=project.id, role="viewer"
-        )
+
+        def invite(actor: Actor, email: str, project_id: int | None, role: str) -> invitations.NewInvitation:
+            return invitations.create_invitation(
+                session=session,
+                actor=actor,
+                email=email,
+                project_id=project_id,
+                role=role,
+                local_admin_email=admin_email,
+            )
+
+        invite(Actor(owner.id), "n@x.org", project.id, "viewer")
         with pytest.raises(Forbidden):
-            accounts.create_invitation(
-                session=session, actor=Actor(owner.id), email="n@x.org", project_id=None, role="viewer"
-            )
+            invite(Actor(owner.id), "n@x.org", None, "viewer")
         with pytest.raises(NotFound):  # not a member: the project does not exist for them
-            accounts.create_invitation(
-                session=session, actor=Actor(editor.id), email="n@x.org", project_id=project.id, role="viewer"
-            )
+            invite(Actor(editor.id), "n@x.org", project.id, "viewer")
         with pytest.raises(InvalidInput):
-            accounts.create_invitation(
-                session=session, actor=Actor(admin.id, True), email="n@x.org", project_id=None, role="god"
-            )
-        new = accounts.create_invitation(
-            session=session, actor=Actor(owner.id), email="N2@x.org", project_id=project.id, role="editor"
-        )
-        user = accounts.accept_invitation(session=session, token=new.token, password="a good password")
+            invite(Actor(admin.id, True), "n@x.org", None, "god")
+        with pytest.raises(InvalidInput, match="local admin"):  # the local admin is never invited
+            invite(Actor(owner.id), " Admin@Localhost ", project.id, "owner")
+        new = invite(Actor(owner.id), "N2@x.org", project.id, "editor")
+        user = invitations.accept_as_new_account(
+            session=session, token=new.token, password_hash=hash_password("a good password"),
+            local_admin_email=admin_email,
+        )  # fmt: skip
         assert user.email == "n2@x.org" and verify_password(user.password_hash, "a good password")
+        assert not user.is_admin
         with pytest.raises(NotFound):
-            accounts.accept_invitation(session=session, token=new.token, password="a good password")
+            invitations.accept_as_member(
+                session=session, token=new.token, user_id=user.id, local_admin_email=admin_email
+            )
         with pytest.raises(Conflict):
             accounts.create_user(session=session, email="O@x.org", password=None)
+
+
+def test_invitation_for_an_existing_account_never_creates_or_changes_it(database: Database) -> None:
+    """An email that has an account: the new-account path is refused and the password untouched;
+    only that account, signed in, accepts; the membership is the only change."""
+    admin_email = "admin@localhost"
+    with database.transaction() as session:
+        owner = accounts.create_user(session=session, email="o@x.org", password="owner password")
+        victim = accounts.create_user(session=session, email="v@x.org", password="victim password")
+        other = accounts.create_user(session=session, email="x@x.org", password="other password")
+        keyless = accounts.create_user(session=session, email="k@x.org", password=None)
+        project = submit.ensure_project(session=session, name="p", owner_id=owner.id)
+        tokens = {}
+        for user in (victim, keyless):
+            tokens[user.id] = invitations.create_invitation(
+                session=session, actor=Actor(owner.id), email=user.email.upper(), project_id=project.id,
+                role="owner", local_admin_email=admin_email,
+            ).token  # fmt: skip
+        before = victim.password_hash
+        for user in (victim, keyless):
+            pending = invitations.open_invitation(
+                session=session, token=tokens[user.id], local_admin_email=admin_email
+            )
+            assert pending.existing_account
+            with pytest.raises(Conflict, match="existing account"):
+                invitations.accept_as_new_account(
+                    session=session, token=tokens[user.id], password_hash=hash_password("attacker password"),
+                    local_admin_email=admin_email,
+                )  # fmt: skip
+            with pytest.raises(Forbidden):  # another signed-in account cannot take it either
+                invitations.accept_as_member(
+                    session=session, token=tokens[user.id], user_id=other.id, local_admin_email=admin_email
+                )
+        session.refresh(victim)
+        session.refresh(keyless)
+        assert victim.password_hash == before and keyless.password_hash is None
+        assert not session.get(ProjectMember, (project.id, victim.id))
+        invitations.accept_as_member(
+            session=session, token=tokens[victim.id], user_id=victim.id, local_admin_email=admin_email
+        )
+        assert session.get(ProjectMember, (project.id, victim.id)).role == "owner"  # type: ignore[union-attr]
+        session.refresh(victim)
+        assert victim.password_hash == before
+
+
+def test_invitation_for_the_local_admin_email_cannot_create_it(database: Database) -> None:
+    """An invitation row for the local admin's address (made before this rule, or by hand) can
+    neither create that account (even before the admin exists) nor give it a password."""
+    with database.transaction() as session:
+        owner = accounts.create_user(session=session, email="o@x.org", password="owner password")
+        project = submit.ensure_project(session=session, name="p", owner_id=owner.id)
+        new = invitations.create_invitation(
+            session=session, actor=Actor(owner.id), email="later@x.org", project_id=project.id,
+            role="owner", local_admin_email="admin@localhost",
+        )  # fmt: skip
+        with pytest.raises(Conflict):  # the same row checked against a server whose admin is "later@"
+            invitations.accept_as_new_account(
+                session=session, token=new.token, password_hash=hash_password("attacker password"),
+                local_admin_email="Later@x.org",
+            )  # fmt: skip
+        assert accounts.find_user(session=session, email="later@x.org") is None
 
 
 def test_report_services_pin_data_and_resolve_share_links(database: Database) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from app.auth import accounts
+from app.auth import invitations
 from app.auth.api_tokens import ensure_admin
 from app.auth.roles import Actor
 from app.compare import reports
@@ -81,12 +81,13 @@ def _secrets(settings: Settings) -> tuple[str, str]:
                 query_string=f"runs={created[0].id}",
             )
             share = reports.create_share(session=session, actor=actor, report=report, expires_at=None)
-            invite = accounts.create_invitation(
+            invite = invitations.create_invitation(
                 session=session,
                 actor=actor,
                 email="new@example.org",
                 project_id=report.project_id,
                 role="viewer",
+                local_admin_email=settings.admin_email,
             )
         return share, invite.token
     finally:
