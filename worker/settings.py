@@ -1,17 +1,21 @@
 """Settings of the worker deployable (one pydantic-settings class, read through a cached getter).
 
-Environment variables (or a ``.env``): ``SERVER_URL``, ``WORKER_TOKEN``, ``BROKER_URL``,
-``QUEUE_PREFIX``, ``WORKER_GPUS``, ``WORKER_CONCURRENCY``, ``HEARTBEAT_SECONDS``,
-``WORKER_LOG_LEVEL``. ``BROKER_URL`` and ``QUEUE_PREFIX`` must match the server's.
+Environment variables (or an env file named by ``--env-file`` / ``COLLAPSEWATCH_ENV_FILE``; see
+:mod:`collapsewatch._settings`): ``COLLAPSEWATCH_SERVER_URL``, ``…_WORKER_TOKEN``, ``…_BROKER_URL``,
+``…_QUEUE_PREFIX``, ``…_WORKER_GPUS``, ``…_WORKER_CONCURRENCY``, ``…_HEARTBEAT_SECONDS``,
+``…_WORKER_LOG_LEVEL``, ``…_DATA_DIR`` (holds the default SQLite broker). The broker URL and the queue
+prefix must match the server's. The unprefixed names of earlier versions still work, with a warning.
 """
 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+
+from collapsewatch._settings import PrefixedSettings, load
 
 # The task name and the queues by device class are part of the wire contract: a job with device "cpu"
 # goes to ``cpu``, "cuda"/"cuda:N" to ``gpu`` and "auto" to ``default``, which every worker consumes
@@ -19,15 +23,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from collapsewatch.contract import QUEUE_CLASSES, TASK_NAME
 
 __all__ = ["GPU_SLOTS_ENV", "QUEUE_CLASSES", "TASK_NAME", "WorkerSettings", "get_worker_settings"]
-DEFAULT_BROKER_URL = "sqla+sqlite:///./collapsewatch-broker.db"
+BROKER_FILE = "collapsewatch-broker.db"  # the server's default broker (app/settings.py), in DATA_DIR
+DEFAULT_BROKER_URL = f"sqla+sqlite:///./{BROKER_FILE}"
 # The comma list of GPU indices a worker's pool children are pinned to (set by ``collapsewatch worker``
 # for Celery's children; "" hides every GPU). Unset: CUDA_VISIBLE_DEVICES is left alone.
 GPU_SLOTS_ENV = "COLLAPSEWATCH_GPU_SLOTS"
 
 
-class WorkerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+class WorkerSettings(PrefixedSettings):
+    """Settings of ``collapsewatch worker``: ``COLLAPSEWATCH_`` + the upper-case field name."""
 
+    data_dir: Path | None = Field(None, description="the embedded set-up's folder (default broker inside)")
     server_url: str = Field("http://127.0.0.1:8000", description="base URL of the collapsewatch server")
     worker_token: str | None = Field(None, description="worker token (ingestion only) for the server API")
     broker_url: str = Field(DEFAULT_BROKER_URL, description="Celery broker: redis://... or sqla+sqlite://...")
@@ -50,6 +56,14 @@ class WorkerSettings(BaseSettings):
             raise ValueError(f"{value!r} must start with http:// or https://")
         return value.rstrip("/")
 
+    @model_validator(mode="after")
+    def _data_dir(self) -> WorkerSettings:
+        if self.data_dir is not None:
+            self.data_dir = self.data_dir.expanduser().resolve()
+            if "broker_url" not in self.model_fields_set:
+                self.broker_url = f"sqla+sqlite:///{self.data_dir / BROKER_FILE}"
+        return self
+
     def queue_name(self, device_class: str) -> str:
         return f"{self.queue_prefix}{device_class}"
 
@@ -69,4 +83,5 @@ def parse_gpus(value: str) -> list[str] | Literal["auto"]:
 
 @functools.lru_cache
 def get_worker_settings() -> WorkerSettings:
-    return WorkerSettings()
+    """The process-wide settings (cached); a bad value raises SettingsError naming its variable."""
+    return load(WorkerSettings)
