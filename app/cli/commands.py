@@ -79,11 +79,12 @@ def serve_args(parser: argparse.ArgumentParser) -> None:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.cli.up import check_services
+    from app.cli.up import check_services, default_public_url
     from app.jobs.embedded import GRACEFUL_SHUTDOWN_S
     from app.settings import get_settings
 
     use_data_dir(args)
+    default_public_url(args.host, args.port)
     # One line if the database cannot be reached. A broker that is down is no reason not to serve:
     # submitted runs stay queued and the sweeper re-sends them once it is back.
     check_services(get_settings(), broker=False)

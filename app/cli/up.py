@@ -5,6 +5,7 @@ say in one line which one cannot be reached."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -33,12 +34,26 @@ def check_services(settings: Settings, *, broker: bool = True) -> None:
         check_broker(settings.broker_url)
 
 
+def local_url(host: str, port: int) -> str:
+    """The URL this machine reaches a server listening on ``host:port`` at."""
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
+
+
+def default_public_url(host: str, port: int) -> None:
+    """Links the server writes (share links, invitations) name the port it serves on, unless
+    COLLAPSEWATCH_PUBLIC_URL says otherwise (a proxy in front, another host name)."""
+    if "public_url" not in get_settings().model_fields_set:
+        os.environ["COLLAPSEWATCH_PUBLIC_URL"] = local_url(host, port)
+        get_settings.cache_clear()
+
+
 def run_up(*, host: str, port: int, gpus: str, worker: bool = True) -> int:
     import uvicorn
 
     from app.db import Database
     from app.migrate import upgrade
 
+    default_public_url(host, port)
     settings = get_settings()
     print(describe_storage(settings), flush=True)
     check_broker(settings.broker_url)
@@ -49,7 +64,7 @@ def run_up(*, host: str, port: int, gpus: str, worker: bool = True) -> int:
     finally:
         database.dispose()
     url = f"http://{host}:{port}"
-    local = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
+    local = local_url(host, port)
     embedded: WorkerProcess | None = None
     if worker:
         argv, env = worker_command(settings=settings, server_url=local, gpus=gpus)

@@ -54,6 +54,13 @@ def test_up_when_working_directory_has_foreign_env_serves_from_data_dir_and_trai
 
         done = wait_until(ended, timeout=240, what="the job to end")
         assert done["status"] == "succeeded", done
+        report = httpx.post(
+            f"{url}/api/v1/reports", json={"project": "default", "title": "t", "query": f"run={run['id']}"},
+            headers=headers, timeout=30,
+        ).json()  # fmt: skip
+        shares = f"{url}/api/v1/reports/{report['id']}/shares"
+        share = httpx.post(shares, json={}, headers=headers, timeout=30)
+        assert share.json()["url"].startswith(f"{url}/s/")  # links name the port it serves on
     finally:
         code = stop(proc)
     assert code == 0, log.read_text()[-3000:]
