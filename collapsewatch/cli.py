@@ -81,7 +81,7 @@ def own_packages_first() -> None:
     for name in ("app", "worker"):
         init = root / name / "__init__.py"
         loaded = sys.modules.get(name)
-        if not init.is_file() or (loaded is not None and getattr(loaded, "__file__", None) == str(init)):
+        if not init.is_file() or (loaded is not None and _same_file(getattr(loaded, "__file__", None), init)):
             continue
         if loaded is not None:
             raise CommandError(
@@ -94,6 +94,10 @@ def own_packages_first() -> None:
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
+
+
+def _same_file(path: str | None, init: Path) -> bool:
+    return path is not None and Path(path).resolve() == init.resolve()
 
 
 def _missing(command: str, side: Side, what: str) -> MissingExtra:

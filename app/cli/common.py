@@ -1,5 +1,6 @@
 """What the server's commands share: ``--data DIR``, one-line errors for unreachable services, and
-where the embedded set-up keeps its files. Module-level imports: stdlib only."""
+where the embedded set-up keeps its files. Module-level imports: no server framework (SQLAlchemy and
+kombu are imported by the functions that use them)."""
 
 from __future__ import annotations
 
