@@ -1,5 +1,5 @@
 """Server settings: one pydantic-settings class, read from ``COLLAPSEWATCH_<FIELD>`` environment
-variables or an env file the user names (see :mod:`collapsewatch._settings`: the unprefixed names of
+variables or an env file the user names (see :mod:`collapsewatch.envsettings`: the unprefixed names of
 earlier versions still work, with a deprecation warning).
 
 Use :func:`get_settings` (cached) everywhere; tests build their own :class:`Settings` and pass it to
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from collapsewatch._settings import PrefixedSettings, load
+from collapsewatch.envsettings import PrefixedSettings, load
 
 MIB = 1024 * 1024
 
@@ -114,5 +114,5 @@ class Settings(PrefixedSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings (cached; call ``get_settings.cache_clear()`` after changing env).
-    Raises :class:`collapsewatch._settings.SettingsError` naming the variable of a bad value."""
+    Raises :class:`collapsewatch.envsettings.SettingsError` naming the variable of a bad value."""
     return load(Settings)

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 from collapsewatch._version import __version__
 
-ENV_FILE_VAR = "COLLAPSEWATCH_ENV_FILE"  # read by the settings (collapsewatch/_settings.py)
+ENV_FILE_VAR = "COLLAPSEWATCH_ENV_FILE"  # read by the settings (collapsewatch/envsettings.py)
 
 
 class Side:
@@ -151,7 +151,12 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only ``command``'s own arguments are loaded, so other sides stay unimported."""
-    parser = Parser(prog="collapsewatch", description=__doc__.splitlines()[0])
+    parser = Parser(
+        prog="collapsewatch",
+        description="Track representation collapse: a server with a dashboard, training workers, and an SDK.",
+        epilog="Settings: COLLAPSEWATCH_* environment variables, or --env-file PATH. "
+        "`collapsewatch COMMAND --help` lists a command's options.",
+    )
     parser.add_argument("--version", action="version", version=f"collapsewatch {__version__}")
     _common(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -132,7 +132,7 @@ def check_server(url: str, wait_s: float) -> None:
 def child_env(settings: Any, extra: dict[str, str]) -> dict[str, str]:
     """Celery's environment: every worker setting under its prefixed name (the children read those,
     so an unprefixed name the user set is warned about once, here, not in every child)."""
-    from collapsewatch._settings import env_name
+    from collapsewatch.envsettings import env_name
 
     values = {
         env_name(field): str(value)
@@ -144,7 +144,7 @@ def child_env(settings: Any, extra: dict[str, str]) -> dict[str, str]:
 
 def worker(args: argparse.Namespace) -> int:
     """Replace this process with the Celery worker (signals then go straight to Celery)."""
-    from collapsewatch._settings import SettingsError, load
+    from collapsewatch.envsettings import SettingsError, load
     from worker.settings import QUEUE_CLASSES, WorkerSettings, parse_gpus
 
     overrides = {"server_url": args.server, "broker_url": args.broker, "worker_gpus": args.gpus}

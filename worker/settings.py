@@ -1,7 +1,7 @@
 """Settings of the worker deployable (one pydantic-settings class, read through a cached getter).
 
 Environment variables (or an env file named by ``--env-file`` / ``COLLAPSEWATCH_ENV_FILE``; see
-:mod:`collapsewatch._settings`): ``COLLAPSEWATCH_SERVER_URL``, ``…_WORKER_TOKEN``, ``…_BROKER_URL``,
+:mod:`collapsewatch.envsettings`): ``COLLAPSEWATCH_SERVER_URL``, ``…_WORKER_TOKEN``, ``…_BROKER_URL``,
 ``…_QUEUE_PREFIX``, ``…_WORKER_GPUS``, ``…_WORKER_CONCURRENCY``, ``…_HEARTBEAT_SECONDS``,
 ``…_WORKER_LOG_LEVEL``, ``…_DATA_DIR`` (holds the default SQLite broker). The broker URL and the queue
 prefix must match the server's. The unprefixed names of earlier versions still work, with a warning.
@@ -15,12 +15,11 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from collapsewatch._settings import PrefixedSettings, load
-
 # The task name and the queues by device class are part of the wire contract: a job with device "cpu"
 # goes to ``cpu``, "cuda"/"cuda:N" to ``gpu`` and "auto" to ``default``, which every worker consumes
 # (GPU workers train it on their GPU).
 from collapsewatch.contract import QUEUE_CLASSES, TASK_NAME
+from collapsewatch.envsettings import PrefixedSettings, load
 
 __all__ = ["GPU_SLOTS_ENV", "QUEUE_CLASSES", "TASK_NAME", "WorkerSettings", "get_worker_settings"]
 BROKER_FILE = "collapsewatch-broker.db"  # the server's default broker (app/settings.py), in DATA_DIR

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from app.auth.tokens import hash_token
 from app.models import ApiToken, User
 from app.settings import Settings
-from collapsewatch._settings import SettingsError, load
+from collapsewatch.envsettings import SettingsError, load
 
 ROOT = Path(__file__).resolve().parents[3]
 

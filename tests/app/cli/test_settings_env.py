@@ -1,4 +1,4 @@
-"""Settings (collapsewatch/_settings.py): ``COLLAPSEWATCH_<FIELD>`` for every field of the server's and
+"""Settings (collapsewatch/envsettings.py): ``COLLAPSEWATCH_<FIELD>`` for every field of the server's and
 the worker's settings, the unprefixed names still read with a deprecation warning naming the new one,
 an env file read only when named, foreign keys ignored, and ``data_dir`` moving the embedded files."""
 
@@ -14,8 +14,8 @@ from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
 from app.settings import Settings
-from collapsewatch._settings import ENV_FILE_VAR, SettingDeprecationWarning, SettingsError, env_name, load
 from collapsewatch.cli import main
+from collapsewatch.envsettings import ENV_FILE_VAR, SettingDeprecationWarning, SettingsError, env_name, load
 from tests.app.cli.clikit import SETTING_FIELDS
 from worker.settings import WorkerSettings
 
