@@ -30,6 +30,9 @@ class Cli:
         monkeypatch.setenv("COLLAPSEWATCH_DATABASE_URL", f"sqlite:///{self.db_path}")
         monkeypatch.setenv("COLLAPSEWATCH_ARTIFACT_DIR", str(tmp_path / "artifacts"))
         monkeypatch.chdir(tmp_path)
+        for name in ("COLLAPSEWATCH_ENV_FILE", "COLLAPSEWATCH_DATA_DIR"):  # restored after the test
+            monkeypatch.setenv(name, "")
+            monkeypatch.delenv(name)
 
     def __call__(self, *args: str) -> tuple[int, str]:
         from app.settings import get_settings

@@ -37,7 +37,9 @@ def _no_settings_in_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     for field in SETTING_FIELDS:
         monkeypatch.delenv(field.upper(), raising=False)
         monkeypatch.delenv(env_name(field), raising=False)
-    monkeypatch.delenv(ENV_FILE_VAR, raising=False)
+    for name in (ENV_FILE_VAR, "COLLAPSEWATCH_DATA_DIR"):  # main() sets these: restore them afterwards
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
 
 
