@@ -29,8 +29,8 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update && apt-get install -y chromium; }
 
 lint: install
-	$(VENV)/bin/ruff check collapsewatch app worker tests bench
-	$(VENV)/bin/ruff format --check collapsewatch app worker tests bench
+	$(VENV)/bin/ruff check collapsewatch app worker tests bench setup.py
+	$(VENV)/bin/ruff format --check collapsewatch app worker tests bench setup.py
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

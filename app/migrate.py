@@ -1,21 +1,25 @@
-"""Apply the Alembic migrations in ``migrations/`` (start-up and ``collapsewatch db upgrade``)."""
+"""Apply the Alembic migrations in ``migrations/`` (start-up and ``collapsewatch db upgrade``).
+
+``alembic.ini`` and ``migrations/`` ship with the server (:mod:`app.resources`); the database URL comes
+from the settings (or the connection handed in), never from the ini file.
+"""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, text
 
 from app.db import WRITE_OPTION
-
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+from app.resources import shipped
 
 
 def alembic_config() -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    """The shipped ``alembic.ini`` (its ``script_location`` is the shipped ``migrations/``)."""
+    config = Config(str(shipped("alembic.ini")))
+    # The ini prepends "." (the working directory) to sys.path for the `alembic` command run in a
+    # checkout; here the app is imported already, and a user's folder must not shadow it.
+    config.remove_main_option("prepend_sys_path")
     return config
 
 

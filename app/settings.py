@@ -1,4 +1,6 @@
-"""Server settings: one pydantic-settings class, read from the environment or a ``.env`` file.
+"""Server settings: one pydantic-settings class, read from ``COLLAPSEWATCH_<FIELD>`` environment
+variables or an env file the user names (see :mod:`collapsewatch.envsettings`: the unprefixed names of
+earlier versions still work, with a deprecation warning).
 
 Use :func:`get_settings` (cached) everywhere; tests build their own :class:`Settings` and pass it to
 ``create_app(settings)``.
@@ -12,22 +14,30 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from collapsewatch.envsettings import PrefixedSettings, load
 
 MIB = 1024 * 1024
 
 
-class Settings(BaseSettings):
-    """Settings of the collapsewatch server (env vars are the upper-case field names)."""
+# The embedded set-up's files, relative to the working directory or to DATA_DIR.
+DATABASE_FILE = "collapsewatch.db"
+BROKER_FILE = "collapsewatch-broker.db"
+ARTIFACTS = "artifacts"
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    database_url: str = "sqlite:///./collapsewatch.db"
-    broker_url: str = "sqla+sqlite:///./collapsewatch-broker.db"
+class Settings(PrefixedSettings):
+    """Settings of the collapsewatch server: ``COLLAPSEWATCH_`` + the upper-case field name."""
+
+    # DATA_DIR (``collapsewatch up --data DIR``) holds the SQLite database, the SQLite broker and the
+    # artifacts, unless DATABASE_URL, BROKER_URL or ARTIFACT_DIR name a place of their own.
+    data_dir: Path | None = None
+    database_url: str = f"sqlite:///./{DATABASE_FILE}"
+    broker_url: str = f"sqla+sqlite:///./{BROKER_FILE}"
     redis_url: str | None = None
     queue_prefix: str = ""
-    artifact_dir: Path = Path("./artifacts")
+    artifact_dir: Path = Path(".") / ARTIFACTS
     secret_key: SecretStr = SecretStr("")
     public_url: str = "http://127.0.0.1:8000"
     lease_seconds: int = Field(60, ge=1, le=86_400)
@@ -76,7 +86,7 @@ class Settings(BaseSettings):
         if value.startswith("postgresql://"):
             value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
         if not value.startswith(("sqlite:", "postgresql+psycopg:")):
-            raise ValueError("DATABASE_URL must be sqlite:///PATH or postgresql+psycopg://…")
+            raise ValueError("must be sqlite:///PATH or postgresql+psycopg://…")
         return value
 
     @field_validator("artifact_store")
@@ -85,10 +95,25 @@ class Settings(BaseSettings):
         value = value.strip()
         if value and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?", value):
             raise ValueError(
-                f"ARTIFACT_STORE {value!r} is not allowed; leave it empty (files under ARTIFACT_DIR) "
+                f"COLLAPSEWATCH_ARTIFACT_STORE {value!r} is not allowed; leave it empty (files under "
+                "COLLAPSEWATCH_ARTIFACT_DIR) "
                 "or give s3://BUCKET[/PREFIX] (bucket: 3-63 lower-case letters, digits, dots, hyphens)"
             )
         return value
+
+    @model_validator(mode="after")
+    def _data_dir(self) -> Settings:
+        if self.data_dir is None:
+            return self
+        root = self.data_dir.expanduser().resolve()
+        self.data_dir = root
+        if "database_url" not in self.model_fields_set:
+            self.database_url = f"sqlite:///{root / DATABASE_FILE}"
+        if "broker_url" not in self.model_fields_set:
+            self.broker_url = f"sqla+sqlite:///{root / BROKER_FILE}"
+        if "artifact_dir" not in self.model_fields_set:
+            self.artifact_dir = root / ARTIFACTS
+        return self
 
     @property
     def is_sqlite(self) -> bool:
@@ -101,7 +126,7 @@ class Settings(BaseSettings):
         return f"collapsewatch:{self.queue_prefix}" if self.queue_prefix else "collapsewatch"
 
     def resolved_secret_key(self) -> str:
-        """``SECRET_KEY``, or a random key persisted (mode 0600) under ``ARTIFACT_DIR``."""
+        """``COLLAPSEWATCH_SECRET_KEY``, or a random key persisted (mode 0600) under ``ARTIFACT_DIR``."""
         value = self.secret_key.get_secret_value()
         if value:
             return value
@@ -118,5 +143,6 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings (cached; call ``get_settings.cache_clear()`` after changing env)."""
-    return Settings()
+    """The process-wide settings (cached; call ``get_settings.cache_clear()`` after changing env).
+    Raises :class:`collapsewatch.envsettings.SettingsError` naming the variable of a bad value."""
+    return load(Settings)

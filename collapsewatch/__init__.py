@@ -13,15 +13,10 @@
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from collapsewatch._version import __version__
 from collapsewatch.sdk import Client, Run, init
-
-try:
-    __version__ = version("collapsewatch")
-except PackageNotFoundError:  # a source checkout that was never installed
-    __version__ = "0+unknown"
 
 __all__ = ["Client", "Run", "__version__", "init", "regularizers", "stats"]
 

@@ -5,11 +5,47 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from importlib.resources import files
+from pathlib import Path
 from typing import Any, TextIO
+
+EXAMPLE_NAME = "example-job.yaml"  # in the wheel: worker/example-job.yaml (setup.py copies it there)
+CHECKOUT_EXAMPLE = Path("examples") / "digits-svmax.yaml"  # its source in the repository
+
+
+def example_config() -> str:
+    """The example job config that ships with the worker (a source checkout reads the original)."""
+    package = files("worker")
+    shipped = package / EXAMPLE_NAME
+    if shipped.is_file():
+        return shipped.read_text(encoding="utf-8")
+    checkout = Path(str(package)).parent
+    if (checkout / "pyproject.toml").is_file():
+        return (checkout / CHECKOUT_EXAMPLE).read_text(encoding="utf-8")
+    raise FileNotFoundError(f"{EXAMPLE_NAME} is missing from {package}; reinstall 'collapsewatch[worker]'")
+
+
+def needs_a_config() -> str:
+    """What ``collapsewatch train`` without a config prints: what it needs and where to start."""
+    from collapsewatch.contract import JobSpec
+
+    keys = ", ".join(JobSpec.model_fields)
+    return (
+        "collapsewatch train: needs a job config: a YAML file of job keys, and/or --set KEY=VALUE.\n"
+        "  collapsewatch train --example > job.yaml    writes an example to start from (digits, contrastive\n"
+        "                                              loss, SVMax), then: collapsewatch train job.yaml\n"
+        "  collapsewatch train --set epochs=5 ...      trains the defaults with these keys changed\n"
+        f"  keys: {keys}"
+    )
 
 
 def train_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", nargs="?", help="YAML file of job keys (see examples/digits-svmax.yaml)")
+    parser.add_argument(
+        "config",
+        nargs="?",
+        help="YAML file of job keys (`collapsewatch train --example > job.yaml` writes one to start from)",
+    )
+    parser.add_argument("--example", action="store_true", help="print an example config and exit")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -38,10 +74,15 @@ def _fail(message: str) -> int:
 
 def train(args: argparse.Namespace) -> int:
     """``collapsewatch train``: train one job locally and write one JSON line per epoch."""
-    from pathlib import Path
-
     from worker.training.config import SpecError, load_spec
     from worker.training.data import DataError, read_npz
+
+    if args.example:
+        sys.stdout.write(example_config())
+        return 0
+    if args.config is None and not args.overrides and not args.device:
+        print(needs_a_config(), file=sys.stderr)
+        return 2
 
     # Validate before importing torch, so that a bad config fails at once.
     try:

@@ -1,13 +1,15 @@
 """Settings of the worker deployable (one pydantic-settings class, read through a cached getter).
 
-Environment variables (or a ``.env``): ``SERVER_URL``, ``WORKER_TOKEN`` (or ``WORKER_TOKEN_FILE``),
-``BROKER_URL``, ``QUEUE_PREFIX``, ``WORKER_GPUS``, ``WORKER_CONCURRENCY``, ``HEARTBEAT_SECONDS``,
-``WORKER_LOG_LEVEL``. ``BROKER_URL`` and ``QUEUE_PREFIX`` must match the server's.
+Environment variables (or an env file named by ``--env-file`` / ``COLLAPSEWATCH_ENV_FILE``; see
+:mod:`collapsewatch.envsettings`): ``COLLAPSEWATCH_SERVER_URL``, ``…_WORKER_TOKEN``, ``…_BROKER_URL``,
+``…_QUEUE_PREFIX``, ``…_WORKER_GPUS``, ``…_WORKER_CONCURRENCY``, ``…_HEARTBEAT_SECONDS``,
+``…_WORKER_LOG_LEVEL``, ``…_DATA_DIR`` (holds the default SQLite broker). The broker URL and the queue
+prefix must match the server's. The unprefixed names of earlier versions still work, with a warning.
 
-Datasets (``worker.datasets``): ``COLLAPSEWATCH_DATASET_CACHE_DIR`` holds downloaded datasets by
-content hash (default ``~/.cache/collapsewatch/datasets``); ``COLLAPSEWATCH_DATA_ROOTS`` names the
-directories that datasets registered by reference may point into, e.g.
-``imagenet=/data/imagenet,local=/srv/npz`` (none by default).
+Datasets (``worker.datasets``): ``…_DATASET_CACHE_DIR`` holds downloaded datasets by content hash
+(default ``~/.cache/collapsewatch/datasets``); ``…_DATA_ROOTS`` names the directories that datasets
+registered by reference may point into, e.g. ``imagenet=/data/imagenet,local=/srv/npz`` (none by
+default). ``…_WORKER_TOKEN_FILE``: read the token from this file (docker-compose's init service).
 """
 
 from __future__ import annotations
@@ -17,24 +19,26 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
 
 # The task name and the queues by device class are part of the wire contract: a job with device "cpu"
 # goes to ``cpu``, "cuda"/"cuda:N" to ``gpu`` and "auto" to ``default``, which every worker consumes
 # (GPU workers train it on their GPU).
 from collapsewatch.contract import QUEUE_CLASSES, TASK_NAME
+from collapsewatch.envsettings import PrefixedSettings, load
 
 __all__ = ["GPU_SLOTS_ENV", "QUEUE_CLASSES", "TASK_NAME", "WorkerSettings", "get_worker_settings"]
-DEFAULT_BROKER_URL = "sqla+sqlite:///./collapsewatch-broker.db"
+BROKER_FILE = "collapsewatch-broker.db"  # the server's default broker (app/settings.py), in DATA_DIR
+DEFAULT_BROKER_URL = f"sqla+sqlite:///./{BROKER_FILE}"
 # The comma list of GPU indices a worker's pool children are pinned to (set by ``collapsewatch worker``
 # for Celery's children; "" hides every GPU). Unset: CUDA_VISIBLE_DEVICES is left alone.
 GPU_SLOTS_ENV = "COLLAPSEWATCH_GPU_SLOTS"
 
 
-class WorkerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+class WorkerSettings(PrefixedSettings):
+    """Settings of ``collapsewatch worker``: ``COLLAPSEWATCH_`` + the upper-case field name."""
 
+    data_dir: Path | None = Field(None, description="the embedded set-up's folder (default broker inside)")
     server_url: str = Field("http://127.0.0.1:8000", description="base URL of the collapsewatch server")
     worker_token: str | None = Field(None, description="worker token (ingestion only) for the server API")
     worker_token_file: Path | None = Field(
@@ -48,12 +52,10 @@ class WorkerSettings(BaseSettings):
     worker_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     dataset_cache_dir: Path = Field(
         Path("~/.cache/collapsewatch/datasets"),
-        validation_alias=AliasChoices("COLLAPSEWATCH_DATASET_CACHE_DIR", "dataset_cache_dir"),
         description="downloaded datasets, by sha256",
     )
     data_roots: str = Field(
         "",
-        validation_alias=AliasChoices("COLLAPSEWATCH_DATA_ROOTS", "data_roots"),
         description="name=directory pairs, comma-separated: where datasets registered by reference live",
     )
 
@@ -82,18 +84,27 @@ class WorkerSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _token_from_file(self) -> WorkerSettings:
-        """``WORKER_TOKEN`` wins; otherwise the token is read from ``WORKER_TOKEN_FILE``."""
+        """``…_WORKER_TOKEN`` wins; otherwise the token is read from ``…_WORKER_TOKEN_FILE``."""
         if not self.worker_token and self.worker_token_file is not None:
             try:
                 token = self.worker_token_file.read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ValueError(
-                    f"WORKER_TOKEN_FILE {str(self.worker_token_file)!r} cannot be read ({exc.strerror}); "
-                    "point it at the file the init service wrote, or set WORKER_TOKEN"
+                    f"COLLAPSEWATCH_WORKER_TOKEN_FILE {str(self.worker_token_file)!r} cannot be read "
+                    f"({exc.strerror}); point it at the file the init service wrote, or set "
+                    "COLLAPSEWATCH_WORKER_TOKEN"
                 ) from None
             if not token:
-                raise ValueError(f"WORKER_TOKEN_FILE {str(self.worker_token_file)!r} is empty")
+                raise ValueError(f"COLLAPSEWATCH_WORKER_TOKEN_FILE {str(self.worker_token_file)!r} is empty")
             self.worker_token = token
+        return self
+
+    @model_validator(mode="after")
+    def _data_dir(self) -> WorkerSettings:
+        if self.data_dir is not None:
+            self.data_dir = self.data_dir.expanduser().resolve()
+            if "broker_url" not in self.model_fields_set:
+                self.broker_url = f"sqla+sqlite:///{self.data_dir / BROKER_FILE}"
         return self
 
     def queue_name(self, device_class: str) -> str:
@@ -138,4 +149,5 @@ def parse_data_roots(value: str) -> dict[str, Path]:
 
 @functools.lru_cache
 def get_worker_settings() -> WorkerSettings:
-    return WorkerSettings()
+    """The process-wide settings (cached); a bad value raises SettingsError naming its variable."""
+    return load(WorkerSettings)

@@ -1,14 +1,22 @@
-"""Server-side CLI commands (``collapsewatch db|token|serve``). Module-level imports: stdlib only."""
+"""Server-side CLI commands (``collapsewatch up|serve|beat|db|token|user|demo``).
+
+Module-level imports: stdlib only (and :mod:`app.cli.common`, which is). Every command that opens the
+database takes ``--data DIR`` and turns an unreachable database into one line (collapsewatch/cli.py
+prints it; ``--debug`` shows the traceback).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from app.cli.common import data_arg, reaching_database, use_data_dir
+
 
 def db_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["upgrade", "downgrade"], help="apply (or revert) migrations")
     parser.add_argument("revision", nargs="?", default=None, help="target (default: head / base)")
+    data_arg(parser)
 
 
 def db(args: argparse.Namespace) -> int:
@@ -16,12 +24,15 @@ def db(args: argparse.Namespace) -> int:
     from app.migrate import downgrade, upgrade
     from app.settings import get_settings
 
-    engine = make_engine(get_settings())
+    use_data_dir(args)
+    settings = get_settings()
+    engine = make_engine(settings)
     try:
-        if args.action == "upgrade":
-            upgrade(engine, args.revision or "head")
-        else:
-            downgrade(engine, args.revision or "base")
+        with reaching_database(settings):
+            if args.action == "upgrade":
+                upgrade(engine, args.revision or "head")
+            else:
+                downgrade(engine, args.revision or "base")
     finally:
         engine.dispose()
     print(f"database {args.action} done", file=sys.stderr)
@@ -39,10 +50,12 @@ def token_args(parser: argparse.ArgumentParser) -> None:
         help="write the token to PATH (mode 0600) instead of printing it, keeping a still-valid token "
         "of the same kind already there (docker-compose's worker-token service runs this on every start)",
     )
+    data_arg(parser)
 
 
 def token(args: argparse.Namespace) -> int:
-    """Print ONLY the new token on stdout (so `export CW_TOKEN=$(collapsewatch token create)` works)."""
+    """Print ONLY the new token on stdout (so `export COLLAPSEWATCH_TOKEN=$(collapsewatch token create)`
+    works), or write it to ``--file``."""
     from pathlib import Path
 
     from app.auth.api_tokens import create_token, ensure_admin
@@ -51,25 +64,27 @@ def token(args: argparse.Namespace) -> int:
     from app.migrate import upgrade
     from app.settings import get_settings
 
+    use_data_dir(args)
     settings = get_settings()
     database = Database(settings)
     kind = "worker" if args.worker else "user"
     name = args.name or f"{kind} token"
     try:
-        upgrade(database.engine)
-        if args.file:
-            _, created = ensure_token_file(
-                database=database,
-                path=Path(args.file),
-                admin_email=settings.admin_email,
-                kind=kind,
-                name=name,
-            )
-            print(f"{kind} token {'written to' if created else 'kept in'} {args.file}", file=sys.stderr)
-            return 0
-        with database.transaction() as session:
-            admin = ensure_admin(session=session, email=settings.admin_email)
-            new = create_token(session=session, user=admin, name=name, kind=kind)
+        with reaching_database(settings):
+            upgrade(database.engine)
+            if args.file:
+                _, created = ensure_token_file(
+                    database=database,
+                    path=Path(args.file),
+                    admin_email=settings.admin_email,
+                    kind=kind,
+                    name=name,
+                )
+                print(f"{kind} token {'written to' if created else 'kept in'} {args.file}", file=sys.stderr)
+                return 0
+            with database.transaction() as session:
+                admin = ensure_admin(session=session, email=settings.admin_email)
+                new = create_token(session=session, user=admin, name=name, kind=kind)
     finally:
         database.dispose()
     print(new.token)
@@ -79,12 +94,21 @@ def token(args: argparse.Namespace) -> int:
 def serve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    data_arg(parser)
 
 
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.cli.up import check_services, default_public_url
     from app.jobs.embedded import GRACEFUL_SHUTDOWN_S
+    from app.settings import get_settings
+
+    use_data_dir(args)
+    default_public_url(args.host, args.port)
+    # One line if the database cannot be reached. A broker that is down is no reason not to serve:
+    # submitted runs stay queued and the sweeper re-sends them once it is back.
+    check_services(get_settings(), broker=False)
 
     # open SSE streams never end by themselves: give them GRACEFUL_SHUTDOWN_S, then close them
     uvicorn.run(
@@ -104,23 +128,26 @@ def up_args(parser: argparse.ArgumentParser) -> None:
         "--gpus", default="auto", help="the embedded worker's GPUs: auto (default), none, or indices like 0,1"
     )
     parser.add_argument("--no-worker", action="store_true", help="serve only (workers run elsewhere)")
+    data_arg(parser)
 
 
 def up(args: argparse.Namespace) -> int:
-    """Migrate, then serve with one embedded worker (see app/embedded.py)."""
-    from app.jobs.embedded import run_up
+    """Migrate, then serve with one embedded worker (see app/jobs/embedded.py)."""
+    from app.cli.up import run_up
 
+    use_data_dir(args)
     return run_up(host=args.host, port=args.port, gpus=args.gpus, worker=not args.no_worker)
 
 
 def beat_args(parser: argparse.ArgumentParser) -> None:
-    return None
+    data_arg(parser)
 
 
 def beat(args: argparse.Namespace) -> int:
     """Run the reaper/sweeper loop without serving (leader-locked: safe next to the web servers)."""
-    from app.jobs.embedded import run_beat
+    from app.cli.up import run_beat
 
+    use_data_dir(args)
     return run_beat()
 
 
@@ -132,18 +159,25 @@ def demo_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=5, help="epochs per run (default 5)")
     parser.add_argument("--seeds", type=int, default=2, help="seeds per grid point (default 2)")
     parser.add_argument("--project", default="demo", help="project for the demo runs (default: demo)")
+    parser.add_argument(
+        "--no-wait", action="store_true", help="print the URLs and return; do not follow the runs to the end"
+    )
+    data_arg(parser)
 
 
 def demo(args: argparse.Namespace) -> int:
-    """Submit the seed's two digits experiments as sweeps (see app/demo.py); print compare URLs."""
+    """Submit the seed's two digits experiments as sweeps (see app/cli/demo.py), print the compare
+    URLs, then follow the runs with a progress bar until they end (Ctrl-C stops following only)."""
     import os
 
     from app.cli.demo import compare_url as url_for
-    from app.cli.demo import experiments, local_token, submit_all
+    from app.cli.demo import experiments, follow, local_token, submit_all
+    from collapsewatch.cli import CommandError
 
     if not 1 <= args.epochs <= 1000 or not 1 <= args.seeds <= 16:
-        print("demo: --epochs must be 1..1000 and --seeds 1..16", file=sys.stderr)
+        print("collapsewatch demo: error: --epochs must be 1..1000 and --seeds 1..16", file=sys.stderr)
         return 2
+    use_data_dir(args)
     if args.url is None:
         from app.settings import get_settings
 
@@ -153,12 +187,26 @@ def demo(args: argparse.Namespace) -> int:
     try:
         done = submit_all(base_url=args.url, token=token, items=items)
     except Exception as exc:  # connection refused, 401, 422: say what happened and how to fix it
-        print(f"demo: could not submit to {args.url}: {exc}\nIs `collapsewatch up` running?", file=sys.stderr)
-        return 1
+        raise CommandError(
+            f"could not submit to {args.url}: {exc} "
+            "(is `collapsewatch up` running? --url names another server)"
+        ) from exc
     for item, sweep_id, count in done:
         print(f"{item.title}: {count} runs (sweep {sweep_id})")
-        print(f"  {url_for(args.url, sweep_id, item.view)}")
-    return 0
+        print(f"  {url_for(args.url, sweep_id, item.view)}", flush=True)
+    if args.no_wait:
+        return 0
+    try:
+        ended = follow(base_url=args.url, token=token, sweeps=[sweep for _, sweep, _ in done])
+    except KeyboardInterrupt:
+        print("stopped following; the runs go on (see the URLs above)", file=sys.stderr)
+        return 0
+    failed = {status: n for status, n in ended.items() if status != "succeeded"}
+    print(
+        f"demo runs ended: {ended.get('succeeded', 0)} succeeded"
+        + "".join(f", {n} {s}" for s, n in failed.items())
+    )
+    return 1 if failed else 0
 
 
 def user_args(parser: argparse.ArgumentParser) -> None:
@@ -170,6 +218,7 @@ def user_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="read the password from stdin (first line); otherwise prompt twice, or none if not a terminal",
     )
+    data_arg(parser)
 
 
 def _read_password(args: argparse.Namespace) -> str | None:
@@ -196,16 +245,21 @@ def user(args: argparse.Namespace) -> int:
     try:
         password = _read_password(args)
     except ValueError as exc:
-        print(f"user create: {exc}", file=sys.stderr)
+        print(f"collapsewatch user create: error: {exc}", file=sys.stderr)
         return 2
-    database = Database(get_settings())
+    use_data_dir(args)
+    settings = get_settings()
+    database = Database(settings)
     try:
-        upgrade(database.engine)
-        with database.transaction() as session:
-            created = create_user(session=session, email=args.email, password=password, is_admin=args.admin)
-            user_id, email = created.id, created.email
+        with reaching_database(settings):
+            upgrade(database.engine)
+            with database.transaction() as session:
+                created = create_user(
+                    session=session, email=args.email, password=password, is_admin=args.admin
+                )
+                user_id, email = created.id, created.email
     except DomainError as exc:
-        print(f"user create: {exc.message}", file=sys.stderr)
+        print(f"collapsewatch user create: error: {exc.message}", file=sys.stderr)
         return 2
     finally:
         database.dispose()

@@ -5,7 +5,8 @@
 2. recall@1 against learning rate, without and with SVMax, contrastive loss (the gap should widen
    at large learning rates).
 
-Both are small enough for a few CPU minutes; the command prints the compare-page URL of each.
+Both are small enough for a few CPU minutes; the command prints the compare-page URL of each, then
+follows the runs with a progress bar until they end.
 """
 
 from __future__ import annotations
@@ -99,10 +100,44 @@ def submit_all(
     return done
 
 
+def follow(
+    *, base_url: str, token: str, sweeps: list[str], poll_s: float = 2.0, timeout: float = 30.0
+) -> dict[str, int]:
+    """Poll the sweeps' runs with a progress bar (runs ended / all) until every run has ended;
+    returns ``{status: count}`` of the ended runs."""
+    import time
+
+    import httpx
+    from tqdm import tqdm
+
+    from collapsewatch.contract import TERMINAL_STATUSES
+
+    headers = {"Authorization": f"Bearer {token}"}
+    with (
+        httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout) as client,
+        tqdm(desc="demo runs", unit="run", total=0, dynamic_ncols=True) as bar,
+    ):
+        while True:
+            statuses: list[str] = []
+            for sweep in sweeps:
+                response = client.get("/api/v1/runs", params={"sweep": sweep, "limit": 500})
+                response.raise_for_status()
+                statuses += [str(run["status"]) for run in response.json()]
+            ended = [status for status in statuses if status in TERMINAL_STATUSES]
+            bar.total = len(statuses)
+            bar.n = len(ended)
+            bar.set_postfix(running=statuses.count("running"), queued=statuses.count("queued"))
+            bar.refresh()
+            if statuses and len(ended) == len(statuses):
+                return {status: ended.count(status) for status in sorted(set(ended))}
+            time.sleep(poll_s)
+
+
 def local_token() -> str:
     """A new user token for the local admin, written straight to the configured database (the
     embedded set-up: the same machine and settings as ``collapsewatch up``)."""
     from app.auth.api_tokens import create_token, ensure_admin
+    from app.cli.common import reaching_database
     from app.db import Database
     from app.migrate import upgrade
     from app.settings import get_settings
@@ -110,9 +145,10 @@ def local_token() -> str:
     settings = get_settings()
     db = Database(settings)
     try:
-        upgrade(db.engine)
-        with db.transaction() as session:
-            admin = ensure_admin(session=session, email=settings.admin_email)
-            return create_token(session=session, user=admin, name="demo").token
+        with reaching_database(settings):
+            upgrade(db.engine)
+            with db.transaction() as session:
+                admin = ensure_admin(session=session, email=settings.admin_email)
+                return create_token(session=session, user=admin, name="demo").token
     finally:
         db.dispose()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 from fastapi.templating import Jinja2Templates
 
+from app.resources import shipped
 from app.web.static import STATIC_DIR
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATE_DIR = shipped("templates")
 templates = Jinja2Templates(directory=str(TEMPLATE_DIR))
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
 
 from app.main import create_app
 from app.settings import Settings
@@ -46,6 +47,8 @@ def route_objects(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, An
 
 def _walk(routes: list[Any]) -> Iterator[Route]:
     for path, route in route_objects(routes):
+        if isinstance(getattr(route, "app", None), StaticFiles):  # a mounted folder (app/web/static.py)
+            yield Route("GET", path + "/{name}")
         for method in sorted(getattr(route, "methods", None) or []):
             if method != "HEAD":
                 yield Route(method, path)

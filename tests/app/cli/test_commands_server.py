@@ -14,21 +14,25 @@ from sqlalchemy.orm import Session
 from app.auth.tokens import hash_token
 from app.models import ApiToken, User
 from app.settings import Settings
+from collapsewatch.envsettings import SettingsError, load
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 class Cli:
-    """Runs `collapsewatch …` in-process with DATABASE_URL pointing at a fresh SQLite file."""
+    """Runs `collapsewatch …` in-process with COLLAPSEWATCH_DATABASE_URL at a fresh SQLite file."""
 
     def __init__(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
         self.db_path = tmp_path / "cw.db"
         self.capsys = capsys
-        monkeypatch.setenv("DATABASE_URL", f"sqlite:///{self.db_path}")
-        monkeypatch.setenv("ARTIFACT_DIR", str(tmp_path / "artifacts"))
+        monkeypatch.setenv("COLLAPSEWATCH_DATABASE_URL", f"sqlite:///{self.db_path}")
+        monkeypatch.setenv("COLLAPSEWATCH_ARTIFACT_DIR", str(tmp_path / "artifacts"))
         monkeypatch.chdir(tmp_path)
+        for name in ("COLLAPSEWATCH_ENV_FILE", "COLLAPSEWATCH_DATA_DIR"):  # restored after the test
+            monkeypatch.setenv(name, "")
+            monkeypatch.delenv(name)
 
     def __call__(self, *args: str) -> tuple[int, str]:
         from app.settings import get_settings
@@ -80,7 +84,10 @@ def test_token_create_when_run_twice_reuses_the_local_admin(cli: Cli) -> None:
 
 def test_import_app_main_when_database_absent_creates_no_file(tmp_path: Path) -> None:
     code = "import app.main; print(type(app.main.app).__name__)"
-    env = os.environ | {"DATABASE_URL": f"sqlite:///{tmp_path / 'never.db'}", "PYTHONPATH": str(ROOT)}
+    env = os.environ | {
+        "COLLAPSEWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'never.db'}",
+        "PYTHONPATH": str(ROOT),
+    }
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
     )
@@ -91,16 +98,18 @@ def test_import_app_main_when_database_absent_creates_no_file(tmp_path: Path) ->
 def test_settings_when_env_set_are_read_and_postgres_url_gets_psycopg(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("DATABASE_URL", "postgres://u@h/db")
-    monkeypatch.setenv("LEASE_SECONDS", "15")
+    monkeypatch.setenv("COLLAPSEWATCH_DATABASE_URL", "postgres://u@h/db")
+    monkeypatch.setenv("COLLAPSEWATCH_LEASE_SECONDS", "15")
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.database_url == "postgresql+psycopg://u@h/db" and settings.lease_seconds == 15
     assert not settings.is_sqlite
 
 
-def test_settings_when_database_url_unsupported_names_the_field() -> None:
-    with pytest.raises(ValueError, match="DATABASE_URL"):
-        Settings(database_url="mysql://x/y", _env_file=None)  # type: ignore[call-arg]
+def test_settings_when_database_url_unsupported_names_the_variable() -> None:
+    with pytest.raises(
+        SettingsError, match=r"^COLLAPSEWATCH_DATABASE_URL: must be sqlite:///PATH or postgres"
+    ):
+        load(Settings, database_url="mysql://x/y", _env_file=None)
 
 
 def test_secret_key_when_unset_is_generated_once_and_kept(tmp_path: Path) -> None:

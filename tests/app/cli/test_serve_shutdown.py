@@ -44,8 +44,8 @@ def _wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 def test_serve_when_sse_stream_open_exits_after_sigterm(tmp_path: Path) -> None:
     env = os.environ | {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'cw.db'}",
-        "ARTIFACT_DIR": str(tmp_path / "artifacts"),
+        "COLLAPSEWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'cw.db'}",
+        "COLLAPSEWATCH_ARTIFACT_DIR": str(tmp_path / "artifacts"),
         "PYTHONPATH": str(ROOT),
     }
     _cli(env, "db", "upgrade")

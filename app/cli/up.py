@@ -1,0 +1,132 @@
+"""``collapsewatch up`` (migrate, serve, one embedded worker: :mod:`app.jobs.embedded`) and
+``collapsewatch beat`` (the reaper/sweeper loop alone). Both check their database and broker first and
+say in one line which one cannot be reached."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+
+from app.cli.common import check_broker, describe_storage, reaching_database
+from app.jobs.embedded import GRACEFUL_SHUTDOWN_S, WorkerProcess, worker_command
+from app.settings import Settings, get_settings
+from collapsewatch.cli import redact_url
+
+log = logging.getLogger(__name__)
+
+
+def check_services(settings: Settings, *, broker: bool = True) -> None:
+    """Connect to the database (and the broker) once; one line (CommandError) naming what failed."""
+    from sqlalchemy import text
+
+    from app.db import make_engine
+
+    engine = make_engine(settings)
+    try:
+        with reaching_database(settings), engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    finally:
+        engine.dispose()
+    if broker:
+        check_broker(settings.broker_url)
+
+
+def local_url(host: str, port: int) -> str:
+    """The URL this machine reaches a server listening on ``host:port`` at."""
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
+
+
+def default_public_url(host: str, port: int) -> None:
+    """Links the server writes (share links, invitations) name the port it serves on, unless
+    COLLAPSEWATCH_PUBLIC_URL says otherwise (a proxy in front, another host name)."""
+    if "public_url" not in get_settings().model_fields_set:
+        os.environ["COLLAPSEWATCH_PUBLIC_URL"] = local_url(host, port)
+        get_settings.cache_clear()
+
+
+def run_up(*, host: str, port: int, gpus: str, worker: bool = True) -> int:
+    import uvicorn
+
+    from app.db import Database
+    from app.migrate import upgrade
+
+    default_public_url(host, port)
+    settings = get_settings()
+    print(describe_storage(settings), flush=True)
+    check_broker(settings.broker_url)
+    database = Database(settings)
+    try:
+        with reaching_database(settings):
+            upgrade(database.engine)
+    finally:
+        database.dispose()
+    url = f"http://{host}:{port}"
+    local = local_url(host, port)
+    embedded: WorkerProcess | None = None
+    if worker:
+        argv, env = worker_command(settings=settings, server_url=local, gpus=gpus)
+        embedded = WorkerProcess(argv, env)
+        embedded.start()
+    config = uvicorn.Config(
+        "app.main:app",
+        host=host,
+        port=port,
+        proxy_headers=True,
+        log_level="info",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,  # open SSE streams would hold the shutdown
+    )
+    server = uvicorn.Server(config)
+    print(
+        f"collapsewatch is up at {url}  (broker {redact_url(settings.broker_url)}; Ctrl-C stops)", flush=True
+    )
+    started = time.monotonic()
+    # uvicorn re-raises the signal that stopped it once it is done: handle it here, so that the
+    # worker is stopped (below) instead of this process dying with it still running.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
+    try:
+        server.run()
+    finally:
+        if embedded is not None:
+            code = embedded.stop()
+            log.info("embedded worker stopped (code %s) after %.0f s", code, time.monotonic() - started)
+    return 0 if server.started else 1
+
+
+def run_beat() -> int:
+    """The reaper/sweeper loop in the foreground (for deployments that run it apart from the web)."""
+    from datetime import timedelta
+
+    from app.db import Database
+    from app.jobs.maintenance import LeaderLock, MaintenanceLoop, tick
+    from app.jobs.queue import JobQueue
+    from app.migrate import upgrade
+    from app.runs.artifacts import CheckpointStore
+
+    settings = get_settings()
+    check_broker(settings.broker_url)
+    database = Database(settings)
+    with reaching_database(settings):
+        upgrade(database.engine)
+    queue = JobQueue(settings.broker_url, queue_prefix=settings.queue_prefix)
+    store = CheckpointStore.from_settings(settings)
+    sweep_after = timedelta(seconds=settings.sweep_after_seconds)
+    interval = settings.maintenance_interval_seconds or 5.0
+    loop = MaintenanceLoop(
+        lock=LeaderLock(database, settings.database_url),
+        interval=interval,
+        run_tick=lambda: tick(database=database, queue=queue, store=store, sweep_after=sweep_after),
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"collapsewatch beat: reaper/sweeper every {interval:g} s (Ctrl-C stops)", flush=True)
+    loop.start()
+    stop.wait()
+    loop.stop()
+    queue.close()
+    database.dispose()
+    return 0

@@ -1,0 +1,108 @@
+"""``collapsewatch demo`` submits the seed's experiments, prints their compare URLs and follows the runs
+with a progress bar until every one has ended (here they are cancelled: no worker is needed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.app.cli.clikit import clean_env, cli, free_port, start, stop, wait_healthy, wait_until
+
+Server = tuple[str, str, dict[str, str]]  # URL, user token, environment
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    env = clean_env({"COLLAPSEWATCH_DATA_DIR": str(tmp_path / "data")})
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    cli("db", "upgrade", env=env, cwd=tmp_path)
+    proc = start(
+        [sys.executable, "-m", "collapsewatch.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        log=log,
+    )
+    try:
+        wait_healthy(url, proc, log)
+        token = cli("token", "create", env=env, cwd=tmp_path).stdout.strip()
+        yield url, token, env
+    finally:
+        stop(proc)
+
+
+def test_demo_when_runs_end_follows_them_with_a_progress_bar_then_sums_up(
+    server: Server, tmp_path: Path
+) -> None:
+    url, token, env = server
+    headers = {"Authorization": f"Bearer {token}"}
+    demo = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "collapsewatch.cli",
+            "demo",
+            "--url",
+            url,
+            "--token",
+            token,
+            "--epochs",
+            "1",
+            "--seeds",
+            "1",
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def submitted() -> list[dict[str, object]] | None:
+            runs = httpx.get(
+                f"{url}/api/v1/runs", params={"project": "demo", "limit": 500}, headers=headers
+            ).json()
+            return runs if len(runs) == 14 else None
+
+        runs = wait_until(submitted, timeout=60, what="the demo's 14 runs")
+        for run in runs:
+            assert httpx.post(f"{url}/api/v1/runs/{run['id']}/cancel", headers=headers).status_code == 200
+        out, err = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 1  # not every run succeeded
+    lines = out.splitlines()
+    assert sum(line.startswith(f"  {url}/compare?sweep=") for line in lines) == 2
+    assert lines[-1] == "demo runs ended: 0 succeeded, 14 cancelled"
+    assert "demo runs" in err and "14/14" in err and "Traceback" not in err
+
+
+def test_demo_when_no_wait_returns_after_printing_the_urls(server: Server, tmp_path: Path) -> None:
+    url, token, env = server
+    done = cli(
+        "demo",
+        "--url",
+        url,
+        "--token",
+        token,
+        "--epochs",
+        "1",
+        "--seeds",
+        "1",
+        "--no-wait",
+        env=env,
+        cwd=tmp_path,
+    )
+    assert (
+        done.returncode == 0
+        and done.stdout.count(f"{url}/compare?sweep=") == 2
+        and "demo runs" not in done.stderr
+    )
