@@ -54,9 +54,10 @@
 
   Object.keys(data.hists).forEach((id) => {
     const h = data.hists[id];
-    const centers = h.edges.slice(0, -1).map((e, i) => (e + h.edges[i + 1]) / 2);
+    const bins = cw.histBins(h.edges);
     const r = data.runs.find((x) => String(x.id) === id);
-    cw.plot("hist-" + id, [{ type: "bar", x: centers, y: h.counts, marker: { color: color(r ? r.group : 0) } }],
-      cw.layout("", { margin: { l: 32, r: 8, t: 8, b: 28 }, xaxis: { title: { text: "" } }, showlegend: false, hovermode: "closest" }));
+    cw.plot("hist-" + id, [{ type: "bar", x: bins.index, y: h.counts, text: bins.labels, textposition: "none",
+      marker: { color: color(r ? r.group : 0) }, hovertemplate: "std in %{text}: %{y}<extra></extra>" }],
+      cw.layout("", { margin: { l: 32, r: 8, t: 8, b: 28 }, xaxis: Object.assign({ title: { text: "" } }, bins.axis), showlegend: false, hovermode: "closest" }));
   });
 })();
