@@ -8,8 +8,8 @@ Tables (median of R timed runs after one warm-up; --clock cpu = process CPU time
    L2-normalised batches (float32, forward + backward): ratio, max relative error of the value and of
    the gradient over 3 seeds, and the fast path's value at exact collapse relative to the bound L.
 2. vicreg_loss with the O(n^2 d) covariance vs the direct d x d form: ratio, max abs/rel difference.
-3. collapse_stats' routes on the engine's (512, d) probe embeddings: the checked float64 Gram route
-   vs svdvals (method="svd"), the numpy route, and their agreement on mean_sv.
+3. collapse_stats on the engine's (512, d) probe embeddings: the default (numpy, one BLAS thread)
+   and backend="torch", both on the checked float64 Gram route, vs svdvals (method="svd"); agreement.
 4. The statistics against the engine's digits training (worker.training: train_epoch + evaluate, the
    default spec but embedding_dim = d), epochs with and without statistics alternating in one process:
    train epoch, evaluation without statistics, collapse_stats on the probe (the default 512 rows; its
@@ -159,11 +159,8 @@ class _TimedBackend:
         self.solver += _clock() - began
         return out
 
-    def numpy(self, array: Any) -> Any:
-        return self.inner.numpy(array)
-
-    def offdiag_sq_sum(self, square: Any) -> float:
-        return float(self.inner.offdiag_sq_sum(square))
+    def __getattr__(self, name: str) -> Any:  # every other operation: the wrapped backend's
+        return getattr(self.inner, name)
 
 
 class _Training:
@@ -259,41 +256,38 @@ def bench_overhead(dims: list[int], repeats: int, device: str) -> None:
 
 
 def _solver_seconds(probe: torch.Tensor) -> float:
-    """Time spent in eigvalsh/svdvals while computing the statistics of ``probe``."""
-    from collapsewatch.stats_core import compute
-    from collapsewatch.stats_torch import TORCH, as_float64
+    """Time spent in eigvalsh/svdvals while computing the statistics of ``probe`` (default route)."""
+    from collapsewatch.stats_core import NUMPY, compute, one_blas_thread
+    from collapsewatch.stats_torch import as_float64
 
-    backend = _TimedBackend(TORCH)
-    compute(as_float64(probe), backend)
+    backend = _TimedBackend(NUMPY)
+    with one_blas_thread():
+        compute(as_float64(probe).numpy(), backend)
     return backend.solver
 
 
 def bench_routes(dims: list[int], repeats: int) -> None:
     """collapse_stats' routes on the engine's probe embeddings at initialisation (float64 inside)."""
-    print("\n## collapse_stats on (512, d) probe embeddings: Gram route vs svdvals, torch vs numpy")
+    print("\n## collapse_stats on (512, d) probe embeddings: numpy (default) and torch backends, vs svdvals")
     print(
-        f"{'d':>5} {'route':>11} {'gram ms':>8} {'svd ms':>7} {'numpy ms':>9} {'svd/gram':>9} "
+        f"{'d':>5} {'route':>11} {'numpy ms':>9} {'torch ms':>9} {'svd ms':>7} {'svd/numpy':>10} "
         f"{'mean_sv rel err':>16} {'torch-numpy':>12}"
     )
     from collapsewatch.stats import collapse_core
 
     for d in dims:
         probe = _Training(d, "cpu").probe()
-        as_numpy = probe.double().numpy()
-        t_gram = median_seconds(partial(collapse_stats, probe), repeats)
+        t_np = median_seconds(partial(collapse_stats, probe), repeats)
+        t_torch = median_seconds(partial(collapse_stats, probe, backend="torch"), repeats)
         t_svd = median_seconds(partial(collapse_stats, probe, method="svd"), repeats)
-        t_np = median_seconds(partial(collapse_stats, as_numpy), repeats)
-        fast, ref, np_stats = (
-            collapse_stats(probe),
-            collapse_stats(probe, method="svd"),
-            collapse_stats(as_numpy),
-        )
+        fast, ref = collapse_stats(probe), collapse_stats(probe, method="svd")
+        other = collapse_stats(probe, backend="torch")
         route = "/".join(collapse_core(probe)[0].routes)
         err = abs(fast["mean_sv"] - ref["mean_sv"]) / ref["mean_sv"]
-        gap = abs(fast["mean_sv"] - np_stats["mean_sv"]) / fast["mean_sv"]
+        gap = abs(fast["mean_sv"] - other["mean_sv"]) / fast["mean_sv"]
         print(
-            f"{d:5d} {route:>11} {t_gram * 1e3:8.2f} {t_svd * 1e3:7.2f} {t_np * 1e3:9.2f} "
-            f"{t_svd / t_gram:8.1f}x {err:16.1e} {gap:12.1e}"
+            f"{d:5d} {route:>11} {t_np * 1e3:9.2f} {t_torch * 1e3:9.2f} {t_svd * 1e3:7.2f} "
+            f"{t_svd / t_np:9.1f}x {err:16.1e} {gap:12.1e}"
         )
 
 

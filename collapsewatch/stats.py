@@ -3,8 +3,10 @@
 ``collapse_stats`` takes a numpy array (or anything ``numpy.asarray`` takes) or a torch tensor and
 computes in float64 on the CPU, without gradients; it returns plain, finite Python values that
 validate against ``collapsewatch.contract.CollapseStatsIn``. Importing this module does not import
-torch: numpy inputs are computed with numpy (the light install has no torch), tensors with torch
-(imported then, for tensors only). Both routes run the same algorithm and agree to ~1e-12.
+torch (the light install has none): the statistics are computed with numpy, its BLAS held to one
+thread (threadpoolctl, when installed); a tensor is only read with torch (imported then, because a
+tensor exists). ``backend="torch"`` computes with torch's operations instead: the same algorithm
+(``collapsewatch.stats_core``), agreeing with the numpy route to ~1e-12.
 
 Spectra come from the eigenvalues of the smaller Gram matrix, checked against a rounding bound and
 recomputed with ``svdvals`` where squaring cannot resolve them (exact or near collapse); see
@@ -32,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from collapsewatch.bounds import svmax_bounds
-from collapsewatch.stats_core import NUMPY, Backend, Core, compute
+from collapsewatch.stats_core import NUMPY, Backend, Core, compute, one_blas_thread
 
 HIST_BINS = 64
 HIST_MIN = 1e-4
@@ -54,6 +56,7 @@ MAX_HIST_EDGES = 1025
 RANKME_EPS = 1e-7
 MAX_ABS = 1e150
 Method = Literal["auto", "svd"]
+BackendName = Literal["auto", "numpy", "torch"]
 
 
 def _finite_or_raise(lowest: float, highest: float, bad: Any, size: int) -> None:
@@ -74,19 +77,25 @@ def _check_shape(shape: tuple[int, ...]) -> None:
         raise ValueError(f"E needs at least 1 sample and 1 dimension, got shape {shape}")
 
 
-def _tensor_matrix(E: Any) -> tuple[Any, Backend]:
-    from collapsewatch.stats_torch import TORCH, as_float64
-
+def _tensor_matrix(E: Any, backend: str) -> tuple[Any, Backend]:
+    torch = sys.modules["torch"]
     _check_shape(tuple(E.shape))
-    if E.is_complex() or E.dtype == sys.modules["torch"].bool:
+    if E.is_complex() or E.dtype == torch.bool:
         raise ValueError(f"E must hold real numbers, got {E.dtype}")
-    x = as_float64(E)
-    lowest, highest = (float(v) for v in sys.modules["torch"].aminmax(x))
-    _finite_or_raise(lowest, highest, lambda: (~x.isfinite()).sum(), x.numel())
-    return x, TORCH
+    if backend == "torch":
+        from collapsewatch.stats_torch import TORCH, as_float64
+
+        x = as_float64(E)
+        lowest, highest = (float(v) for v in torch.aminmax(x))
+        _finite_or_raise(lowest, highest, lambda: (~x.isfinite()).sum(), x.numel())
+        return x, TORCH
+    tensor = E.detach().cpu()  # read with torch, computed with numpy: no torch operator runs here
+    if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16
+        tensor = tensor.to(torch.float32)
+    return _numpy_matrix(tensor.numpy(), "numpy")
 
 
-def _numpy_matrix(E: Any) -> tuple[np.ndarray, Backend]:
+def _numpy_matrix(E: Any, backend: str) -> tuple[Any, Backend]:
     array = np.asarray(E)
     _check_shape(tuple(array.shape))
     if array.dtype.kind in "bcmMSUV":
@@ -96,6 +105,10 @@ def _numpy_matrix(E: Any) -> tuple[np.ndarray, Backend]:
     except (TypeError, ValueError) as exc:
         raise ValueError(f"E must hold real numbers, got {array.dtype} ({exc})") from exc
     _finite_or_raise(float(x.min()), float(x.max()), lambda: (~np.isfinite(x)).sum(), x.size)
+    if backend == "torch":
+        from collapsewatch.stats_torch import TORCH, from_numpy
+
+        return from_numpy(x), TORCH
     return x, NUMPY
 
 
@@ -141,13 +154,18 @@ def rankme(singular_values: Any) -> float:
     return float(np.exp(-(p * np.log(p)).sum()))
 
 
-def collapse_core(E: Any, *, method: Method = "auto") -> tuple[Core, str]:
+def collapse_core(E: Any, *, method: Method = "auto", backend: BackendName = "auto") -> tuple[Core, str]:
     """The float64 spectra, stds and covariance term of ``E`` and the backend that computed them
     ("numpy" or "torch"); ``collapse_stats`` builds its dict from these."""
     if method not in ("auto", "svd"):
         raise ValueError(f"method must be 'auto' or 'svd', got {method!r}")
-    x, backend = _tensor_matrix(E) if _is_tensor(E) else _numpy_matrix(E)
-    return compute(x, backend, method), backend.name
+    if backend not in ("auto", "numpy", "torch"):
+        raise ValueError(f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}")
+    x, be = _tensor_matrix(E, backend) if _is_tensor(E) else _numpy_matrix(E, backend)
+    if be is NUMPY:
+        with one_blas_thread():
+            return compute(x, be, method), be.name
+    return compute(x, be, method), be.name
 
 
 def collapse_stats(
@@ -156,6 +174,7 @@ def collapse_stats(
     hist_edges: Sequence[float] | Any | None = None,
     dead_threshold: float = 1e-3,
     method: Method = "auto",
+    backend: BackendName = "auto",
 ) -> dict[str, Any]:
     """Collapse statistics of the embeddings ``E`` (b x d; a numpy array, anything ``numpy.asarray``
     takes, or a torch tensor on any device), computed in float64 on the CPU.
@@ -166,14 +185,16 @@ def collapse_stats(
     raw); ``std_hist`` (``{"edges", "counts"}`` on ``hist_edges``, default ``DEFAULT_HIST_EDGES``);
     ``dead_dims`` (std < ``dead_threshold``); ``cov_offdiag`` (VICReg's c(Z)); ``l2_std`` (mean
     per-dimension std of the normalised rows). ``method="svd"`` computes the spectra with ``svdvals``
-    instead of the checked Gram route. See the module docstring for degenerate inputs.
+    instead of the checked Gram route; ``backend="torch"`` computes with torch's operations instead
+    of numpy's (the default; tensors are only read with torch). See the module docstring for
+    degenerate inputs.
     """
     if not (
         isinstance(dead_threshold, int | float) and math.isfinite(dead_threshold) and dead_threshold >= 0
     ):
         raise ValueError(f"dead_threshold must be a finite number >= 0, got {dead_threshold!r}")
     edges = _check_edges(hist_edges)
-    core, _ = collapse_core(E, method=method)
+    core, _ = collapse_core(E, method=method, backend=backend)
     b, d = core.shape
     lower, upper = svmax_bounds(b, d)
     mean_sv = float(core.sv_normed.mean())

@@ -1,7 +1,7 @@
-"""The torch backend of ``collapsewatch.stats_core`` (imported only when a tensor is passed in).
-
-Tensors are computed on the CPU in float64 with torch's own LAPACK and thread pool, so a training
-process does not start a second BLAS thread pool (numpy's) next to torch's."""
+"""The torch backend of ``collapsewatch.stats_core`` (``collapse_stats(..., backend="torch")``):
+float64 on the CPU with torch's own LAPACK and thread pool. Imported only when asked for. By default
+``collapse_stats`` only reads a tensor (``.detach().cpu().numpy()``) and computes with numpy on one
+BLAS thread, which measured 1.4x faster than torch's MKL on the 2-core AMD EPYC machine."""
 
 from __future__ import annotations
 
@@ -28,10 +28,20 @@ class TorchBackend:
         sq.fill_diagonal_(0.0)
         return float(sq.sum())
 
+    def sq_sum(self, matrix: Any, axis: int) -> Any:
+        return torch.linalg.vector_norm(matrix, dim=axis).square_()
+
+    def columns(self, matrix: Any, keep: np.ndarray) -> Any:
+        return matrix[:, torch.from_numpy(keep)]
+
 
 TORCH = TorchBackend()
 
 
+def from_numpy(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(array)
+
+
 def as_float64(tensor: torch.Tensor) -> torch.Tensor:
-    """``tensor`` detached, on the CPU, in float64 (no copy when it already is)."""
-    return tensor.detach().to("cpu", torch.float64)
+    """A float64 CPU copy of ``tensor`` (always a copy: the statistics centre it in place)."""
+    return tensor.detach().to("cpu", torch.float64, copy=True)

@@ -58,7 +58,7 @@ def close(got: float, want: float, rel: float, floor: float) -> bool:
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(("b", "d"), SHAPES)
 def test_gram_route_agrees_with_svdvals_on_mean_sv_and_position(b: int, d: int, kind: str) -> None:
-    e = torch.tensor(make(kind, b, d))  # the torch route (numpy's equals it: the test below)
+    e = make(kind, b, d)
     fast, ref = collapse_stats(e), collapse_stats(e, method="svd")
     assert close(fast["mean_sv"], ref["mean_sv"], 1e-6, 0.0)
     assert close(fast["sv_position"], ref["sv_position"], 1e-6, 1e-12)
@@ -73,12 +73,12 @@ def test_gram_route_agrees_with_svdvals_on_mean_sv_and_position(b: int, d: int, 
 @pytest.mark.parametrize(("b", "d"), [(512, 128), (512, 512), (64, 512)])
 def test_gram_route_is_taken_for_healthy_embeddings_and_svdvals_at_exact_collapse(b: int, d: int) -> None:
     for kind in ("random", "relu", "dead"):
-        core, _ = collapse_core(torch.tensor(make(kind, b, d)))
+        core, _ = collapse_core(make(kind, b, d))
         assert core.routes == ("gram", "gram"), kind
     for kind in ("rank1", "identical"):
-        core, _ = collapse_core(torch.tensor(make(kind, b, d)))
+        core, _ = collapse_core(make(kind, b, d))
         assert core.routes[0] == "svd", kind  # squaring cannot resolve the zero singular values
-        stats = collapse_stats(torch.tensor(make(kind, b, d)))
+        stats = collapse_stats(make(kind, b, d))
         assert stats["mean_sv"] == pytest.approx(stats["sv_lower"], rel=1e-9)
         assert stats["sv_position"] == pytest.approx(0.0, abs=1e-9)
 
@@ -87,13 +87,28 @@ def test_gram_route_is_taken_for_healthy_embeddings_and_svdvals_at_exact_collaps
 @pytest.mark.parametrize(("b", "d"), [(512, 128), (64, 512), (40, 40), (7, 3)])
 def test_numpy_route_equals_torch_route(b: int, d: int, kind: str) -> None:
     e = make(kind, b, d)
-    (numpy_core, numpy_name), (torch_core, torch_name) = collapse_core(e), collapse_core(torch.tensor(e))
+    (numpy_core, numpy_name), (torch_core, torch_name) = (
+        collapse_core(e),
+        collapse_core(torch.tensor(e), backend="torch"),
+    )
     assert (numpy_name, torch_name) == ("numpy", "torch")
     assert numpy_core.routes == torch_core.routes
     scale = float(np.abs(e).max())
-    assert_same(collapse_stats(e), collapse_stats(torch.tensor(e)), scale)
+    assert_same(collapse_stats(e), collapse_stats(torch.tensor(e), backend="torch"), scale)
     e32 = e.astype(np.float32)
-    assert_same(collapse_stats(e32), collapse_stats(torch.tensor(e32)), scale)
+    assert_same(collapse_stats(e32), collapse_stats(torch.tensor(e32), backend="torch"), scale)
+
+
+@pytest.mark.parametrize("kind", ["relu", "rank1"])
+def test_tensors_are_read_with_torch_and_computed_like_arrays(kind: str) -> None:
+    e = make(kind, 96, 24)
+    tensor = torch.tensor(e, dtype=torch.float32, requires_grad=True)
+    _, name = collapse_core(tensor)
+    assert name == "numpy"
+    assert_same(collapse_stats(tensor), collapse_stats(e.astype(np.float32)), float(np.abs(e).max()))
+    assert_same(collapse_stats(e, backend="torch"), collapse_stats(e), float(np.abs(e).max()))
+    with pytest.raises(ValueError, match="backend must be"):
+        collapse_stats(e, backend="cupy")  # type: ignore[arg-type]
 
 
 def assert_same(got: dict, want: dict, scale: float) -> None:
@@ -155,7 +170,7 @@ def test_numpy_route_works_and_never_imports_torch_when_torch_is_blocked() -> No
     assert result.returncode == 0, result.stderr
     got = json.loads(result.stdout)
     for stats, m in zip(got, [*matrices, matrices[0]], strict=True):
-        assert_same(stats, collapse_stats(torch.tensor(m)), float(np.abs(m).max()))
+        assert_same(stats, collapse_stats(torch.tensor(m), backend="torch"), float(np.abs(m).max()))
 
 
 def test_importing_stats_does_not_import_torch() -> None:
@@ -165,3 +180,29 @@ def test_importing_stats_does_not_import_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_numpy_blas_runs_on_one_thread_during_the_statistics_and_is_restored() -> None:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from collapsewatch import stats_core
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
+
+    before = blas_threads()
+    if not before:
+        pytest.skip("threadpoolctl sees no BLAS library in this process")
+    seen: list[list[int]] = []
+    original = stats_core.NumpyBackend.eigvalsh
+
+    def spy(self: stats_core.NumpyBackend, gram: np.ndarray) -> np.ndarray:
+        seen.append(blas_threads())
+        return original(self, gram)
+
+    stats_core.NumpyBackend.eigvalsh = spy  # type: ignore[method-assign]
+    try:
+        collapse_stats(make("relu", 64, 16))
+    finally:
+        stats_core.NumpyBackend.eigvalsh = original  # type: ignore[method-assign]
+    assert seen and all(threads == [1] * len(before) for threads in seen)
+    assert blas_threads() == before
