@@ -1,16 +1,23 @@
-"""Fast paths of collapsewatch.regularizers against their direct forms, and collapse_stats overhead.
+"""Fast paths of collapsewatch.regularizers and collapse_stats, and what the statistics cost training.
 
-    python -m bench.stats [--quick] [--threads N] [--repeats R] [--clock wall|cpu] [--plain-loop]
+    python -m bench.stats [--quick] [--threads N] [--repeats R] [--clock cpu|wall] [--device cpu|cuda]
+                          [--dims 32,128,512] [--only overhead,routes,mean_sv,vicreg]
 
-Tables (CPU, float32, forward + backward, median of R timed runs after one warm-up):
+Tables (median of R timed runs after one warm-up; --clock cpu = process CPU time, all threads):
 1. mean_singular_value's Gram-eigenvalue path vs torch.linalg.svdvals(E).mean() on full-rank
-   L2-normalised batches: ratio, max relative error of the value and of the gradient over 3 seeds,
-   and the fast path's value at exact collapse (rank 1) relative to the lower bound L.
+   L2-normalised batches (float32, forward + backward): ratio, max relative error of the value and of
+   the gradient over 3 seeds, and the fast path's value at exact collapse relative to the bound L.
 2. vicreg_loss with the O(n^2 d) covariance vs the direct d x d form: ratio, max abs/rel difference.
-3. collapse_stats on a 1024-sample probe set as a fraction of one training epoch on digits
-   (worker.training.engine's train_epoch when importable, else a plain MLP/SGD loop written here).
+3. collapse_stats on the engine's (512, d) probe embeddings: the default (numpy, one BLAS thread)
+   and backend="torch", both on the checked float64 Gram route, vs svdvals (method="svd"); agreement.
+4. The statistics against the engine's digits training (worker.training: train_epoch + evaluate, the
+   default spec but embedding_dim = d), epochs with and without statistics alternating in one process:
+   train epoch, evaluation without statistics, collapse_stats on the probe (the default 512 rows; its
+   embeddings come from the validation pass), the solver part of it, and the ratios.
 Targets: >= 4x at (256, 2048) and >= 8x at (1024, 8192) within 2e-3 relative; VICReg >= 3x at
-(256, 2048) with the same value to 1e-5; collapse_stats < 5 % of an epoch.
+(256, 2048) with the same value to 1e-5; statistics < 5 % of a training epoch at d = 128 and < 15 %
+at d = 512 in CPU time. ``--device cuda`` trains on the GPU (the statistics stay float64 on the CPU);
+with --clock wall the GPU is synchronised around each timing.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import statistics
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,9 +43,12 @@ from collapsewatch.regularizers import (
 from collapsewatch.stats import collapse_stats
 
 SHAPES = [(256, 2048), (512, 2048), (1024, 8192)]
-PROBE_SIZE = 1024
+DIMS = [32, 128, 512]
+TABLES = ("mean_sv", "vicreg", "routes", "overhead")
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
-_clock = time.perf_counter
+_clock = time.process_time
+_clock_name = "cpu"
+_sync: Callable[[], None] = lambda: None  # noqa: E731 (torch.cuda.synchronize with --device cuda)
 
 
 def median_seconds(fn: Callable[[], object], repeats: int, budget_s: float = 60.0) -> float:
@@ -130,121 +141,198 @@ def bench_vicreg(shapes: list[tuple[int, int]], repeats: int) -> None:
         )
 
 
-def _engine_epoch(d: int) -> tuple[Callable[[], object], Callable[[], object], torch.Tensor]:
-    """(one training epoch, one full engine epoch = train + evaluate, a 1024-row probe embedding)."""
-    from collapsewatch.contract import JobSpec
-    from worker.training.data import load_splits
-    from worker.training.engine import make_optimizer, seed_everything, train_epoch
-    from worker.training.evaluate import evaluate
-    from worker.training.models import build_model, embed_all
+class _TimedBackend:
+    """Wraps a stats backend and adds up the time spent in its eigen/SVD solvers."""
 
-    spec = JobSpec(dataset="digits", model="mlp", embedding_dim=d, batch_size=128, optimizer="sgd")
-    splits = load_splits(spec)
-    generator = seed_everything(0)
-    model = build_model(spec, splits.input_shape, splits.n_classes)
-    optimizer = make_optimizer(spec, model)
-    names = ("x_train", "y_train", "x_val", "y_val", "x_probe")
-    data = {name: torch.from_numpy(getattr(splits, name)) for name in names}
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.name, self.solver = inner, inner.name, 0.0
 
-    def epoch() -> object:
-        return train_epoch(spec, model, optimizer, data["x_train"], data["y_train"], generator)
+    def eigvalsh(self, gram: Any) -> Any:
+        began = _clock()
+        out = self.inner.eigvalsh(gram)
+        self.solver += _clock() - began
+        return out
 
-    def full_epoch() -> object:
-        epoch()
-        return evaluate(model, data, splits.n_classes, dead_threshold=spec.dead_threshold)
+    def svdvals(self, matrix: Any) -> Any:
+        began = _clock()
+        out = self.inner.svdvals(matrix)
+        self.solver += _clock() - began
+        return out
 
-    rows = torch.cat([data["x_train"], data["x_val"]])[:PROBE_SIZE]
-    return epoch, full_epoch, embed_all(model, rows)
+    def __getattr__(self, name: str) -> Any:  # every other operation: the wrapped backend's
+        return getattr(self.inner, name)
 
 
-def _plain_epoch(d: int) -> tuple[Callable[[], object], None, torch.Tensor]:
-    """A plain loop equivalent to the engine's default: MLP 64-256-256-d + linear head, SGD, batch 128."""
-    from sklearn.datasets import load_digits
+class _Training:
+    """The engine's digits training for one embedding width, with and without collapse statistics."""
 
-    x_np, y_np = load_digits(return_X_y=True)
-    x = torch.tensor(x_np, dtype=torch.float32)
-    x = (x - x.mean(0)) / x.std(0).clamp_min(1e-8)
-    y = torch.tensor(y_np)
-    torch.manual_seed(0)
-    encoder = torch.nn.Sequential(
-        torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256), torch.nn.ReLU(),
-        torch.nn.Linear(256, d), torch.nn.ReLU(),
-    )  # fmt: skip
-    head = torch.nn.Linear(d, 10)
-    params = list(encoder.parameters()) + list(head.parameters())
-    optimizer = torch.optim.SGD(params, lr=0.05, momentum=0.9)
-    n_train = round(0.7 * len(x))
+    def __init__(self, d: int, device: str) -> None:
+        from collapsewatch.contract import JobSpec
+        from worker.training.data import load_splits
+        from worker.training.device import resolve_device
+        from worker.training.engine import make_optimizer, seed_everything
+        from worker.training.models import build_model
 
-    def epoch() -> object:
-        for idx in torch.randperm(n_train).split(128):
-            loss = F.cross_entropy(head(encoder(x[idx])), y[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        return loss
+        self.spec = JobSpec(dataset="digits", model="mlp", embedding_dim=d, device=device)
+        self.dev = resolve_device(device)
+        splits = load_splits(self.spec)
+        self.n_classes = splits.n_classes
+        self.generator = seed_everything(0)
+        self.model = build_model(self.spec, splits.input_shape, self.n_classes).to(self.dev)
+        self.optimizer = make_optimizer(self.spec, self.model)
+        names = ("x_train", "y_train", "x_val", "y_val", "x_probe")
+        self.data = {n: torch.from_numpy(getattr(splits, n)).to(self.dev) for n in names}
 
-    with torch.no_grad():
-        probe = encoder(x[:PROBE_SIZE])
-    return epoch, None, probe
+    def train(self) -> object:
+        from worker.training.engine import train_epoch
+
+        return train_epoch(
+            self.spec, self.model, self.optimizer, self.data["x_train"], self.data["y_train"], self.generator
+        )
+
+    def evaluate(self, with_stats: bool) -> object:
+        from worker.training.evaluate import evaluate
+
+        return evaluate(
+            self.model,
+            self.data,
+            self.n_classes,
+            dead_threshold=self.spec.dead_threshold,
+            with_stats=with_stats,
+        )
+
+    def probe(self) -> torch.Tensor:
+        from worker.training.evaluate import probe_embeddings
+        from worker.training.models import embed_all
+
+        e_val = embed_all(self.model, self.data["x_val"])
+        return probe_embeddings(self.model, self.data["x_probe"], self.data["x_val"], e_val)
 
 
-def bench_overhead(dims: list[int], repeats: int, plain: bool) -> None:
-    source = "plain MLP/SGD loop in bench/stats.py"
-    builder: Callable[[int], tuple[Callable[[], object], Callable[[], object] | None, torch.Tensor]]
-    builder = _plain_epoch
-    if not plain:
-        try:
-            import worker.training.engine  # noqa: F401
+def _timed(fn: Callable[[], object]) -> float:
+    _sync()
+    began = _clock()
+    fn()
+    _sync()
+    return _clock() - began
 
-            builder, source = _engine_epoch, "worker.training.engine.train_epoch"
-        except ImportError as exc:
-            source += f" (engine not importable: {exc})"
-    print(f"\n## collapse_stats on a {PROBE_SIZE}-sample probe set vs one epoch on digits (batch 128, SGD)")
-    print(f"epoch timed with: {source}")
+
+def bench_overhead(dims: list[int], repeats: int, device: str) -> None:
+    """Engine epochs with and without statistics, interleaved in one process, on the chosen clock."""
+    print(f"\n## collapse statistics vs the engine's digits training ({_clock_name}, device {device})")
     print(
-        f"{'d':>6} {'stats ms':>9} {'train epoch ms':>15} {'fraction':>9} "
-        f"{'train+eval ms':>14} {'fraction':>9}"
+        "MLP 64-256-256-d, cross-entropy, SGD, batch 128, probe = the engine's default 512 rows; "
+        f"{repeats} epochs with and {repeats} without statistics, alternating; medians"
+    )
+    print(
+        f"{'d':>5} {'train ms':>9} {'eval ms':>8} {'stats ms':>9} {'solver ms':>10} "
+        f"{'stats/train':>12} {'stats/(train+eval)':>19} {'epoch with/without':>19}"
     )
     for d in dims:
-        epoch, full_epoch, probe = builder(d)
-        t_stats = median_seconds(partial(collapse_stats, probe), repeats)
-        t_epoch = median_seconds(epoch, repeats)
-        line = f"{d:6d} {t_stats * 1e3:9.2f} {t_epoch * 1e3:15.1f} {t_stats / t_epoch:9.1%}"
-        if full_epoch is not None:
-            t_full = median_seconds(full_epoch, repeats)
-            line += f" {t_full * 1e3:14.1f} {t_stats / t_full:9.1%}"
-        print(line)
+        run = _Training(d, device)
+        train_t: list[float] = []
+        with_t: list[float] = []
+        without_t: list[float] = []
+        stats_t: list[float] = []
+        solver_t: list[float] = []
+        run.train(), run.evaluate(True), run.evaluate(False)  # warm-up
+        for i in range(repeats):
+            for with_stats in (True, False) if i % 2 == 0 else (False, True):
+                t_train = _timed(run.train)
+                t_eval = _timed(partial(run.evaluate, with_stats))
+                train_t.append(t_train)
+                (with_t if with_stats else without_t).append(t_train + t_eval)
+            probe = run.probe()
+            stats_t.append(_timed(partial(collapse_stats, probe)))
+            solver_t.append(_solver_seconds(probe))
+        t_train, t_stats = statistics.median(train_t), statistics.median(stats_t)
+        t_with, t_without = statistics.median(with_t), statistics.median(without_t)
+        t_eval = t_without - t_train
+        print(
+            f"{d:5d} {t_train * 1e3:9.1f} {t_eval * 1e3:8.1f} {t_stats * 1e3:9.2f} "
+            f"{statistics.median(solver_t) * 1e3:10.2f} {t_stats / t_train:12.1%} "
+            f"{t_stats / t_without:19.1%} {t_with / t_without - 1:+19.1%}"
+        )
+
+
+def _solver_seconds(probe: torch.Tensor) -> float:
+    """Time spent in eigvalsh/svdvals while computing the statistics of ``probe`` (default route)."""
+    from collapsewatch.stats_core import NUMPY, compute, one_blas_thread
+    from collapsewatch.stats_torch import as_float64
+
+    backend = _TimedBackend(NUMPY)
+    with one_blas_thread():
+        compute(as_float64(probe).numpy(), backend)
+    return backend.solver
+
+
+def bench_routes(dims: list[int], repeats: int) -> None:
+    """collapse_stats' routes on the engine's probe embeddings at initialisation (float64 inside)."""
+    print("\n## collapse_stats on (512, d) probe embeddings: numpy (default) and torch backends, vs svdvals")
+    print(
+        f"{'d':>5} {'route':>11} {'numpy ms':>9} {'torch ms':>9} {'svd ms':>7} {'svd/numpy':>10} "
+        f"{'mean_sv rel err':>16} {'torch-numpy':>12}"
+    )
+    from collapsewatch.stats import collapse_core
+
+    for d in dims:
+        probe = _Training(d, "cpu").probe()
+        t_np = median_seconds(partial(collapse_stats, probe), repeats)
+        t_torch = median_seconds(partial(collapse_stats, probe, backend="torch"), repeats)
+        t_svd = median_seconds(partial(collapse_stats, probe, method="svd"), repeats)
+        fast, ref = collapse_stats(probe), collapse_stats(probe, method="svd")
+        other = collapse_stats(probe, backend="torch")
+        route = "/".join(collapse_core(probe)[0].routes)
+        err = abs(fast["mean_sv"] - ref["mean_sv"]) / ref["mean_sv"]
+        gap = abs(fast["mean_sv"] - other["mean_sv"]) / fast["mean_sv"]
+        print(
+            f"{d:5d} {route:>11} {t_np * 1e3:9.2f} {t_torch * 1e3:9.2f} {t_svd * 1e3:7.2f} "
+            f"{t_svd / t_np:9.1f}x {err:16.1e} {gap:12.1e}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.stats", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 repeats, skip the (1024, 8192) shape")
+    parser.add_argument("--quick", action="store_true", help="3 repeats (9 epochs each way for table 4)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (default 7)")
-    parser.add_argument(
-        "--clock",
-        choices=sorted(CLOCKS),
-        default="wall",
-        help="wall (default) or cpu = process CPU time, steadier on a shared machine (use with --threads 1)",
-    )
-    parser.add_argument("--plain-loop", action="store_true", help="time the plain loop, not the engine")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu", help="cpu (default) or wall")
+    parser.add_argument("--device", default="cpu", help="training device for table 4: cpu, cuda, cuda:N")
+    parser.add_argument("--dims", default=",".join(map(str, DIMS)), help="embedding widths (tables 3, 4)")
+    parser.add_argument("--only", default=",".join(TABLES), help=f"tables to run, from {','.join(TABLES)}")
     args = parser.parse_args(argv)
+    only = [t for t in args.only.split(",") if t]
     if args.threads < 1 or (args.repeats is not None and args.repeats < 3):
         parser.error("--threads must be >= 1 and --repeats >= 3")
+    if not set(only) <= set(TABLES):
+        parser.error(f"--only: pick from {','.join(TABLES)}")
+    try:
+        dims = [int(v) for v in args.dims.split(",")]
+    except ValueError:
+        parser.error("--dims: a comma-separated list of integers, e.g. 32,128,512")
     torch.set_num_threads(args.threads)
-    global _clock
-    _clock = CLOCKS[args.clock]
+    global _clock, _clock_name, _sync
+    _clock, _clock_name = CLOCKS[args.clock], args.clock
+    if args.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            parser.error(f"--device {args.device}: CUDA is not available here")
+        _sync = torch.cuda.synchronize
     repeats = args.repeats or (3 if args.quick else 7)
     shapes = SHAPES[:2] if args.quick else SHAPES
     print(
         f"# bench.stats  torch {torch.__version__}  threads={torch.get_num_threads()}  "
         f"cpus={os.cpu_count()}  load avg={os.getloadavg()[0]:.2f}  repeats={repeats} "
-        f"(median, after 1 warm-up)  clock={args.clock}  float32 CPU"
+        f"(median, after 1 warm-up)  clock={args.clock}  device={args.device}"
     )
     began = time.perf_counter()
-    bench_mean_sv(shapes, repeats)
-    bench_vicreg(shapes, repeats)
-    bench_overhead([32, 128], repeats, args.plain_loop)
+    if "mean_sv" in only:
+        bench_mean_sv(shapes, repeats)
+    if "vicreg" in only:
+        bench_vicreg(shapes, repeats)
+    if "routes" in only:
+        bench_routes(dims, repeats)
+    if "overhead" in only:
+        bench_overhead(dims, 3 * repeats, args.device)
     print(f"\n(total {time.perf_counter() - began:.0f} s; load avg at the end {os.getloadavg()[0]:.2f})")
     return 0
 

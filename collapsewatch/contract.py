@@ -214,6 +214,11 @@ class FinishIn(BaseModel):
 
 
 class StdHist(BaseModel):
+    """Histogram of ``dim_std``: ``counts[i]`` dimensions have ``edges[i] <= std < edges[i+1]`` (the
+    first and last bins also hold values below and above the edges). Any strictly increasing, finite
+    edges are accepted; ``collapse_stats`` declares ``collapsewatch.stats.DEFAULT_HIST_EDGES`` (65
+    edges: a [0, 1e-4) bin, then 63 log-spaced bins up to 4), older runs the even bins of [0, 2]."""
+
     model_config = ConfigDict(extra="forbid")
 
     edges: list[float] = Field(..., min_length=2, max_length=1025)

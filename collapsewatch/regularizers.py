@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from collapsewatch.bounds import NORMALIZE_EPS, svmax_bounds
+
 Method = Literal["auto", "gram", "svd"]
 CovMethod = Literal["auto", "gram", "direct"]
 
@@ -31,22 +33,6 @@ GRAM_ASPECT = 2.0
 
 GRAD_FLOOR = 64.0
 """Eigenvalues below ``GRAD_FLOOR * eps * λ_max`` get a damped gradient (see ``mean_singular_value``)."""
-
-NORMALIZE_EPS = 1e-12
-
-
-def svmax_bounds(b: int, d: int) -> tuple[float, float]:
-    """Bounds (L, U) of the mean singular value of a b x d matrix with unit-norm rows.
-
-    ``L = √b / k`` (attained iff rank 1) and ``U = √(b / k)`` (attained iff all k singular values are
-    equal), with k = min(b, d). For b >= d these are the paper's √b/d and √(b/d); for b < d the
-    paper's formulas are wrong (√b/d is below what any unit-row matrix reaches).
-    """
-    for name, value in (("b", b), ("d", d)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    k = min(b, d)
-    return math.sqrt(b) / k, math.sqrt(b / k)
 
 
 def _check_matrix(x: Tensor, name: str, min_rows: int = 1) -> None:
@@ -115,7 +101,7 @@ def mean_singular_value(E: Tensor, *, method: Method = "auto") -> Tensor:
     more than L: each of the k-1 zero eigenvalues comes out as rounding noise (|λ| up to ~1e-6·λ_max)
     and the positive ones add their square roots. Measured (bench/stats.py shapes, 1-2 threads):
     +0.1 % to +3 % at (256..1024, 2048..8192), up to +4 % at (4096, 512); in float64 < 1e-5 relative.
-    Reported statistics use ``collapsewatch.stats`` (float64, svdvals), never this path.
+    Reported statistics use ``collapsewatch.stats`` (float64, its own checked Gram route), never this path.
     """
     _check_matrix(E, "E")
     compute = E.float() if E.dtype in (torch.float16, torch.bfloat16) else E

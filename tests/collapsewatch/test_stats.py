@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from collapsewatch.contract import CollapseStatsIn
-from collapsewatch.stats import DEFAULT_HIST_EDGES, collapse_stats
+from collapsewatch.stats import DEFAULT_HIST_EDGES, LINEAR_HIST_EDGES, collapse_stats
 
 torch.set_num_threads(1)
 
@@ -201,10 +201,33 @@ def test_collapse_stats_reject_bad_threshold(threshold: float) -> None:
         collapse_stats(torch.randn(4, 3), dead_threshold=threshold)
 
 
-def test_default_hist_edges_are_64_bins_over_0_to_2() -> None:
-    assert len(DEFAULT_HIST_EDGES) == 65
-    assert DEFAULT_HIST_EDGES[0] == 0.0 and DEFAULT_HIST_EDGES[-1] == 2.0
-    np.testing.assert_allclose(np.diff(DEFAULT_HIST_EDGES), 2.0 / 64, rtol=1e-12)
+def test_default_hist_edges_are_a_dead_bin_then_log_spaced_from_1e_4_to_4() -> None:
+    edges = np.array(DEFAULT_HIST_EDGES)
+    assert len(edges) == 65 and edges[0] == 0.0 and edges[1] == 1e-4 and edges[-1] == 4.0
+    ratios = edges[2:] / edges[1:-1]
+    np.testing.assert_allclose(ratios, (4.0 / 1e-4) ** (1 / 63), rtol=1e-5)
+    # declared as 6-digit decimals: every machine builds the same floats, so runs compare bin for bin
+    assert all(float(f"{e:.6g}") == e for e in edges)
+    assert list(edges) == json.loads(json.dumps(list(DEFAULT_HIST_EDGES)))
+
+
+def test_default_hist_edges_resolve_unit_norm_scale_stds_that_linear_edges_squash() -> None:
+    # d = 512 unit-norm embeddings: stds around 1/sqrt(512) = 0.044, here spread over [0.01, 0.05]
+    e = with_stds(np.geomspace(0.01, 0.05, 40))
+    counts = collapse_stats(e)["std_hist"]["counts"]
+    assert sum(c > 0 for c in counts) >= 9 and max(counts) <= 6
+    linear = collapse_stats(e, hist_edges=LINEAR_HIST_EDGES)["std_hist"]["counts"]
+    assert sum(c > 0 for c in linear) <= 2  # what the old default showed: everything in two bins
+    # unnormalised embeddings (stds around gamma = 1) spread just as well
+    counts = collapse_stats(with_stds(np.geomspace(0.3, 3.0, 40)))["std_hist"]["counts"]
+    assert sum(c > 0 for c in counts) >= 9 and max(counts) <= 6
+
+
+def with_stds(stds: np.ndarray, b: int = 400) -> np.ndarray:
+    e = np.random.default_rng(7).standard_normal((b, len(stds)))
+    e = (e - e.mean(0)) / e.std(0, ddof=1) * stds
+    np.testing.assert_allclose(collapse_stats(e)["dim_std"], stds, rtol=1e-9)
+    return e
 
 
 def test_collapse_stats_put_std_on_an_interior_edge_in_the_upper_bin() -> None:

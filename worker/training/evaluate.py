@@ -8,6 +8,9 @@
 - ``recall_at_1``: the fraction of validation rows whose nearest other validation row (cosine, i.e.
   Euclidean on L2-normalised embeddings) has the same label.
 - ``stats``: :func:`collapsewatch.stats.collapse_stats` of the probe embeddings (float64 inside it).
+  The probe set is the first rows of the validation set (``worker.training.data``): when the probe
+  rows equal the validation set's first rows, their embeddings are taken from the validation pass
+  instead of a second forward pass.
 Any metric over non-finite embeddings is None.
 """
 
@@ -94,19 +97,31 @@ def _probe_stats(e_probe: Tensor, dead_threshold: float) -> dict[str, Any] | Non
         return None
 
 
+def probe_embeddings(model: Network, x_probe: Tensor, x_val: Tensor, e_val: Tensor) -> Tensor:
+    """The probe rows' embeddings: a slice of ``e_val`` when the probe rows are the validation set's
+    first rows (the engine's split), else a forward pass of their own."""
+    n = len(x_probe)
+    if n <= len(x_val) and x_probe.shape[1:] == x_val.shape[1:] and torch.equal(x_probe, x_val[:n]):
+        return e_val[:n]
+    return embed_all(model, x_probe)
+
+
 def evaluate(
     model: Network,
     data: dict[str, Tensor],
     n_classes: int,
     *,
     dead_threshold: float,
+    with_stats: bool = True,
 ) -> Evaluation:
-    """Evaluate ``model`` on the tensors ``data`` (x_train, y_train, x_val, y_val, x_probe)."""
+    """Evaluate ``model`` on the tensors ``data`` (x_train, y_train, x_val, y_val, x_probe);
+    ``with_stats=False`` skips the probe set and its collapse statistics (``stats`` is None)."""
     e_train = embed_all(model, data["x_train"])
     e_val = embed_all(model, data["x_val"])
-    e_probe = embed_all(model, data["x_probe"])
+    stats = None
+    if with_stats:
+        stats = _probe_stats(probe_embeddings(model, data["x_probe"], data["x_val"], e_val), dead_threshold)
     y_train, y_val = data["y_train"], data["y_val"]
-    stats = _probe_stats(e_probe, dead_threshold)
     if not (_finite(e_train) and _finite(e_val)):
         return Evaluation(None, None, None, stats)
     with torch.no_grad():

@@ -79,6 +79,43 @@ window.cw = (function () {
     return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   }
   function json(id) { const el = document.getElementById(id); return el ? JSON.parse(el.textContent) : null; }
+  // Std histograms are drawn by bin index, so any declared edges (today's log-spaced ones, or the even
+  // [0, 2] bins of older runs) give equal-width bins; ticks sit at round values between them.
+  function fmtStd(v) {
+    if (v === 0) return "0";
+    const a = Math.abs(v);
+    return a < 0.01 || a >= 1000 ? v.toExponential(0).replace("e+", "e") : String(Number(v.toPrecision(3)));
+  }
+  function histBins(edges) {
+    const n = edges.length - 1;
+    const index = Array.from({ length: n }, (_, i) => i);
+    const labels = index.map((i) => "[" + fmtStd(edges[i]) + ", " + fmtStd(edges[i + 1]) + ")");
+    function position(v) { // bin i spans [i - 0.5, i + 0.5]; log interpolation inside a bin that starts above 0
+      for (let i = 0; i < n; i++) {
+        const a = edges[i], b = edges[i + 1];
+        if (v >= a && v <= b) return i - 0.5 + (a > 0 ? Math.log(v / a) / Math.log(b / a) : (v - a) / (b - a));
+      }
+      return null;
+    }
+    const positive = edges.filter((e) => e > 0);
+    const candidates = [];
+    const ticks = [];
+    if (edges[0] > 0) candidates.push(edges[0]);
+    else if (n > 2 && edges[1] > 2 * (edges[2] - edges[1])) ticks.push({ p: 0, v: 0 }); // a [0, e1) dead bin below log bins
+    else ticks.push({ p: -0.5, v: edges[0] });
+    if (positive.length) {
+      const lo = Math.floor(Math.log10(positive[0])), hi = Math.ceil(Math.log10(edges[n]));
+      [1, 5, 2].forEach((m) => { for (let k = lo; k <= hi; k++) candidates.push(Number((m * Math.pow(10, k)).toPrecision(1))); });
+    }
+    candidates.splice(1, 0, edges[n]);
+    candidates.forEach((v) => {
+      const p = position(v);
+      if (p !== null && ticks.every((t) => Math.abs(t.p - p) >= n / 10)) ticks.push({ p: p, v: v });
+    });
+    ticks.sort((a, b) => a.p - b.p);
+    return { index: index, labels: labels, axis: { tickmode: "array", tickvals: ticks.map((t) => t.p),
+      ticktext: ticks.map((t) => fmtStd(t.v)), range: [-0.5, n - 0.5] } };
+  }
   return { palette: palette, layout: layout, plot: plot, line: line, band: band, ema: ema, json: json, esc: esc,
-    integerStep: integerStep };
+    integerStep: integerStep, histBins: histBins };
 })();

@@ -169,8 +169,9 @@
   data.runs.forEach((r, i) => { runColour[String(r.id)] = color(byGroup ? r.group : i); });
   Object.keys(data.hists).forEach((id) => {
     const h = data.hists[id];
-    const centers = h.edges.slice(0, -1).map((e, i) => (e + h.edges[i + 1]) / 2);
-    cw.plot("hist-" + id, [{ type: "bar", x: centers, y: h.counts, marker: { color: runColour[id] || color(0) } }],
-      cw.layout("", { margin: { l: 32, r: 8, t: 8, b: 28 }, xaxis: { title: { text: "" } }, showlegend: false, hovermode: "closest" }));
+    const bins = cw.histBins(h.edges);
+    cw.plot("hist-" + id, [{ type: "bar", x: bins.index, y: h.counts, text: bins.labels, textposition: "none",
+      marker: { color: runColour[id] || color(0) }, hovertemplate: "std in %{text}: %{y}<extra></extra>" }],
+      cw.layout("", { margin: { l: 32, r: 8, t: 8, b: 28 }, xaxis: Object.assign({ title: { text: "" } }, bins.axis), showlegend: false, hovermode: "closest" }));
   });
 })();

@@ -48,19 +48,25 @@
     const withHist = rows.filter((r) => r.std_hist && r.std_hist.counts);
     if (!withHist.length) { cw.plot("chart-hist", [], cw.layout("Per-dimension std histogram (no data yet)")); return; }
     const edges = withHist[withHist.length - 1].std_hist.edges;
-    const centers = edges.slice(0, -1).map((e, i) => (e + edges[i + 1]) / 2);
-    const z = centers.map((_, b) => withHist.map((r) => r.std_hist.counts[b]));
-    cw.plot("chart-hist", [{ type: "heatmap", x: withHist.map((r) => r.epoch), y: centers, z: z, colorscale: "Viridis",
-      colorbar: { title: { text: "dims" } }, hovertemplate: "epoch %{x}<br>std ≈ %{y:.3f}<br>%{z} dims<extra></extra>" }],
-    cw.layout("Per-dimension std histogram (epoch × bin)", { yaxis: { title: { text: "std of dimension" } }, hovermode: "closest" }));
+    const bins = cw.histBins(edges);
+    const z = bins.index.map((b) => withHist.map((r) => (r.std_hist.counts.length === bins.index.length ? r.std_hist.counts[b] : null)));
+    const text = bins.index.map((b) => withHist.map(() => bins.labels[b]));
+    const el = cw.plot("chart-hist", [{ type: "heatmap", x: withHist.map((r) => r.epoch), y: bins.index, z: z, text: text, colorscale: "Viridis",
+      colorbar: { title: { text: "dims" } }, hovertemplate: "epoch %{x}<br>std in %{text}<br>%{z} dims<extra></extra>" }],
+    cw.layout("Per-dimension std histogram (epoch × bin)", { yaxis: Object.assign({ title: { text: "std of dimension" } }, bins.axis),
+      hovermode: "closest" }));
+    if (el) el.dataset.bins = String(bins.index.length);
     slider.min = String(withHist[0].epoch);
     slider.max = String(withHist[withHist.length - 1].epoch);
     const chosen = histEpoch === null ? withHist[withHist.length - 1] : (epochs.get(histEpoch) || withHist[withHist.length - 1]);
     slider.value = String(chosen.epoch);
     document.getElementById("hist-epoch").textContent = String(chosen.epoch);
     if (chosen.std_hist) {
-      cw.plot("chart-hist-one", [{ type: "bar", x: centers, y: chosen.std_hist.counts, marker: { color: "#3559d6" } }],
-        cw.layout("Std histogram at epoch " + chosen.epoch, { xaxis: { title: { text: "std of dimension" } }, yaxis: { title: { text: "dimensions" } }, hovermode: "closest" }));
+      const one = cw.histBins(chosen.std_hist.edges);
+      cw.plot("chart-hist-one", [{ type: "bar", x: one.index, y: chosen.std_hist.counts, text: one.labels, textposition: "none",
+        marker: { color: "#3559d6" }, hovertemplate: "std in %{text}<br>%{y} dims<extra></extra>" }],
+      cw.layout("Std histogram at epoch " + chosen.epoch, { xaxis: Object.assign({ title: { text: "std of dimension" } }, one.axis),
+        yaxis: { title: { text: "dimensions" } }, hovermode: "closest" }));
     }
   }
 

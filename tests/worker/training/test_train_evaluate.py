@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from worker.training.evaluate import knn_accuracy, recall_at_1, ridge_probe_accuracy
+from collapsewatch.contract import JobSpec
+from collapsewatch.stats import collapse_stats
+from worker.training.evaluate import (
+    evaluate,
+    knn_accuracy,
+    probe_embeddings,
+    recall_at_1,
+    ridge_probe_accuracy,
+)
+from worker.training.models import Network, build_model, embed_all
 
 
 def _clusters(seed: int, n: int = 60) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,3 +51,48 @@ def test_ridge_probe_uses_dual_form_when_dims_exceed_rows() -> None:
 def test_recall_at_1_excludes_the_row_itself() -> None:
     e = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     assert recall_at_1(e, torch.tensor([0, 1])) == 0.0
+
+
+def _network_and_data(seed: int = 0) -> tuple[Network, dict[str, torch.Tensor]]:
+    torch.manual_seed(seed)
+    spec = JobSpec(embedding_dim=16)
+    model = build_model(spec, (8,), 3)
+    gen = torch.Generator().manual_seed(seed)
+    x_val = torch.randn(40, 8, generator=gen)
+    data = {
+        "x_train": torch.randn(60, 8, generator=gen),
+        "y_train": torch.arange(60) % 3,
+        "x_val": x_val,
+        "y_val": torch.arange(40) % 3,
+        "x_probe": x_val[:25].clone(),  # the engine's probe: the first validation rows
+    }
+    return model, data
+
+
+def test_probe_embeddings_reuse_the_validation_pass_when_probe_rows_are_its_first_rows() -> None:
+    model, data = _network_and_data()
+    e_val = embed_all(model, data["x_val"])
+    probe = probe_embeddings(model, data["x_probe"], data["x_val"], e_val)
+    assert probe.data_ptr() == e_val.data_ptr() and probe.shape == (25, 16)  # a view: no second pass
+    torch.testing.assert_close(probe, embed_all(model, data["x_probe"]), rtol=1e-5, atol=1e-6)
+
+
+def test_probe_embeddings_run_their_own_pass_when_probe_rows_differ() -> None:
+    model, data = _network_and_data()
+    e_val = embed_all(model, data["x_val"])
+    for other in (data["x_val"][5:30].clone(), torch.randn(50, 8)):
+        probe = probe_embeddings(model, other, data["x_val"], e_val)
+        assert probe.data_ptr() != e_val.data_ptr()
+        torch.testing.assert_close(probe, embed_all(model, other))
+
+
+def test_evaluate_computes_probe_stats_unless_told_not_to() -> None:
+    model, data = _network_and_data()
+    full = evaluate(model, data, 3, dead_threshold=1e-3)
+    bare = evaluate(model, data, 3, dead_threshold=1e-3, with_stats=False)
+    assert bare.stats is None and full.stats is not None
+    assert (bare.val_acc, bare.knn_acc, bare.recall_at_1) == (full.val_acc, full.knn_acc, full.recall_at_1)
+    want = collapse_stats(embed_all(model, data["x_probe"]))
+    assert full.stats["mean_sv"] == pytest.approx(want["mean_sv"], rel=1e-5)
+    assert full.stats["dead_dims"] == want["dead_dims"]
+    assert len(full.stats["dim_std"]) == 16

@@ -1,0 +1,218 @@
+"""The heavy part of ``collapse_stats``: both spectra, per-dimension stds and VICReg's c(Z), in float64.
+
+One algorithm, two array backends: numpy (here; the default, tensors included, run with its BLAS
+held to one thread by :func:`one_blas_thread`) and torch (``stats_torch``, ``backend="torch"``).
+The backends supply the few operations whose names differ; the rest uses operators both share.
+Measured on the 2-core AMD EPYC machine (one thread, (512, d) probes): numpy's OpenBLAS takes 3 ms
+at d = 128 and 46 ms at d = 512 where torch's MKL takes 4 and 67 (``python -m bench.stats``).
+
+Spectra through the smaller Gram matrix (DESIGN.md §3's "float64 Gram-eigenvalue route"):
+
+* Columns that are zero on every row (dead ReLU units) are dropped first: they add exact zero
+  singular values and nothing else. d' = the remaining columns.
+* d' < b: ``Xcᵀ Xc`` (centred, d' x d') gives the stds' check, c(Z) and, plus ``b·μμᵀ``, the raw
+  Gram ``XᵀX`` without cancellation; the normalised rows need their own ``NᵀN``.
+* b <= d': one row Gram ``X Xᵀ`` (b x b); the normalised rows' Gram is it scaled by 1/(‖x_i‖·‖x_j‖),
+  and ``‖C‖_F`` comes from the double-centred row Gram (``‖XcᵀXc‖_F = ‖Xc Xcᵀ‖_F``).
+* Singular values are √max(λ, 0). Squaring loses what lies below √eps·s_max, so each spectrum is
+  checked: with δ (:data:`NOISE_FACTOR`) a bound on the eigenvalues' rounding error (n = the summed
+  side, m = the Gram's side), each value's error is bounded, and when the sum of those bounds
+  exceeds :data:`GRAM_TOL` of Σ s_i (exact or near collapse, many tiny singular values) that
+  spectrum is computed again with ``svdvals`` on the matrix itself. So the Gram route agrees with
+  ``svdvals`` to 1e-8 relative on s_μ (hence on the position), inside DESIGN.md's 1e-6, exact
+  collapse included (it always falls back); in practice (the bound is pessimistic) to ~1e-13.
+  Trained embeddings fall back only when rank-deficient beyond their dead columns.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+
+from collapsewatch.bounds import NORMALIZE_EPS
+
+GRAM_TOL = 1e-8
+"""Largest bounded error of a Gram-route spectrum, relative to its sum, before ``svdvals`` takes over."""
+NOISE_FACTOR = 4.0
+"""δ = NOISE_FACTOR·√(n + m)·eps·λ_max bounds the Gram eigenvalues' rounding error: measured on
+rank-1, rank-3, rank-10 (offset), half-rank and ReLU-of-low-rank matrices from 7 x 3 to 2048 x 64,
+512 x 512 and 300 x 700, raw and row-normalised, numpy/OpenBLAS and torch/MKL, the spurious
+eigenvalues stayed below 0.55·√(n + m)·eps·λ_max, so the factor 4 leaves a margin of 7."""
+EPS64 = float(np.finfo(np.float64).eps)
+
+
+class Backend(Protocol):
+    """Operations whose spelling differs between numpy and torch (arrays are float64, 2-D or 1-D)."""
+
+    name: str
+
+    def eigvalsh(self, gram: Any) -> np.ndarray: ...  # ascending, as numpy float64
+
+    def svdvals(self, matrix: Any) -> np.ndarray: ...  # descending, as numpy float64
+
+    def numpy(self, array: Any) -> np.ndarray: ...
+
+    def offdiag_sq_sum(self, square: Any) -> float: ...  # Σ_{i≠j} a_ij² (no cancellation; a temporary)
+
+    def sq_sum(self, matrix: Any, axis: int) -> Any: ...  # Σ a² along ``axis``, no b x d temporary
+
+    def columns(self, matrix: Any, keep: np.ndarray) -> Any: ...  # a copy of the kept columns
+
+
+_BLAS_LOCK = threading.Lock()
+_blas_pools: Any = None  # threadpoolctl's view of numpy's BLAS, found on first use (False: none)
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """numpy's BLAS/LAPACK on one thread for the duration (threadpoolctl, when installed): these
+    problems are small, and a second BLAS thread pool beside torch's only burns CPU time spinning."""
+    global _blas_pools
+    with _BLAS_LOCK:
+        if _blas_pools is None:
+            try:
+                from threadpoolctl import ThreadpoolController
+
+                _blas_pools = ThreadpoolController().select(user_api="blas")
+            except Exception:  # not installed, or an unknown BLAS: leave numpy's threads alone
+                _blas_pools = False
+        if not _blas_pools:
+            yield
+            return
+        with _blas_pools.limit(limits=1):
+            yield
+
+
+class NumpyBackend:
+    name = "numpy"
+
+    def eigvalsh(self, gram: Any) -> np.ndarray:
+        return np.linalg.eigvalsh(gram)
+
+    def svdvals(self, matrix: Any) -> np.ndarray:
+        return np.linalg.svd(matrix, compute_uv=False)
+
+    def numpy(self, array: Any) -> np.ndarray:
+        return np.asarray(array, dtype=np.float64)
+
+    def offdiag_sq_sum(self, square: Any) -> float:
+        sq = square * square
+        np.fill_diagonal(sq, 0.0)
+        return float(sq.sum())
+
+    def sq_sum(self, matrix: Any, axis: int) -> Any:
+        return np.einsum("ij,ij->j" if axis == 0 else "ij,ij->i", matrix, matrix)
+
+    def columns(self, matrix: Any, keep: np.ndarray) -> Any:
+        return matrix[:, keep]
+
+
+class Core(NamedTuple):
+    """What the backends compute; every array is numpy float64."""
+
+    sv_normed: np.ndarray  # k values, descending: the L2-normalised rows' spectrum
+    sv_raw: np.ndarray  # k values, descending: the raw rows' spectrum (RankMe)
+    dim_std: np.ndarray  # d values: unbiased per-dimension std of the raw rows
+    cov_offdiag: float  # VICReg's c(Z) (before clipping at 0)
+    l2_std: float  # mean per-dimension std of the normalised rows
+    routes: tuple[str, str]  # ("gram" | "svd" | "zero") for (sv_normed, sv_raw)
+    shape: tuple[int, int]  # (b, d) of the input
+
+
+def gram_singular_values(lam: np.ndarray, summed: int) -> np.ndarray | None:
+    """√max(λ, 0) descending, or None when the bounded error exceeds GRAM_TOL (see module docstring)."""
+    lam = np.asarray(lam, dtype=np.float64)
+    values = np.sqrt(np.clip(lam[::-1], 0.0, None))
+    top = float(np.abs(lam).max()) if lam.size else 0.0
+    if top == 0.0:
+        return values
+    delta = NOISE_FACTOR * np.sqrt(summed + lam.size) * EPS64 * top
+    # true λ in [λ̂ - δ, λ̂ + δ]: |s - ŝ| <= ŝ - √(ŝ² - δ) when ŝ² >= δ, else <= √(ŝ² + δ)
+    squared = values * values
+    resolved = squared >= delta
+    low = np.where(resolved, values + np.sqrt(np.where(resolved, squared - delta, 0.0)), 1.0)
+    err = np.where(resolved, delta / low, np.sqrt(squared + delta))
+    return values if float(err.sum()) <= GRAM_TOL * float(values.sum()) else None
+
+
+def _spectrum(be: Backend, gram: Any, matrix: Callable[[], Any], summed: int) -> tuple[np.ndarray, str]:
+    """Singular values from ``gram``'s eigenvalues, or ``svdvals`` of ``matrix()`` (rebuilt only then)."""
+    values = gram_singular_values(be.eigvalsh(gram), summed)
+    if values is not None:
+        return values, "gram"
+    return be.svdvals(matrix()), "svd"
+
+
+def _padded(values: np.ndarray, k: int) -> np.ndarray:
+    out = np.zeros(k)
+    top = np.sort(values)[::-1][:k]
+    out[: top.size] = top
+    return out
+
+
+def compute(x: Any, be: Backend, method: str = "auto") -> Core:
+    """The statistics' heavy part for a finite float64 b x d array ``x`` of backend ``be``, which it
+    owns: ``x`` is centred in place (one b x d temporary besides it: the normalised rows).
+
+    ``method``: "auto" = the Gram route with its ``svdvals`` fallback; "svd" = ``svdvals`` always."""
+    b, d = x.shape
+    k = min(b, d)
+    denom = max(b - 1, 1)
+    scale = (be.sq_sum(x, 1) ** 0.5).clip(min=NORMALIZE_EPS)
+    live = be.numpy(be.sq_sum(x, 0)) > 0  # all-zero columns (dead ReLU units): zero singular values
+    dz = int(live.sum())
+    var, l2_var = np.zeros(d), np.zeros(d)
+    if dz == 0:
+        return Core(np.zeros(k), np.zeros(k), var, 0.0, 0.0, ("zero", "zero"), (b, d))
+    if dz < d:
+        x = be.columns(x, live)
+    normed = x / scale[:, None]
+    mu, m = x.mean(axis=0), normed.mean(axis=0)
+    cov = 0.0
+    if method == "svd":  # the reference: svdvals, and the d' x d' covariance
+        sv_n, sv_r, routes = be.svdvals(normed), be.svdvals(x), ("svd", "svd")
+        x -= mu
+        normed -= m
+        var[live], l2_var[live] = be.numpy(be.sq_sum(x, 0)) / denom, be.numpy(be.sq_sum(normed, 0)) / denom
+        cov = be.offdiag_sq_sum(x.T @ x) / denom**2 / d
+    elif dz < b:  # column route: d' x d' Grams of the centred rows, plus b·μμᵀ for the raw ones
+        x -= mu
+        normed -= m
+        gram, gram_n = x.T @ x, normed.T @ normed
+        var[live] = be.numpy(gram.diagonal()) / denom
+        l2_var[live] = be.numpy(gram_n.diagonal()) / denom
+        cov = be.offdiag_sq_sum(gram) / denom**2 / d
+        gram += float(b) * (mu[:, None] * mu[None, :])  # now XᵀX, without cancellation
+        gram_n += float(b) * (m[:, None] * m[None, :])
+        sv_n, route_n = _spectrum(be, gram_n, lambda: normed + m, b)
+        sv_r, route_r = _spectrum(be, gram, lambda: x + mu, b)
+        routes = (route_n, route_r)
+    else:  # row route: one b x b Gram; rows scaled for the normalised one, double-centred for C
+        raw = x @ x.T
+        x -= mu
+        normed -= m
+        var[live], l2_var[live] = be.numpy(be.sq_sum(x, 0)) / denom, be.numpy(be.sq_sum(normed, 0)) / denom
+        if b >= 2:  # ‖Xc Xcᵀ‖_F from the double-centred row Gram (one b x b temporary, reused below)
+            row_mean = raw.mean(axis=1)
+            work = raw - row_mean[:, None]
+            work -= row_mean[None, :]
+            work += row_mean.mean()
+            cov = (float(be.numpy(be.sq_sum(work, 0)).sum()) / denom**2 - float(var @ var)) / d
+            work[...] = raw
+        else:
+            work = raw * 1.0
+        inv = 1.0 / scale
+        work *= inv[:, None]
+        work *= inv[None, :]
+        sv_n, route_n = _spectrum(be, work, lambda: normed + m, dz)
+        sv_r, route_r = _spectrum(be, raw, lambda: x + mu, dz)
+        routes = (route_n, route_r)
+    l2_std = float(np.sqrt(l2_var).mean())
+    return Core(_padded(sv_n, k), _padded(sv_r, k), np.sqrt(var), float(cov), l2_std, routes, (b, d))
+
+
+NUMPY = NumpyBackend()
