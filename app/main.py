@@ -32,6 +32,8 @@ from app.web.memory import freeze_startup_objects, limit_arenas, trim_forever
 
 log = logging.getLogger(__name__)
 DATASET_UPLOAD_SUFFIX = "/datasets"
+FORM_UPLOAD_PATH = "/jobs/datasets"
+FORM_SLACK_BYTES = 1024 * 1024  # the multipart framing and the form's other fields
 
 ROUTERS: list[APIRouter] = [
     # the JSON API (/api/v1)
@@ -109,10 +111,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Uploads take more than MAX_BODY_BYTES (app/web/limits.py): checkpoints MAX_CHECKPOINT_BYTES,
     # datasets MAX_DATASET_BYTES (POST /api/v1/datasets and the form's POST /jobs/datasets; the
     # other job-page routes still refuse a declared body over MAX_BODY_BYTES by path).
+    # The form's upload gets a form's worth of slack: its route counts the file itself and answers
+    # with the form and the reason under the upload field, not a bare 413.
+    form_upload = settings.max_dataset_bytes + FORM_SLACK_BYTES
     bigger = [
         (checkpoints.router, settings.max_checkpoint_bytes),
         (datasets.router, settings.max_dataset_bytes),
-        (jobs_page.router, settings.max_dataset_bytes),
+        (jobs_page.router, form_upload),
     ]
     for router in ROUTERS:
         limit = next((n for r, n in bigger if r is router), None)
@@ -123,7 +128,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_body_limit(
         app,
         settings.max_body_bytes,
-        {"/checkpoint": settings.max_checkpoint_bytes, DATASET_UPLOAD_SUFFIX: settings.max_dataset_bytes},
+        {
+            "/checkpoint": settings.max_checkpoint_bytes,
+            FORM_UPLOAD_PATH: form_upload,  # before the shorter suffix below, which it also ends with
+            DATASET_UPLOAD_SUFFIX: settings.max_dataset_bytes,
+        },
     )
     app.add_middleware(SecurityHeadersMiddleware)  # outermost: CSP, frame-ancestors, nosniff (app/headers.py)
 

@@ -154,16 +154,30 @@ def open_reference(info: DatasetInfo, roots: Mapping[str, Path]) -> BinaryIO:
     try:
         # O_NONBLOCK: a FIFO placed there must not hang the worker (no effect on regular files).
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
-    except OSError as exc:
-        raise _refused(info, f"no readable file there under data root {name!r} ({exc.strerror})") from None
+    except OSError:
+        raise _refused(info, _unmatched(name)) from None
     try:
         opened = Path(os.readlink(f"/proc/self/fd/{fd}")) if Path("/proc/self/fd").is_dir() else path
         if not opened.is_relative_to(root):  # a link swapped in after the check above
             raise _refused(info, f"it resolves outside data root {name!r}")
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _refused(info, f"no readable file there under data root {name!r} (not a regular file)")
+            raise _refused(info, _unmatched(name))
         handle = os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
-    return _checked(handle, info, f"under data root {name!r}")
+    if sha256_of(handle) != info.sha256:
+        handle.close()
+        raise _refused(info, _unmatched(name))
+    return handle
+
+
+def _unmatched(root_name: str) -> str:
+    """One refusal for a missing, unreadable, odd or changed file under a data root: data roots are
+    shared by every project on this worker, so the text must not tell which files exist there or
+    what they hold (no hash found is printed)."""
+    return (
+        f"no readable regular file with the registered sha256 under data root {root_name!r} (a missing "
+        "file, an unreadable one and one changed since it was registered read the same); check the "
+        "path on this worker, then register it again with the file's sha256"
+    )

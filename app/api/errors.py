@@ -23,6 +23,18 @@ DB_RETRY_AFTER_S = 2
 CONNECTION_MARKERS = ("connect", "server closed", "terminating", "shutting down", "starting up")
 
 
+def _utf8(value: Any) -> Any:
+    """``value`` with every string encodable as UTF-8: a lone surrogate (``"\\ud800"`` in the JSON)
+    is valid JSON and a valid Python str, but cannot be written back out; it is shown escaped."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list | tuple):
+        return [_utf8(part) for part in value]
+    if isinstance(value, dict):
+        return {_utf8(key): _utf8(part) for key, part in value.items()}
+    return value
+
+
 def _where(loc: list[Any]) -> str:
     return ".".join(str(part) for part in loc) or "request"
 
@@ -55,16 +67,17 @@ def _message(items: list[dict[str, Any]]) -> str:
 
 async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    items = [_item(dict(error)) for error in exc.errors()]
+    items = [_utf8(_item(dict(error))) for error in exc.errors()]
     return JSONResponse({"detail": items, "message": _message(items)}, status_code=422)
 
 
 async def domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     if isinstance(exc, InvalidInput):
-        items = [{"loc": exc.loc, "msg": exc.message, "type": "value_error"}]
+        items = [_utf8({"loc": exc.loc, "msg": exc.message, "type": "value_error"})]
         return JSONResponse({"detail": items, "message": _message(items)}, status_code=422)
-    return JSONResponse({"detail": exc.message, "message": exc.message}, status_code=exc.status_code)
+    message = _utf8(exc.message)
+    return JSONResponse({"detail": message, "message": message}, status_code=exc.status_code)
 
 
 def _allowed(request: Request) -> str:

@@ -123,8 +123,14 @@ def add_upload(
 
 
 def add_reference(*, session: Session, actor: roles.Actor, data: DatasetReferenceIn) -> DatasetPublic:
-    """Register ``root-name/relative/path`` with its sha256 (the server never reads the file)."""
+    """Register ``root-name/relative/path`` with its sha256 (the server never reads the file). Admins
+    only (DESIGN.md §6): data roots belong to worker hosts and every project trained there shares them."""
     target = writable_project(session=session, actor=actor, project=data.project)
+    if not actor.is_admin:
+        raise roles.Forbidden(
+            "registering a dataset by reference needs an admin (data roots are shared by every project "
+            "on a worker); upload the .npz instead (POST /api/v1/datasets), or ask an admin"
+        )
     dataset = Dataset(
         project_id=target.id,
         name=data.name,

@@ -160,3 +160,28 @@ def test_tags_and_names_have_length_limits_with_a_clear_422(
         client.post("/api/v1/runs", json={"project": "p", "tags": ["t" * 64]}, headers=headers).status_code
         == 201
     )
+
+
+def test_lone_surrogate_in_a_json_string_gets_a_4xx_not_a_500(client: TestClient) -> None:
+    """An outsider's probe: ``"\\ud800"`` is valid JSON, but the 422 that echoed it back could not be
+    encoded as UTF-8 (500, connection dropped)."""
+    from app.auth.api_tokens import create_token, ensure_admin
+
+    with client.app.state.db.transaction() as session:  # type: ignore[attr-defined]
+        admin_user = ensure_admin(session=session, email="admin@localhost")
+        token = create_token(session=session, user=admin_user, name="t").token
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    bodies = {
+        "/api/v1/runs": [b'{"project": "p", "name": "\\ud800", "tags": 5}', b'{"project": "\\udfff"}'],
+        "/api/v1/projects": [b'{"name": "\\ud800x", "extra": 1}'],
+        "/api/v1/tokens": [b'{"name": "\\udfff", "bad": true}'],
+        "/api/v1/reports": [b'{"project": "\\ud800", "title": "t", "query": 5}'],
+    }
+    for path, payloads in bodies.items():
+        for body in payloads:
+            response = client.post(path, content=body, headers=headers)
+            assert 400 <= response.status_code < 500, (path, body, response.status_code, response.text)
+            assert response.json()["message"], (path, body)
+    config = b'{"project": "p", "config": {"\\ud800": "\\udfff"}, "tags": ["\\ud800"]}'
+    stored = client.post("/api/v1/runs", content=config, headers=headers)
+    assert stored.status_code < 500, stored.text

@@ -155,7 +155,10 @@ def test_run_job_reads_a_reference_under_the_workers_data_root(
     (root / "sub" / "train.npz").write_bytes(npz_bytes(seed=4))  # changed after registration
     [again] = submit(live_server, dataset["id"])
     assert run_job(again, settings=settings) == "failed"
-    assert "changed after it was registered" in live_server.run(again)["error"]
+    # the same words as a missing file: data roots are shared, the text tells nothing about what is there
+    error = live_server.run(again)["error"]
+    assert "no readable regular file with the registered sha256 under data root 'local'" in error
+    assert sha256(npz_bytes(seed=4)) not in error
 
 
 def test_run_job_refuses_a_link_out_of_the_root_whether_or_not_its_target_exists(
@@ -212,9 +215,13 @@ def test_open_reference_refuses_what_is_not_a_regular_file_without_blocking(tmp_
     root.mkdir()
     os.mkfifo(root / "pipe.npz")
     (root / "dir.npz").mkdir()
-    for name in ("pipe.npz", "dir.npz", "missing.npz"):
-        with pytest.raises(DataError, match="no readable file there under data root 'local'"):
+    (root / "other.npz").write_bytes(b"not the registered content")
+    messages = set()
+    for name in ("pipe.npz", "dir.npz", "missing.npz", "other.npz"):
+        with pytest.raises(DataError, match="no readable regular file with the registered sha256") as refused:
             open_reference(_info(f"local/{name}"), {"local": root})
+        messages.add(str(refused.value).replace(name, "NAME"))
+    assert len(messages) == 1, messages  # missing, odd and different files read the same
 
 
 def test_open_reference_hands_over_the_checked_file_at_its_start(tmp_path: Path) -> None:

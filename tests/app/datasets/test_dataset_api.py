@@ -158,23 +158,26 @@ def test_register_reference_takes_root_relative_paths_only(team: Team) -> None:
         "reference": "imagenet/train/part-1.npz",
         "sha256": sha,
     }
-    created = team.call("editor", "POST", "/api/v1/dataset-references", json=body)
+    created = team.call("admin", "POST", "/api/v1/dataset-references", json=body)
     assert created.status_code == 201, created.text
     assert (
         created.json()["kind"] == "reference" and created.json()["reference"] == "imagenet/train/part-1.npz"
     )
     assert team.call("viewer", "POST", "/api/v1/dataset-references", json=body).status_code == 403
+    for caller in ("editor", "owner"):  # data roots are shared by every project on a worker: admins only
+        refused = team.call(caller, "POST", "/api/v1/dataset-references", json=body)
+        assert refused.status_code == 403 and "needs an admin" in refused.json()["message"], caller
     bad = [
         "/etc/passwd", "../../etc/shadow", "imagenet/../../etc/shadow.npz", "imagenet//x.npz",
         "imagenet/./x.npz", "imagenet/x.txt", "x.npz", "imagenet\\..\\x.npz", "~/.ssh/id_rsa", "imagenet/",
     ]  # fmt: skip
     for reference in bad:
         refused = team.call(
-            "editor", "POST", "/api/v1/dataset-references", json=body | {"reference": reference}
+            "admin", "POST", "/api/v1/dataset-references", json=body | {"reference": reference}
         )
         assert refused.status_code == 422, (reference, refused.text)
         assert refused.json()["detail"][0]["loc"] == ["body", "reference"], reference
-    short = team.call("editor", "POST", "/api/v1/dataset-references", json=body | {"sha256": "abc"})
+    short = team.call("admin", "POST", "/api/v1/dataset-references", json=body | {"sha256": "abc"})
     assert short.status_code == 422 and short.json()["detail"][0]["loc"] == ["body", "sha256"]
 
 
@@ -246,7 +249,7 @@ def test_worker_downloads_a_dataset_only_for_the_run_it_holds(team: Team) -> Non
 
 def test_reference_dataset_has_nothing_to_download(team: Team) -> None:
     body = {"project": "team", "name": "big", "reference": "local/big.npz", "sha256": "cd" * 32}
-    dataset = team.call("editor", "POST", "/api/v1/dataset-references", json=body).json()
+    dataset = team.call("admin", "POST", "/api/v1/dataset-references", json=body).json()
     run_id = claimed_job(team, dataset["id"])
     info = team.call(
         "worker_team", "GET", f"/api/v1/datasets/{dataset['id']}", params={"run": run_id, "attempt": 1}
