@@ -34,7 +34,7 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 def _snapshot(db: Database, run_id: int) -> tuple[Run | None, int]:
     with db.session(write=False) as session:
-        return sse.run_snapshot(session, run_id=run_id)
+        return sse.run_snapshot(session=session, run_id=run_id)
 
 
 def _keepalive(request: Request) -> float:

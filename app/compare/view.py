@@ -64,7 +64,9 @@ class CompareData:
         return self.axes.x
 
 
-def _select_runs(session: Session, query: CompareQuery, visible: list[int] | None) -> tuple[list[Run], bool]:
+def _select_runs(
+    *, session: Session, query: CompareQuery, visible: list[int] | None
+) -> tuple[list[Run], bool]:
     stmt = select(Run) if visible is None else select(Run).where(Run.project_id.in_(visible))
     if query.runs and query.sweeps:
         stmt = stmt.where(Run.id.in_(query.runs) | Run.sweep_id.in_(query.sweeps))
@@ -78,7 +80,7 @@ def _select_runs(session: Session, query: CompareQuery, visible: list[int] | Non
     return runs[:MAX_RUNS], len(runs) > MAX_RUNS
 
 
-def _final_rows(session: Session, runs: Sequence[Run]) -> dict[int, dict[str, Any]]:
+def _final_rows(*, session: Session, runs: Sequence[Run]) -> dict[int, dict[str, Any]]:
     """Each run's newest epoch: the statistic columns and the metrics."""
     columns = [getattr(Epoch, name) for name in EPOCH_COLUMNS]
     stmt = (
@@ -99,7 +101,7 @@ def _final_value(run: Run, finals: Mapping[int, Mapping[str, Any]], metric: str)
     return finals.get(run.id, {}).get(metric)
 
 
-def _scalar_keys(session: Session, run_ids: Sequence[int]) -> list[str]:
+def _scalar_keys(*, session: Session, run_ids: Sequence[int]) -> list[str]:
     """The SDK scalar keys these runs logged (one row per packed chunk key: no scan of the points)."""
     stmt = select(MetricChunk.key).where(MetricChunk.run_id.in_(run_ids)).distinct()
     return sorted(session.scalars(stmt))
@@ -137,7 +139,7 @@ def build_compare(
     *, session: Session, query: CompareQuery, visible: list[int] | None = None, max_points: int = 500
 ) -> CompareData:
     """Everything the page draws; ``visible`` limits the runs to readable projects (None = all)."""
-    runs, truncated = _select_runs(session, query, visible)
+    runs, truncated = _select_runs(session=session, query=query, visible=visible)
     ids = [r.id for r in runs]
     configs = [r.config or {} for r in runs]
     diff = config_diff(configs)
@@ -155,7 +157,7 @@ def build_compare(
     if curves.problem:
         problems["xaxis"] = curves.problem
     groups = group_runs(zip(ids, configs, strict=True), group_keys)
-    finals = _final_rows(session, runs) if ids else {}
+    finals = _final_rows(session=session, runs=runs) if ids else {}
     points = [
         ([c.get(k) for k in axes.lines], c.get(axes.x), _final_value(r, finals, query.metric))
         for r, c in zip(runs, configs, strict=True)
@@ -167,7 +169,7 @@ def build_compare(
         stmt = select(Epoch.run_id, Epoch.std_hist).where(Epoch.run_id.in_(ids), Epoch.epoch == hist_epoch)
         hists = {run_id: hist for run_id, hist in session.execute(stmt) if hist}
     metric_names = sorted({k for f in finals.values() for k in f} - set(EPOCH_COLUMNS))
-    scalar_names = _scalar_keys(session, ids) if ids else []
+    scalar_names = _scalar_keys(session=session, run_ids=ids) if ids else []
     differing = differing_keys(diff)
     view = query
     if runs:

@@ -61,14 +61,14 @@ RETRY = format_sse_event(retry=RETRY_MS)  # how long EventSource waits before it
 KEEPALIVE = format_sse_event(comment="keep-alive")
 
 
-def _epoch_payloads(session: Session, run_id: int, epochs: set[int]) -> dict[int, dict[str, Any]]:
+def _epoch_payloads(*, session: Session, run_id: int, epochs: set[int]) -> dict[int, dict[str, Any]]:
     if not epochs:
         return {}
     rows = session.scalars(select(Epoch).where(Epoch.run_id == run_id, Epoch.epoch.in_(epochs)))
     return {row.epoch: epoch_public(row).model_dump(mode="json", warnings=False) for row in rows}
 
 
-def replay(session: Session, *, run_id: int, after_id: int, limit: int = REPLAY_BATCH) -> list[Event]:
+def replay(*, session: Session, run_id: int, after_id: int, limit: int = REPLAY_BATCH) -> list[Event]:
     """Up to ``limit`` stored events of one run after ``after_id``, in id order, as they go out."""
     rows = session.scalars(
         select(RunEvent)
@@ -77,7 +77,7 @@ def replay(session: Session, *, run_id: int, after_id: int, limit: int = REPLAY_
         .limit(limit)
     ).all()
     wanted = {int(r.payload["epoch"]) for r in rows if r.type == "epoch" and "epoch" in r.payload}
-    epochs = _epoch_payloads(session, run_id, wanted)
+    epochs = _epoch_payloads(session=session, run_id=run_id, epochs=wanted)
     out: list[Event] = []
     for row in rows:
         payload = dict(row.payload)
@@ -90,7 +90,7 @@ def replay(session: Session, *, run_id: int, after_id: int, limit: int = REPLAY_
     return out
 
 
-def replay_status(session: Session, *, after_id: int, limit: int = REPLAY_BATCH) -> list[Event]:
+def replay_status(*, session: Session, after_id: int, limit: int = REPLAY_BATCH) -> list[Event]:
     """Up to ``limit`` status events of every run after ``after_id``, in id order."""
     rows = session.scalars(
         select(RunEvent)
@@ -101,14 +101,14 @@ def replay_status(session: Session, *, after_id: int, limit: int = REPLAY_BATCH)
     return [Event(r.run_id, r.type, dict(r.payload) | {"event_id": r.id}) for r in rows]
 
 
-def run_snapshot(session: Session, *, run_id: int) -> tuple[Run | None, int]:
+def run_snapshot(*, session: Session, run_id: int) -> tuple[Run | None, int]:
     """The run (None if unknown) and its newest event id (0 if none)."""
     run = session.get(Run, run_id)
     newest = session.scalar(select(func.max(RunEvent.id)).where(RunEvent.run_id == run_id))
     return run, int(newest or 0)
 
 
-def newest_event_id(session: Session) -> int:
+def newest_event_id(*, session: Session) -> int:
     return int(session.scalar(select(func.max(RunEvent.id))) or 0)
 
 
@@ -191,7 +191,7 @@ async def run_events(
         stream = _Stream(
             db,
             sub,
-            lambda s, after: replay(s, run_id=run.id, after_id=after),
+            lambda s, after: replay(session=s, run_id=run.id, after_id=after),
             last_id=newest if last_event_id is None else last_event_id,
             keepalive_s=keepalive_s,
         )
@@ -221,7 +221,7 @@ async def all_runs_events(
         stream = _Stream(
             db,
             sub,
-            lambda s, after: replay_status(s, after_id=after),
+            lambda s, after: replay_status(session=s, after_id=after),
             last_id=last_event_id,
             keepalive_s=keepalive_s,
         )
@@ -234,4 +234,4 @@ async def all_runs_events(
 
 def _newest(db: Database) -> int:
     with db.session(write=False) as session:
-        return newest_event_id(session)
+        return newest_event_id(session=session)

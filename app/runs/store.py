@@ -125,14 +125,14 @@ class RunFilter:
     project_ids: Sequence[int] | None = None  # None: every project (app.auth.roles.visible_project_ids)
 
 
-def _has_tag(session: Session, tag: str) -> ColumnElement[bool]:
+def _has_tag(*, session: Session, tag: str) -> ColumnElement[bool]:
     if session.get_bind().dialect.name == "postgresql":
         return cast(Run.tags, JSONB).contains([tag])
     each = func.json_each(Run.tags).table_valued("value")
     return exists(select(text("1")).select_from(each).where(each.c.value == cast(tag, String)))
 
 
-def _filtered(session: Session, filt: RunFilter) -> Select[Any]:
+def _filtered(*, session: Session, filt: RunFilter) -> Select[Any]:
     stmt = select(Run).join(Run.project).options(contains_eager(Run.project))
     if filt.project:
         stmt = stmt.where(Project.name == filt.project)
@@ -145,7 +145,7 @@ def _filtered(session: Session, filt: RunFilter) -> Select[Any]:
     if filt.kind:
         stmt = stmt.where(Run.kind == filt.kind)
     if filt.tag:
-        stmt = stmt.where(_has_tag(session, filt.tag))
+        stmt = stmt.where(_has_tag(session=session, tag=filt.tag))
     return stmt
 
 
@@ -158,7 +158,7 @@ def list_runs(
         raise InvalidInput(["query", "sort"], f"sort {sort!r} is not allowed; use one of {sorted(SORTS)}")
     column = SORTS[key]
     order = [column.desc(), Run.id.desc()] if sort.startswith("-") else [column.asc(), Run.id.asc()]
-    stmt = _filtered(session, filt)
+    stmt = _filtered(session=session, filt=filt)
     total = session.scalar(select(func.count()).select_from(stmt.with_only_columns(Run.id).subquery()))
     runs = session.scalars(stmt.order_by(*order).limit(limit).offset(offset)).unique().all()
     return list(runs), int(total or 0)

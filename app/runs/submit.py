@@ -31,12 +31,14 @@ def ensure_project(*, session: Session, name: str, owner_id: int | None) -> Proj
     existing = session.scalars(select(Project).where(Project.name == name)).one_or_none()
     if existing is not None:
         return existing
-    insert_ignore(session, Project, {"name": name, "created_at": utcnow()}, conflict=["name"])
+    insert_ignore(
+        session=session, table=Project, row={"name": name, "created_at": utcnow()}, conflict=["name"]
+    )
     project = session.scalars(select(Project).where(Project.name == name)).one()
     if owner_id is not None:
         row = {"project_id": project.id, "user_id": owner_id, "role": "owner", "created_at": utcnow()}
         if session.get(ProjectMember, (project.id, owner_id)) is None:
-            insert_ignore(session, ProjectMember, row, conflict=["project_id", "user_id"])
+            insert_ignore(session=session, table=ProjectMember, row=row, conflict=["project_id", "user_id"])
     return project
 
 
@@ -49,7 +51,7 @@ def create_sdk_run(
     create or a repeated offline sync never makes a second run."""
     project = ensure_project(session=session, name=data.project, owner_id=owner_id)
     if data.client_id is not None:
-        existing = _by_client_id(session, project.id, data.client_id)
+        existing = _by_client_id(session=session, project_id=project.id, client_id=data.client_id)
         if existing is not None:
             return existing, Written()
     now = utcnow()
@@ -73,19 +75,19 @@ def create_sdk_run(
         "started_at": now,
     }
     # One statement, ON CONFLICT DO NOTHING: two concurrent creates with one client_id make one run.
-    insert = dialect_insert(session, Run.__table__).values(**values)
+    insert = dialect_insert(session=session, table=Run.__table__).values(**values)
     if data.client_id is not None:
         insert = insert.on_conflict_do_nothing(index_elements=["project_id", "client_id"])
     new_id = session.execute(insert.returning(Run.__table__.c.id)).scalar_one_or_none()
     if new_id is None:  # lost the race to a concurrent create with the same client_id
-        existing = _by_client_id(session, project.id, str(data.client_id))
+        existing = _by_client_id(session=session, project_id=project.id, client_id=str(data.client_id))
         assert existing is not None
         return existing, Written()
     run = session.scalars(select(Run).where(Run.id == new_id)).one()
     return run, Written([status_event(session=session, run=run)])
 
 
-def _by_client_id(session: Session, project_id: int, client_id: str) -> Run | None:
+def _by_client_id(*, session: Session, project_id: int, client_id: str) -> Run | None:
     stmt = select(Run).where(Run.project_id == project_id, Run.client_id == client_id)
     return session.scalars(stmt).unique().one_or_none()
 

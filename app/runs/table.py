@@ -56,14 +56,14 @@ class TablePage:
     problems: dict[str, str] = field(default_factory=dict)
 
 
-def _has_tag(session: Session, tag: str) -> ColumnElement[bool]:
+def _has_tag(*, session: Session, tag: str) -> ColumnElement[bool]:
     if session.get_bind().dialect.name == "postgresql":
         return cast(Run.tags, JSONB).contains([tag])
     each = func.json_each(Run.tags).table_valued("value")
     return exists(select(text("1")).select_from(each).where(each.c.value == cast(tag, String)))
 
 
-def _filtered(session: Session, q: TableQuery, visible: list[int] | None) -> Select[Any]:
+def _filtered(*, session: Session, q: TableQuery, visible: list[int] | None) -> Select[Any]:
     stmt = select(Run).join(Run.project)
     if visible is not None:
         stmt = stmt.where(Run.project_id.in_(visible))
@@ -78,7 +78,7 @@ def _filtered(session: Session, q: TableQuery, visible: list[int] | None) -> Sel
     if q.sweep:
         stmt = stmt.where(Run.sweep_id == q.sweep)
     if q.tag:
-        stmt = stmt.where(_has_tag(session, q.tag))
+        stmt = stmt.where(_has_tag(session=session, tag=q.tag))
     return stmt
 
 
@@ -97,7 +97,7 @@ def runs_table(
 ) -> TablePage:
     """One page of runs matching the filters, sorted, with the total count. ``visible``: the
     project ids the viewer may read (None = all, for admins; see app.auth.roles.visible_project_ids)."""
-    stmt = _filtered(session, query, visible)
+    stmt = _filtered(session=session, q=query, visible=visible)
     total = int(
         session.scalar(select(func.count()).select_from(stmt.with_only_columns(Run.id).subquery())) or 0
     )

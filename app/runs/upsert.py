@@ -10,7 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 
-def dialect_insert(session: Session, table: Any) -> Any:
+def dialect_insert(*, session: Session, table: Any) -> Any:
     name = session.get_bind().dialect.name
     if name == "postgresql":
         return postgresql.insert(table)
@@ -20,10 +20,10 @@ def dialect_insert(session: Session, table: Any) -> Any:
 
 
 def upsert(
+    *,
     session: Session,
     table: Any,
     rows: Sequence[dict[str, Any]],
-    *,
     conflict: Sequence[str],
     update: Sequence[str],
     where: Callable[[Any], ColumnElement[bool]] | None = None,
@@ -34,7 +34,7 @@ def upsert(
     """
     if not rows:
         return
-    stmt = dialect_insert(session, table)
+    stmt = dialect_insert(session=session, table=table)
     excluded = stmt.excluded
     stmt = stmt.on_conflict_do_update(
         index_elements=list(conflict),
@@ -44,6 +44,6 @@ def upsert(
     session.execute(stmt, list(rows))
 
 
-def insert_ignore(session: Session, table: Any, row: dict[str, Any], *, conflict: Sequence[str]) -> None:
-    stmt: Insert = dialect_insert(session, table).values(**row)
+def insert_ignore(*, session: Session, table: Any, row: dict[str, Any], conflict: Sequence[str]) -> None:
+    stmt: Insert = dialect_insert(session=session, table=table).values(**row)
     session.execute(stmt.on_conflict_do_nothing(index_elements=list(conflict)))  # type: ignore[attr-defined]

@@ -85,7 +85,13 @@ def write_chunks(*, session: Session, run_id: int, points: Mapping[tuple[str, in
                 "vals": packed_values,
             }
         )
-    upsert(session, _TABLE, rows, conflict=["run_id", "key", "chunk"], update=["n", "steps", "vals"])
+    upsert(
+        session=session,
+        table=_TABLE,
+        rows=rows,
+        conflict=["run_id", "key", "chunk"],
+        update=["n", "steps", "vals"],
+    )
 
 
 def load_chunks(*, session: Session, run_ids: Sequence[int], key: str) -> dict[int, Arrays]:

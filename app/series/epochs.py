@@ -73,7 +73,7 @@ def _upsert_statement(*, session: Session) -> Any:
     name = session.get_bind().dialect.name
     stmt = _UPSERTS.get(name)
     if stmt is None:
-        insert = dialect_insert(session, _EPOCHS)
+        insert = dialect_insert(session=session, table=_EPOCHS)
         stmt = _UPSERTS[name] = insert.on_conflict_do_update(
             index_elements=["run_id", "epoch"],
             set_={c: insert.excluded[c] for c in COLUMNS},

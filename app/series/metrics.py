@@ -39,7 +39,13 @@ def store_points(
             {"run_id": run_id, "key": key, "step": step, "value": value, "attempt": attempt}
             for (key, step), value in points.items()
         ]
-        upsert(session, _METRICS, rows, conflict=["run_id", "key", "step"], update=["value", "attempt"])
+        upsert(
+            session=session,
+            table=_METRICS,
+            rows=rows,
+            conflict=["run_id", "key", "step"],
+            update=["value", "attempt"],
+        )
     write_chunks(
         session=session, run_id=run_id, points=points
     )  # after the upsert: under the write lock it took
