@@ -324,47 +324,10 @@ class MetricBatchIn(BaseModel):
     points: list[MetricPoint] = Field(..., min_length=1, max_length=MAX_METRIC_POINTS)
 
 
-class SeriesPoint(BaseModel):
-    x: int
-    y: float | None
-    y_min: float | None = None
-    y_max: float | None = None
-
-
-class SeriesPublic(BaseModel):
-    run: int
-    key: str
-    points: list[SeriesPoint]
-    total: int
-    source: Literal["epoch", "metric"] | None = Field(
-        None, description="where the key was found: epoch records (x = epoch) or SDK scalars (x = step)"
-    )
-
-
-class MetricBatchPublic(BaseModel):
-    run: int
-    accepted: int = Field(..., description="points stored (a repeated (key, step) in one batch counts once)")
-
-
-class LogBatchIn(BaseModel):
-    """``POST /api/v1/runs/{id}/logs``: worker / SDK log lines."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    attempt: int = Field(..., ge=1)
-    lines: list[str] = Field(..., min_length=1, max_length=1000)
-
-    @field_validator("lines")
-    @classmethod
-    def _line_length(cls, value: list[str]) -> list[str]:
-        for i, line in enumerate(value):
-            if len(line) > 10_000:
-                raise ValueError(f"lines[{i}] has {len(line)} characters; at most 10000 per line")
-        return value
-
-
-class LogLinePublic(BaseModel):
-    id: int
-    attempt: int
-    line: str
-    created_at: datetime
+# The server's answers about series and log lines, and the log batch body, live in contract_reads.py,
+# re-exported here so that one import serves every wire model.
+from collapsewatch.contract_reads import LogBatchIn as LogBatchIn  # noqa: E402
+from collapsewatch.contract_reads import LogLinePublic as LogLinePublic  # noqa: E402
+from collapsewatch.contract_reads import MetricBatchPublic as MetricBatchPublic  # noqa: E402
+from collapsewatch.contract_reads import SeriesPoint as SeriesPoint  # noqa: E402
+from collapsewatch.contract_reads import SeriesPublic as SeriesPublic  # noqa: E402
