@@ -158,7 +158,8 @@
     const spread = positive ? Math.max.apply(null, xs) / Math.min.apply(null, xs) : 1;
     const type = categorical ? "category" : spread >= 8 ? "log" : "linear";
     cw.plot("chart-sweep", traces, cw.layout("Final " + cw.esc(data.metric) + " vs " + cw.esc(data.x) + " (error bars: std over seeds)", {
-      xaxis: { title: { text: cw.esc(data.x) }, type: type }, hovermode: "closest", scattermode: "group" }));
+      // side by side only on a category axis: on a numeric one "group" shifts points off their x
+      xaxis: { title: { text: cw.esc(data.x) }, type: type }, hovermode: "closest", scattermode: categorical ? "group" : "overlay" }));
     if (el) el.dataset.lines = String(data.sweep.length);
   }
 
