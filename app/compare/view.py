@@ -3,7 +3,8 @@
 
 The whole view lives in the query string, so a comparison can be bookmarked and shared:
 ``/compare?runs=1,2&sweep=abc&stat=mean_sv&group=regularizer&x=batch_size&metric=mean_sv
-&line=regularizer&epoch=`` (``epoch`` empty = the newest epoch every run reached).
+&line=regularizer&epoch=&layer=`` (``epoch`` empty = the newest epoch every run reached; ``layer``
+empty = the default embedding, else the curves show that named layer's statistic).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from app.compare.groups import (
     sweep_lines,
 )
 from app.models import Epoch, Run
+from app.series.epochs import layer_curves
 from app.series.query import EPOCH_COLUMNS, load_series
 
 MAX_RUNS = 200
@@ -50,6 +52,7 @@ class CompareQuery:
     metric: str = DEFAULTS["metric"]
     line: str = DEFAULTS["line"]
     epoch: int | None = None
+    layer: str = ""
 
     @classmethod
     def from_params(cls, params: Mapping[str, list[str]]) -> tuple[CompareQuery, dict[str, str]]:
@@ -82,6 +85,7 @@ class CompareQuery:
             metric=one("metric") or DEFAULTS["metric"],
             line=one("line"),
             epoch=epoch,
+            layer=one("layer")[:128],
         )
         return query, problems
 
@@ -96,6 +100,7 @@ class CompareQuery:
             "metric": self.metric,
             "line": self.line,
             "epoch": "" if self.epoch is None else str(self.epoch),
+            "layer": self.layer,
         }
         for key, value in changes.items():
             data[key] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
@@ -162,8 +167,13 @@ def build_compare(
     runs, truncated = _select_runs(session, query, visible)
     ids = [r.id for r in runs]
     configs = [r.config or {} for r in runs]
-    series = load_series(session=session, run_ids=ids, key=query.stat, max_points=max_points) if ids else []
-    curves = {s.run: {p.x: p.y for p in s.points} for s in series}
+    if query.layer and query.stat in EPOCH_COLUMNS:  # a named layer's statistic (per-layer collapse)
+        curves = layer_curves(session=session, run_ids=ids, layer=query.layer, key=query.stat)
+    else:
+        series = (
+            load_series(session=session, run_ids=ids, key=query.stat, max_points=max_points) if ids else []
+        )
+        curves = {s.run: {p.x: p.y for p in s.points} for s in series}
     groups = group_runs(((r.id, r.config or {}) for r in runs), query.group)
     bands = [mean_std_band([curves.get(i, {}) for i in g.run_ids]) for g in groups]
     finals = _final_rows(session, runs) if ids else {}
@@ -207,6 +217,7 @@ def page_data(query: CompareQuery, data: CompareData) -> dict[str, Any]:
     group_of = {run_id: i for i, g in enumerate(data.groups) for run_id in g.run_ids}
     return {
         "stat": query.stat,
+        "layer": query.layer,
         "metric": query.metric,
         "x": data.x,
         "line": query.line,

@@ -119,9 +119,12 @@ class Run:
         epoch: int,
         metrics: Mapping[str, Any] | None = None,
         stats: Mapping[str, Any] | CollapseStatsIn | None = None,
+        *,
+        layers: Mapping[str, Mapping[str, Any] | CollapseStatsIn] | None = None,
     ) -> None:
         """Record epoch ``epoch`` (≥ 0): scalar ``metrics`` (e.g. ``train_loss``, ``val_acc``) and the
-        collapse statistics ``stats`` (the dict of ``collapsewatch.stats.collapse_stats``). The server keeps
+        collapse statistics ``stats`` (the dict of ``collapsewatch.stats.collapse_stats``), plus
+        optionally ``layers``, the statistics of named layers (``{name: stats}``). The server keeps
         the first record of an epoch per attempt (a repeat is ignored, which makes re-sending safe).
 
         NaN and ±Inf metric values are sent as null ("not finite"), so the epoch still appears;
@@ -129,15 +132,16 @@ class Run:
         self._check_open()
         epoch = _index("epoch", epoch, 2**31 - 1)
         clean = {str(k): _finite_or_none(str(k), v) for k, v in (metrics or {}).items()}
-        parsed = (
-            stats
-            if isinstance(stats, CollapseStatsIn) or stats is None
-            else CollapseStatsIn.model_validate(stats)
+        body = EpochIn(
+            attempt=self.attempt,
+            metrics=clean,
+            stats=_parse_stats(stats),
+            layers={str(name): _parse_stats(found) for name, found in (layers or {}).items()},
         )
-        body = EpochIn(attempt=self.attempt, metrics=clean, stats=parsed)
-        self._outbox.put(
-            {"kind": "epoch", "run": self.id, "epoch": epoch, "body": body.model_dump(mode="json")}
-        )
+        dumped = body.model_dump(mode="json")
+        if not body.layers:  # the record of servers from before per-layer statistics
+            del dumped["layers"]
+        self._outbox.put({"kind": "epoch", "run": self.id, "epoch": epoch, "body": dumped})
 
     def log_embeddings(
         self,
@@ -147,28 +151,46 @@ class Run:
         *,
         hist_edges: Any = None,
         dead_threshold: float = 1e-3,
-    ) -> dict[str, Any] | None:
+    ) -> Any:
         """Compute the collapse statistics of ``embeddings`` (a ``b x d`` torch tensor or numpy array,
         ideally a fixed probe set) here, in float64, and log them with ``metrics`` as epoch ``epoch``.
         Returns the statistics, or None when the embeddings hold NaN/Inf (the epoch is then logged
-        without statistics, with a warning)."""
+        without statistics, with a warning).
+
+        ``embeddings`` may also be a mapping ``{layer name: matrix}`` (one epoch, one record): every
+        entry's statistics are logged under ``layers``, and the entry named ``"embedding"`` (else the
+        first) is also the epoch's default ``stats``. Returns ``{name: stats or None}`` then."""
+        if isinstance(embeddings, Mapping):
+            if not embeddings:
+                raise ValueError("embeddings: the mapping of layer name -> matrix is empty")
+            found = {
+                _layer_name(name): self._stats_of(matrix, epoch, hist_edges, dead_threshold, name)
+                for name, matrix in embeddings.items()
+            }
+            default = found["embedding"] if "embedding" in found else next(iter(found.values()))
+            layers = {name: stats for name, stats in found.items() if stats is not None}
+            self.log_epoch(epoch, metrics, default, layers=layers)
+            return found
+        stats = self._stats_of(embeddings, epoch, hist_edges, dead_threshold, None)
+        self.log_epoch(epoch, metrics, stats)
+        return stats
+
+    def _stats_of(
+        self, embeddings: Any, epoch: int, hist_edges: Any, dead_threshold: float, name: str | None
+    ) -> dict[str, Any] | None:
         import torch
 
         from collapsewatch.stats import collapse_stats
 
+        what = "embeddings" if name is None else f"embeddings[{name!r}]"
         tensor = embeddings if isinstance(embeddings, torch.Tensor) else torch.as_tensor(embeddings)
         tensor = tensor.detach().to("cpu", torch.float64)
         if tensor.ndim != 2 or min(tensor.shape) < 1:
-            raise ValueError(f"embeddings: shape {tuple(tensor.shape)} must be (batch, dim) with both >= 1")
-        stats: dict[str, Any] | None = None
+            raise ValueError(f"{what}: shape {tuple(tensor.shape)} must be (batch, dim) with both >= 1")
         if bool(torch.isfinite(tensor).all()):
-            stats = collapse_stats(tensor, hist_edges=hist_edges, dead_threshold=dead_threshold)
-        else:
-            log.warning(
-                "run %s epoch %d: embeddings are not finite; logged without statistics", self.id, epoch
-            )
-        self.log_epoch(epoch, metrics, stats)
-        return stats
+            return collapse_stats(tensor, hist_edges=hist_edges, dead_threshold=dead_threshold)
+        log.warning("run %s epoch %d: %s are not finite; logged without statistics", self.id, epoch, what)
+        return None
 
     def log_lines(self, lines: Sequence[str]) -> None:
         """Append text lines (each cut to 10,000 characters) to the run's log."""
@@ -262,6 +284,18 @@ class Run:
         log.warning("run %s was not finished; call run.finish() or use `with`", self.id)
         self._flush_scalars()
         self._outbox.close(min(5.0, self.client.finish_timeout))
+
+
+def _parse_stats(stats: Mapping[str, Any] | CollapseStatsIn | None) -> CollapseStatsIn | None:
+    if isinstance(stats, CollapseStatsIn) or stats is None:
+        return stats
+    return CollapseStatsIn.model_validate(stats)
+
+
+def _layer_name(name: Any) -> str:
+    if not isinstance(name, str) or not _KEY.match(name):
+        raise ValueError(f"embeddings: layer name {name!r} must be a string matching {KEY_PATTERN}")
+    return name
 
 
 def _index(name: str, value: Any, upper: int) -> int:
