@@ -108,36 +108,59 @@ def demo_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--token", default=None, help="an API token (default: $COLLAPSEWATCH_TOKEN, else a new local one)"
     )
-    parser.add_argument("--epochs", type=int, default=5, help="epochs per run (default 5)")
-    parser.add_argument("--seeds", type=int, default=2, help="seeds per grid point (default 2)")
     parser.add_argument("--project", default="demo", help="project for the demo runs (default: demo)")
+    parser.add_argument("--quick", action="store_true", help="the small variant (about 2 CPU minutes)")
+    parser.add_argument("--no-wait", action="store_true", help="submit and exit (no reports written)")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the runs")
 
 
 def demo(args: argparse.Namespace) -> int:
-    """Submit the seed's two digits experiments as sweeps (see app/demo.py); print compare URLs."""
+    """Submit the seed's claims as sweeps (app/cli/demo.py), wait for them showing progress, then
+    save one report per claim whose notes state the measured numbers."""
     import os
+    import time
 
-    from app.cli.demo import compare_url as url_for
-    from app.cli.demo import experiments, local_token, submit_all
+    from app.cli.demo import compare_url, experiments, local_token, new_batch, run_count
+    from app.cli.demo_client import DemoClient, finish_reports
 
-    if not 1 <= args.epochs <= 1000 or not 1 <= args.seeds <= 16:
-        print("demo: --epochs must be 1..1000 and --seeds 1..16", file=sys.stderr)
-        return 2
     if args.url is None:
         from app.settings import get_settings
 
         args.url = get_settings().public_url
     token = args.token or os.environ.get("COLLAPSEWATCH_TOKEN") or local_token()
-    items = experiments(epochs=args.epochs, seeds=args.seeds, project=args.project)
+    batch = new_batch()
+    items = experiments(quick=args.quick, project=args.project, batch=batch)
+    client = DemoClient(args.url, token)
+    began = time.monotonic()
     try:
-        done = submit_all(base_url=args.url, token=token, items=items)
-    except Exception as exc:  # connection refused, 401, 422: say what happened and how to fix it
-        print(f"demo: could not submit to {args.url}: {exc}\nIs `collapsewatch up` running?", file=sys.stderr)
-        return 1
-    for item, sweep_id, count in done:
-        print(f"{item.title}: {count} runs (sweep {sweep_id})")
-        print(f"  {url_for(args.url, sweep_id, item.view)}")
-    return 0
+        try:
+            submitted = client.submit(items)
+        except Exception as exc:  # connection refused, 401, 422: say what happened and how to fix it
+            print(
+                f"demo: could not submit to {args.url}: {exc}\nIs `collapsewatch up` running?",
+                file=sys.stderr,
+            )
+            return 1
+        variant = "quick" if args.quick else "full"
+        print(f"demo {batch} ({variant}): {run_count(items)} runs in project {args.project!r}", flush=True)
+        for item in submitted:
+            print(f"{item.experiment.title}: {len(item.run_ids)} runs (sweep {item.sweep_id})")
+            print(f"  {compare_url(args.url, item.sweep_id, item.experiment.view)}", flush=True)
+        if args.no_wait:
+            return 0
+        try:
+            client.wait(submitted, timeout=args.timeout, progress=lambda line: print(line, flush=True))
+        except TimeoutError as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        trained = time.monotonic() - began
+        for finding, url in finish_reports(client, batch, submitted):
+            print(f"report {finding.key}: {url}\n  {finding.verdict}", flush=True)
+        total = time.monotonic() - began
+        print(f"demo {batch} done: runs finished after {trained:.0f} s, reports written after {total:.0f} s")
+        return 0
+    finally:
+        client.close()
 
 
 def user_args(parser: argparse.ArgumentParser) -> None:
