@@ -56,9 +56,9 @@ def test_wheel_metadata_when_read_is_the_light_library_with_extras(wheel: Path) 
         entry_points = archive.read(f"{wheel_dist_info(wheel)}/entry_points.txt").decode()
     requires = metadata.get_all("Requires-Dist") or []
     base = sorted(r.split(">")[0].split("=")[0].split("<")[0] for r in requires if "extra ==" not in r)
-    assert base == ["httpx", "numpy", "pydantic", "tqdm"]
+    assert base == ["httpx", "numpy", "pydantic", "threadpoolctl", "tqdm"]
     extras = set(metadata.get_all("Provides-Extra") or [])
-    assert extras == {"server", "worker", "lightning", "all", "dev"}
+    assert extras == {"server", "worker", "lightning", "s3", "all", "dev"}
 
     def extra(name: str) -> list[str]:
         return [r for r in requires if r.endswith(f'extra == "{name}"')]
@@ -70,7 +70,7 @@ def test_wheel_metadata_when_read_is_the_light_library_with_extras(wheel: Path) 
         r.startswith("lightning") for r in extra("lightning")
     )
     assert any("collapsewatch[lightning,server,worker]" in r for r in extra("all"))
-    assert any("collapsewatch[all]" in r for r in extra("dev"))
+    assert any("collapsewatch[all,s3]" in r for r in extra("dev"))
     assert "collapsewatch = collapsewatch.cli:main" in entry_points
 
 

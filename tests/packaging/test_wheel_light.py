@@ -21,7 +21,8 @@ pytestmark = pytest.mark.slow
 # numpy, httpx, pydantic, tqdm and what they pull in (pip itself aside).
 LIGHT = {
     "collapsewatch", "numpy", "httpx", "httpcore", "h11", "anyio", "idna", "certifi", "sniffio", "pydantic",
-    "pydantic-core", "annotated-types", "typing-extensions", "typing-inspection", "tqdm", "pip", "setuptools",
+    "pydantic-core", "annotated-types", "typing-extensions", "typing-inspection", "tqdm", "threadpoolctl",
+    "pip", "setuptools",
 }  # fmt: skip
 HEAVY = ("fastapi", "sqlalchemy", "celery", "torch")
 
@@ -52,7 +53,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
 def test_light_install_when_done_holds_only_the_sdk_dependencies(venv: Path) -> None:
     found = installed(venv)
     assert found <= LIGHT, f"the light install pulled in {sorted(found - LIGHT)}"
-    assert {"collapsewatch", "numpy", "httpx", "pydantic", "tqdm"} <= found
+    assert {"collapsewatch", "numpy", "httpx", "pydantic", "tqdm", "threadpoolctl"} <= found
 
 
 def test_light_install_console_entry_answers_version_and_names_the_missing_extra(
