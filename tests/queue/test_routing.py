@@ -82,7 +82,14 @@ def test_training_device_follows_the_pinning(
 
 def _args(**values: object) -> argparse.Namespace:
     defaults = dict(
-        gpus=None, concurrency=None, queues=None, server=None, broker=None, name=None, loglevel=None
+        gpus=None,
+        concurrency=None,
+        queues=None,
+        server=None,
+        token=None,
+        broker=None,
+        name=None,
+        loglevel=None,
     )
     return argparse.Namespace(**(defaults | values))
 
