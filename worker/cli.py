@@ -80,7 +80,7 @@ def train(args: argparse.Namespace) -> int:
     if args.example:
         sys.stdout.write(example_config())
         return 0
-    if args.config is None and not args.overrides and not args.device:
+    if args.config is None and not args.overrides and not args.device and not args.data:
         print(needs_a_config(), file=sys.stderr)
         return 2
 

@@ -48,8 +48,9 @@ def update_config(
 ) -> RunPublic:
     """Merge keys into an SDK run's config (from its current attempt; a job's config is fixed: 409)."""
     run = lifecycle.update_config(session=session, run_id=run_id, data=data)
+    answer = store.run_public(run)  # before the commit: reading after it would begin a second transaction
     session.commit()
-    return store.run_public(run)
+    return answer
 
 
 @router.post("/runs/{run_id}/resume", response_model=RunPublic)
@@ -59,9 +60,10 @@ def resume_run(
     """Continue an SDK run (``crashed`` typically) as a new attempt: ``running`` again with a fresh
     lease; writes of older attempts get 409 from now on. Jobs answer 409 (re-run them instead)."""
     run, written = lifecycle.resume(session=session, run_id=run_id, lease_seconds=settings.lease_seconds)
-    session.commit()
+    answer = store.run_public(run).model_copy(update={"lease_seconds": settings.lease_seconds})
+    session.commit()  # the answer is built first: reading after the commit would begin a second transaction
     publish(request, written.events)
-    return store.run_public(run).model_copy(update={"lease_seconds": settings.lease_seconds})
+    return answer
 
 
 @router.get("/runs", response_model=list[RunPublic])
