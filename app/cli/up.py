@@ -7,13 +7,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 
 from app.cli.common import check_broker, describe_storage, reaching_database
 from app.jobs.embedded import GRACEFUL_SHUTDOWN_S, WorkerProcess, worker_command
 from app.settings import Settings, get_settings
-from collapsewatch.cli import redact_url
+from collapsewatch.cli import CommandError, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,24 @@ def default_public_url(host: str, port: int) -> None:
         get_settings.cache_clear()
 
 
+def bind_listening_socket(host: str, port: int) -> socket.socket:
+    """Bind ``host:port`` before anything starts, so a port in use is one clear error (not "is up"
+    followed by uvicorn dying with the embedded worker already running)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise CommandError(
+            f"--port {port}: cannot listen on {host}:{port} ({exc.strerror}); "
+            "another server is using it: stop it or pass another --port"
+        ) from exc
+    sock.set_inheritable(True)
+    return sock
+
+
 def run_up(*, host: str, port: int, gpus: str, worker: bool = True) -> int:
     import uvicorn
 
@@ -63,6 +82,7 @@ def run_up(*, host: str, port: int, gpus: str, worker: bool = True) -> int:
             upgrade(database.engine)
     finally:
         database.dispose()
+    listening = bind_listening_socket(host, port)
     url = f"http://{host}:{port}"
     local = local_url(host, port)
     embedded: WorkerProcess | None = None
@@ -88,8 +108,9 @@ def run_up(*, host: str, port: int, gpus: str, worker: bool = True) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: None)
     try:
-        server.run()
+        server.run(sockets=[listening])
     finally:
+        listening.close()
         if embedded is not None:
             code = embedded.stop()
             log.info("embedded worker stopped (code %s) after %.0f s", code, time.monotonic() - started)

@@ -168,3 +168,22 @@ def test_cli_when_extra_missing_names_the_extra_to_install(tmp_path: Path) -> No
 
 def cli_with(code: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return run([sys.executable, "-c", code, *args], env=clean_env(), cwd=cwd)
+
+
+def test_up_when_port_is_taken_says_so_before_starting_anything_and_exits_1(tmp_path: Path) -> None:
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        env = clean_env({"COLLAPSEWATCH_DATA_DIR": str(tmp_path / "data")})
+        done = cli("up", "--port", str(port), "--gpus", "none", env=env, cwd=tmp_path, timeout=120)
+    finally:
+        holder.close()
+    assert done.returncode == 1, done.stderr
+    assert "is up" not in done.stdout, done.stdout
+    line = _one_error_line(done.stderr)
+    assert line.startswith("collapsewatch up: error: --port ") and str(port) in line, line
+    assert "in use" in line, line
