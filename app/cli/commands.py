@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app.cli.common import data_arg, reaching_database, use_data_dir
+from app.cli.common import DATA_DIR_VAR, data_arg, reaching_database, sqlite_path, use_data_dir
 
 
 def db_args(parser: argparse.ArgumentParser) -> None:
@@ -69,9 +69,19 @@ def token(args: argparse.Namespace) -> int:
     database = Database(settings)
     kind = "worker" if args.worker else "user"
     name = args.name or f"{kind} token"
+    new_file = sqlite_path(settings.database_url)
+    if new_file is not None and new_file.exists():
+        new_file = None
     try:
         with reaching_database(settings):
             upgrade(database.engine)
+            if new_file is not None:
+                print(
+                    f"note: there was no database at {new_file}: created it. A server started from "
+                    "another folder will not know this token: run this where `collapsewatch up` runs, "
+                    f"or pass the same --data DIR (${DATA_DIR_VAR}) to both",
+                    file=sys.stderr,
+                )
             if args.file:
                 _, created = ensure_token_file(
                     database=database,

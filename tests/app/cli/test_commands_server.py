@@ -43,7 +43,9 @@ class Cli:
             code = main(list(args))
         finally:
             get_settings.cache_clear()
-        return code, self.capsys.readouterr().out
+        captured = self.capsys.readouterr()
+        self.err = captured.err
+        return code, captured.out
 
 
 @pytest.fixture
@@ -80,6 +82,14 @@ def test_token_create_when_run_twice_reuses_the_local_admin(cli: Cli) -> None:
     with Session(engine) as session:
         assert len(session.scalars(select(User)).all()) == 1
     engine.dispose()
+
+
+def test_token_create_when_no_database_yet_says_it_made_one_on_stderr_only(cli: Cli) -> None:
+    code, out = cli("token", "create")
+    assert code == 0 and out.startswith("cw_") and len(out.splitlines()) == 1
+    assert f"no database at {cli.db_path}: created it" in cli.err, cli.err
+    assert cli("token", "create")[0] == 0
+    assert "no database" not in cli.err  # the second time it exists
 
 
 def test_import_app_main_when_database_absent_creates_no_file(tmp_path: Path) -> None:
