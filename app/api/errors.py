@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -15,12 +15,40 @@ from starlette.routing import Match
 from app.errors import DomainError, InvalidInput
 from app.runs.storage import StoreError
 from app.web.input_guard import TOO_DEEP, check_input
+from app.web.templating import templates
 
 MAX_INPUT_REPR = 80
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 UNPARSABLE_BODY = "the body could not be read as UTF-8 JSON; send a JSON object encoded as UTF-8"
 DB_RETRY_AFTER_S = 2
 CONNECTION_MARKERS = ("connect", "server closed", "terminating", "shutting down", "starting up")
+
+
+TITLES = {400: "Bad request", 401: "Sign in needed", 403: "Not allowed", 404: "Not found",
+          405: "Method not allowed", 409: "Conflict", 410: "Gone", 413: "Too large", 422: "Invalid address",
+          429: "Too many requests", 503: "Unavailable"}  # fmt: skip
+
+
+def _wants_page(request: Request) -> bool:
+    """A browser asking for a page (not the API, not a static file): errors come back as HTML."""
+    path = request.url.path
+    if request.method not in ("GET", "HEAD") or path.startswith(("/api/", "/static/")):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+def answer(
+    request: Request, body: dict[str, Any], status: int, headers: dict[str, str] | None = None
+) -> JSONResponse | HTMLResponse:
+    """The JSON error, or for a browser's page request the same message on an HTML page."""
+    if not _wants_page(request):
+        return JSONResponse(body, status_code=status, headers=headers)
+    message = body.get("message", "")
+    if status == 404 and message == "Not Found":
+        message = f"there is no page at {request.url.path}"
+    context = {"status": status, "title": TITLES.get(status, "Error"), "message": message}
+    page = templates.get_template("error.html").render(context)
+    return HTMLResponse(page, status_code=status, headers=headers)
 
 
 def _utf8(value: Any) -> Any:
@@ -65,19 +93,19 @@ def _message(items: list[dict[str, Any]]) -> str:
     return "; ".join(parts) + more
 
 
-async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def validation_error(request: Request, exc: Exception) -> JSONResponse | HTMLResponse:
     assert isinstance(exc, RequestValidationError)
     items = [_utf8(_item(dict(error))) for error in exc.errors()]
-    return JSONResponse({"detail": items, "message": _message(items)}, status_code=422)
+    return answer(request, {"detail": items, "message": _message(items)}, 422)
 
 
-async def domain_error(_request: Request, exc: Exception) -> JSONResponse:
+async def domain_error(request: Request, exc: Exception) -> JSONResponse | HTMLResponse:
     assert isinstance(exc, DomainError)
     if isinstance(exc, InvalidInput):
         items = [_utf8({"loc": exc.loc, "msg": exc.message, "type": "value_error"})]
-        return JSONResponse({"detail": items, "message": _message(items)}, status_code=422)
+        return answer(request, {"detail": items, "message": _message(items)}, 422)
     message = _utf8(exc.message)
-    return JSONResponse({"detail": message, "message": message}, status_code=exc.status_code)
+    return answer(request, {"detail": message, "message": message}, exc.status_code)
 
 
 def _allowed(request: Request) -> str:
@@ -90,7 +118,7 @@ def _allowed(request: Request) -> str:
     return ", ".join(allowed)
 
 
-async def http_error(request: Request, exc: Exception) -> JSONResponse:
+async def http_error(request: Request, exc: Exception) -> JSONResponse | HTMLResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail: Any = exc.detail
     headers = dict(exc.headers or {})
@@ -104,7 +132,7 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     message = detail if isinstance(detail, str) else "request refused"
     if exc.status_code == 422 and isinstance(detail, str):  # one shape for every 422
         detail = [{"loc": ["request"], "msg": detail, "type": "value_error"}]
-    return JSONResponse({"detail": detail, "message": message}, status_code=exc.status_code, headers=headers)
+    return answer(request, {"detail": detail, "message": message}, exc.status_code, headers)
 
 
 async def out_of_range(_request: Request, exc: Exception) -> JSONResponse:
@@ -116,7 +144,7 @@ async def out_of_range(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": items, "message": message}, status_code=422)
 
 
-async def database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+async def database_unavailable(request: Request, exc: Exception) -> JSONResponse | HTMLResponse:
     """The database cannot be reached (restart, failover): 503 + Retry-After, never a 500.
 
     Only connection-level failures (``connection_invalidated`` or an OperationalError/InterfaceError
@@ -127,7 +155,7 @@ async def database_unavailable(_request: Request, exc: Exception) -> JSONRespons
         raise exc
     message = f"the database is unavailable (restarting?); retry in {DB_RETRY_AFTER_S} s"
     headers = {"Retry-After": str(DB_RETRY_AFTER_S)}
-    return JSONResponse({"detail": message, "message": message}, status_code=503, headers=headers)
+    return answer(request, {"detail": message, "message": message}, 503, headers)
 
 
 def is_connection_error(exc: DBAPIError) -> bool:

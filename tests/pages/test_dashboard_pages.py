@@ -202,3 +202,19 @@ def test_run_page_embeds_scalars_logged_by_the_sdk(pages: Pages) -> None:
     data = json.loads(html[start : html.index("</script>", start)])
     assert data["scalars"]["loss"] == [[s, 1.0 / (s + 1)] for s in range(5)]
     assert 'id="scalars-card" hidden' not in html
+
+
+def test_page_errors_when_a_browser_asks_are_html_pages_naming_the_problem(pages: Pages) -> None:
+    browser = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    missing = pages.client.get("/runs/99999", headers=browser)
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+    assert "run 99999 does not exist" in missing.text and 'href="/runs"' in missing.text
+    bad = pages.client.get("/runs/x<script>", headers=browser)
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("text/html")
+    assert "run_id" in bad.text and "x<script>" not in bad.text  # escaped, not markup
+    nowhere = pages.client.get("/no-such-page", headers=browser)
+    assert nowhere.status_code == 404 and "there is no page at /no-such-page" in nowhere.text
+    # The API and clients that do not ask for HTML keep the JSON answer.
+    assert pages.client.get("/runs/99999").json()["detail"] == "run 99999 does not exist"
+    api = pages.client.get("/api/v1/runs/99999", headers=browser)
+    assert api.headers["content-type"].startswith("application/json")
