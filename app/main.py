@@ -17,7 +17,7 @@ from app.db import Database
 from app.deps import bearer_backend
 from app.jobs.install import install as install_queue
 from app.live.pubsub import make_broker
-from app.pages import account, auth, compare, run
+from app.pages import account, apidocs, auth, compare, run
 from app.pages import jobs as jobs_page
 from app.pages import projects as projects_page
 from app.pages import reports as reports_page
@@ -57,6 +57,7 @@ ROUTERS: list[APIRouter] = [
     account.router,
     projects_page.router,
     reports_page.router,
+    apidocs.router,  # /docs: the API reference, server-rendered (FastAPI's loads from a CDN)
 ]
 
 
@@ -95,7 +96,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A configured app. Nothing touches the database until start-up (migrations run then)."""
     settings = settings or get_settings()
-    app = FastAPI(title="collapsewatch", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="collapsewatch", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.settings = settings
     app.state.db = Database(settings)
     # in-process, or Redis pub/sub (app.live.pubsub)

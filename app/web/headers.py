@@ -4,8 +4,8 @@
   from /static, no CDN; no inline script and no ``eval`` needed), inline *styles* allowed (Plotly
   sets style attributes), ``frame-ancestors 'none'``, no plugins, forms post here only.
   Downloads (``Content-Disposition: attachment``, e.g. the self-contained report export) get none:
-  they are opened from disk, where their own inline scripts must run. FastAPI's /docs and /redoc
-  pages load Swagger/ReDoc from jsDelivr and get a policy that allows exactly that.
+  they are opened from disk, where their own inline scripts must run. /docs is a server-rendered
+  page (app/pages/apidocs.py) under the same policy as every other page: no CDN anywhere.
 - ``X-Frame-Options: DENY`` (older browsers), ``X-Content-Type-Options: nosniff``,
   ``Referrer-Policy: same-origin`` unless the route chose a stricter one (share pages:
   ``no-referrer``), ``Cross-Origin-Opener-Policy: same-origin``.
@@ -21,12 +21,6 @@ CSP = (
     "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; object-src 'none'; "
     "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
-DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https:; "
-    "worker-src blob:; object-src 'none'; frame-ancestors 'none'"
-)
-DOCS_PATHS = ("/docs", "/redoc")
 STATIC: dict[bytes, bytes] = {
     b"x-frame-options": b"DENY",
     b"x-content-type-options": b"nosniff",
@@ -41,8 +35,7 @@ def security_headers(path: str, present: dict[bytes, bytes]) -> list[tuple[bytes
     if b"content-security-policy" not in present and not present.get(b"content-disposition", b"").startswith(
         b"attachment"
     ):
-        policy = DOCS_CSP if path.startswith(DOCS_PATHS) else CSP
-        added.append((b"content-security-policy", policy.encode()))
+        added.append((b"content-security-policy", CSP.encode()))
     return added
 
 
