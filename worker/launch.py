@@ -37,7 +37,7 @@ def worker_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--gpus",
         default=None,
-        help="'none' (CPU), 'auto' or GPU indices like 0,1 (default: $WORKER_GPUS or none)",
+        help="'none' (CPU), 'auto' or GPU indices like 0,1 (default: $COLLAPSEWATCH_WORKER_GPUS, else none)",
     )
     parser.add_argument("--concurrency", type=int, default=None, help="parallel jobs of a CPU worker")
     parser.add_argument(
