@@ -64,6 +64,12 @@ class CommandError(Exception):
     exit_code = 1
 
 
+class UsageError(CommandError):
+    """A bad argument on the command line: exit status 2, as argparse's own usage errors."""
+
+    exit_code = 2
+
+
 def install_root() -> Path:
     """The folder holding ``collapsewatch/``, ``app/`` and ``worker/``: site-packages, or a checkout."""
     return Path(__file__).resolve().parent.parent
@@ -175,7 +181,7 @@ def _use_env_file(path: str | None) -> None:
         return
     file = Path(path).expanduser()
     if not file.is_file():
-        raise CommandError(f"--env-file: no such file {path!r}")
+        raise UsageError(f"--env-file: no such file {path!r}")
     os.environ[ENV_FILE_VAR] = str(file.resolve())
 
 
@@ -219,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         hint = "" if hasattr(exc, "exit_code") else " (--debug shows the traceback)"  # ours say it all
+        if isinstance(exc, UsageError):
+            hint = f" (see `collapsewatch {command} --help`)" if command else " (see `collapsewatch --help`)"
         print(
             f"collapsewatch {command or ''}: error: {_one_line(exc)}{hint}".replace("  ", " "),
             file=sys.stderr,

@@ -35,7 +35,8 @@ def test_version_when_asked_prints_the_package_version(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "names"),
     [(["frob"], "invalid choice: 'frob'"), (["db", "upgrad"], "invalid choice: 'upgrad'"),
-     (["up", "--port", "eighty"], "--port: invalid int value"), ([], "the following arguments are required")],
+     (["up", "--port", "eighty"], "--port: invalid int value"), ([], "the following arguments are required"),
+     (["--env-file", "/no/such.env", "up"], "--env-file: no such file '/no/such.env'")],
 )  # fmt: skip
 def test_cli_when_usage_is_bad_prints_one_line_and_exits_2(
     tmp_path: Path, args: list[str], names: str
