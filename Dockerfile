@@ -17,6 +17,7 @@ COPY app /app
 COPY worker /worker
 COPY migrations /migrations
 COPY templates /templates
+COPY examples/digits-svmax.yaml /examples/digits-svmax.yaml
 
 FROM ${PYTHON_IMAGE} AS base
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -251,6 +251,8 @@ def test_images_are_pinned_and_built_from_the_locks_as_a_non_root_user(services:
             assert {f"!{copied}", f"!{copied}/", "!locks/*.txt" if copied.startswith("locks/") else ""} & set(
                 ignored
             )
+    # `collapsewatch train --example` in a worker image reads the example next to the editable install
+    assert "COPY examples/digits-svmax.yaml /examples/digits-svmax.yaml" in dockerfile
     users = re.findall(r"^USER (\S+)$", dockerfile, re.M)
     assert users == ["collapsewatch", "collapsewatch"]  # web and worker both drop root
     assert "chown -R collapsewatch:collapsewatch /data" in dockerfile
