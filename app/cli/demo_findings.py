@@ -160,6 +160,12 @@ def claim_b(runs: Sequence[RunResult]) -> Finding:
                             "svmax_std": s.std, "n": min(b.n, s.n)}  # fmt: skip
         rows.append(f"| {lr:g} | {b} | {s} | {gap:+.3f} | {eb.mean:.1f} / {es.mean:.1f} |")
     holds, verdict = _growth_verdict(lrs, gaps, ses)
+    capped = [
+        r.id for r in runs if r.last_epoch is not None and r.last_epoch >= int(r.config.get("epochs") or 0)
+    ]
+    if capped:
+        ids = ", ".join(map(str, capped))
+        verdict += f" Runs {ids} reached the epoch cap before their recall stopped improving."
     notes = "\n".join([
         "**Claim (b)** (Taha et al. 2021): SVMax's recall@1 advantage over the baseline grows with the "
         "learning rate (plain metric learning degrades at large rates; at small ones both converge alike).",
@@ -182,10 +188,13 @@ def claim_b(runs: Sequence[RunResult]) -> Finding:
 
 
 def _growth_verdict(lrs: list[Any], gaps: list[float], ses: list[float]) -> tuple[bool | None, str]:
+    """Grows = no step down beyond twice its standard error, and the last gap above the first by more
+    than twice theirs."""
     if len(gaps) < 2 or any(math.isnan(g) for g in gaps):
         return None, "Not enough finished runs to judge the claim."
     span = f"from {gaps[0]:+.3f} at lr {lrs[0]:g} to {gaps[-1]:+.3f} at lr {lrs[-1]:g}"
-    steady = all(b > a for a, b in itertools.pairwise(gaps))
+    steps = list(zip(itertools.pairwise(gaps), itertools.pairwise(ses), strict=True))
+    steady = all(b - a > -2 * math.hypot(sa, sb) for (a, b), (sa, sb) in steps)
     beyond_noise = gaps[-1] - gaps[0] > 2 * math.hypot(ses[0], ses[-1])
     if steady and beyond_noise:
         return (
@@ -194,9 +203,9 @@ def _growth_verdict(lrs: list[Any], gaps: list[float], ses: list[float]) -> tupl
         )
     if gaps[-1] == max(gaps) and gaps[-1] > gaps[0]:
         why = (
-            "it does not grow at every step"
+            "it falls between neighbouring learning rates by more than the seeds' noise"
             if not steady
-            else "the growth is within twice its standard error"
+            else "the growth is within twice its standard error (the seeds disagree)"
         )
         return False, (
             f"Partly: SVMax's advantage is largest at the largest learning rate ({span}), but {why}, "

@@ -33,7 +33,7 @@ def test_demo_full_experiments_are_valid_sweeps_for_each_claim() -> None:
     assert all(s.regularizer == "svmax" and s.stats_layers == "all" for s in specs["layers"])
     for key, item in items.items():
         assert item.submit["tags"] == ["demo", "demo:0123abcd", key]
-    assert run_count(list(items.values())) == sum(len(v) for v in specs.values()) == 38
+    assert run_count(list(items.values())) == sum(len(v) for v in specs.values()) == 50
 
 
 def test_demo_quick_variant_is_smaller_but_covers_every_claim() -> None:
@@ -107,6 +107,13 @@ def test_claim_b_verdict_follows_the_gaps_and_their_spread() -> None:
         ("none", 1.0): [0.80, 0.85, 0.90], ("svmax", 1.0): [0.95, 0.95, 0.96],
     })  # fmt: skip
     assert claim_b(bumpy).holds is False and claim_b(bumpy).verdict.startswith("Partly")
+    capped = [
+        r
+        if r.config["lr"] != 1.0
+        else RunResult(r.id, r.status, r.config | {"epochs": 10}, r.summary, 10, None)
+        for r in growing
+    ]
+    assert "reached the epoch cap" in claim_b(capped).verdict
     shrinking = _lr_runs({("none", 0.01): [0.8, 0.8], ("svmax", 0.01): [0.9, 0.9],
                           ("none", 1.0): [0.9, 0.9], ("svmax", 1.0): [0.9, 0.9]})  # fmt: skip
     assert claim_b(shrinking).verdict.startswith("These numbers do not show")

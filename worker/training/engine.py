@@ -120,12 +120,14 @@ def train_epoch(
     sums: dict[str, float] = {}
     seen = 0
     _, reg_names = spec.layer_lists()
-    hooked = [name for name in reg_names if name != "embedding"] if spec.regularizer != "none" else []
+    if spec.regularizer == "none":
+        reg_names = ["embedding"]  # nothing to regularize: no hooks
+    hooked = [name for name in reg_names if name != "embedding"]
     for idx in batches(len(x_train), spec.batch_size, generator):
         idx = idx.to(x_train.device)
         with model.capture(hooked) as captured:
             loss, embedding, parts = objective_loss(spec, model, x_train[idx], y_train[idx], generator)
-        outputs = {name: torch.cat(captured[name]) if name in captured else embedding for name in reg_names}
+        outputs = {n: embedding if n == "embedding" else torch.cat(captured[n]) for n in reg_names}
         finite = all(bool(torch.isfinite(e).all()) for e in (embedding, *outputs.values()))
         reg, per_layer = layers_regularizer(spec, outputs) if finite else (None, {})
         total = loss if reg is None else loss + reg
