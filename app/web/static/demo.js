@@ -30,7 +30,11 @@
     const body = new URLSearchParams({ csrf_token: csrf });
     return fetch("/demo/" + card.dataset.batch + "/reports", {
       method: "POST", credentials: "same-origin", body: body, headers: { Accept: "application/json" },
-    }).then((r) => (r.ok ? r.json() : null));
+    }).then((r) => {
+      if (r.ok) return r.json();
+      card.dataset.writeRefused = String(r.status); // e.g. 403 for a viewer: stop asking
+      return null;
+    });
   }
 
   function poll(card) {
@@ -39,11 +43,12 @@
       .then((p) => {
         if (!p) return null;
         show(card, p);
-        if (p.done && !p.reports.length) return writeReports(card);
+        if (p.done && !p.reports.length && !card.dataset.writeRefused) return writeReports(card);
         return p;
       })
       .then((p) => {
         if (p) show(card, p);
+        if (card.dataset.writeRefused) return;
         if (!p || !p.done || !p.reports.length) setTimeout(() => poll(card), 3000);
       })
       .catch(() => setTimeout(() => poll(card), 5000));
