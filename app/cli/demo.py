@@ -94,7 +94,7 @@ def experiments(*, quick: bool = False, project: str = "demo", batch: str = "") 
         submit=submit(
             "claim-b",
             "recall@1 vs lr",
-            {"epochs": 12 if quick else 40, "batch_size": 64, "early_stop_patience": 2 if quick else 4},
+            {"epochs": 12 if quick else 60, "batch_size": 64, "early_stop_patience": 2 if quick else 4},
             {"regularizer": ["none", "svmax"], "lr": [0.01, 1.0] if quick else [0.01, 0.1, 1.0]},
             [0, 1] if quick else [0, 1, 2, 3, 4],
         ),

@@ -165,7 +165,8 @@ def claim_b(runs: Sequence[RunResult]) -> Finding:
     ]
     if capped:
         ids = ", ".join(map(str, capped))
-        verdict += f" Runs {ids} reached the epoch cap before their recall stopped improving."
+        which = f"Runs {ids}" if len(capped) > 1 else f"Run {ids}"
+        verdict += f" {which} reached the epoch cap before their recall stopped improving."
     notes = "\n".join([
         "**Claim (b)** (Taha et al. 2021): SVMax's recall@1 advantage over the baseline grows with the "
         "learning rate (plain metric learning degrades at large rates; at small ones both converge alike).",
