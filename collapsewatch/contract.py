@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from collapsewatch.layers import HELP, MAX_LAYERS, LayerList, LayerName
+
 Dataset = Literal["digits", "gaussians", "npz"]
 ModelName = Literal["mlp", "cnn"]
 Objective = Literal["cross_entropy", "contrastive", "triplet", "vicreg"]
@@ -35,41 +37,6 @@ Tag = Annotated[str, Field(min_length=1, max_length=MAX_TAG_LENGTH, description=
 MAX_SWEEP_RUNS = 256
 DATA_PATH_REFUSED = "refused: upload the .npz as a dataset (POST /api/v1/datasets) and set dataset_id"
 MAX_METRIC_POINTS = 1000
-MAX_LAYERS = 64
-
-MODEL_LAYERS: dict[str, tuple[str, ...]] = {
-    "mlp": ("fc1", "fc2", "embedding"),
-    "cnn": ("conv1", "conv2", "embedding"),
-}
-"""The named layers of each engine model, input to output (``embedding`` is the encoder's output).
-Conv layers are globally average-pooled to (batch x channels) before statistics or regularizers."""
-PROJECTOR_LAYER = "projector"
-"""The VICReg projector's output: a named layer too when ``objective`` is ``vicreg``."""
-ALL_LAYERS = "all"
-
-
-def layer_names(model: str, objective: str) -> tuple[str, ...]:
-    """The layers a job of this model and objective may name in ``stats_layers`` / ``reg_layers``."""
-    names = MODEL_LAYERS.get(model, ("embedding",))
-    return (*names, PROJECTOR_LAYER) if objective == "vicreg" else names
-
-
-def parse_layers(value: str, allowed: tuple[str, ...]) -> list[str]:
-    """``"fc1,embedding"`` (or ``"fc1+embedding"``: the form's sweep inputs split on commas) -> the
-    names in network order; ``"all"`` -> every allowed name; ``""`` -> none. ``ValueError`` naming
-    the unknown names and the allowed ones."""
-    parts = [p.strip() for p in re.split(r"[,+\s]+", value or "") if p.strip()]
-    if ALL_LAYERS in parts:
-        if len(parts) > 1:
-            raise ValueError(f"'all' stands alone; got {value!r}")
-        return list(allowed)
-    unknown = [p for p in parts if p not in allowed]
-    if unknown:
-        raise ValueError(
-            f"unknown layer(s) {', '.join(map(repr, unknown))}; this model's layers are "
-            f"{', '.join(allowed)} (or 'all'), comma- or '+'-separated"
-        )
-    return [name for name in allowed if name in parts]
 
 
 class JobSpec(BaseModel):
@@ -102,25 +69,9 @@ class JobSpec(BaseModel):
     vicreg_cov_coeff: float = Field(1.0, ge=0.0, le=1e4, description="VICReg nu (objective=vicreg)")
     dead_threshold: float = Field(1e-3, gt=0.0, le=1.0)
     checkpoint_every: int = Field(1, ge=1, le=10000, description="epochs between checkpoints")
-    stats_layers: str = Field(
-        "",
-        max_length=500,
-        description="layers whose collapse statistics each epoch records besides the embedding: "
-        "comma-separated names (mlp: fc1, fc2, embedding; cnn: conv1, conv2, embedding; vicreg adds "
-        "projector) or 'all'; empty = the embedding only",
-    )
-    reg_layers: str = Field(
-        "",
-        max_length=500,
-        description="layers the regularizer applies to, each with reg_lambda (names as stats_layers, or "
-        "'all'); empty = the embedding only",
-    )
-    early_stop_patience: int = Field(
-        0,
-        ge=0,
-        le=10000,
-        description="stop when validation recall@1 has not improved for this many epochs (0 = off)",
-    )
+    stats_layers: LayerList = Field("", description=HELP["stats_layers"])  # see collapsewatch.layers
+    reg_layers: LayerList = Field("", description=HELP["reg_layers"])
+    early_stop_patience: int = Field(0, ge=0, le=10000, description=HELP["early_stop_patience"])
 
     @field_validator("reg_lambda", "vicreg_gamma", "lr", "weight_decay", "margin")
     @classmethod
@@ -128,15 +79,6 @@ class JobSpec(BaseModel):
         if not math.isfinite(value):
             raise ValueError("must be a finite number")
         return value
-
-    @field_validator("stats_layers", "reg_layers")
-    @classmethod
-    def _layers(cls, value: str, info: ValidationInfo) -> str:
-        """Known names for this model and objective, in a canonical form (network order, or 'all') so
-        that equal choices compare and group equal."""
-        allowed = layer_names(info.data.get("model", "mlp"), info.data.get("objective", "cross_entropy"))
-        chosen = parse_layers(value, allowed)
-        return ALL_LAYERS if value.strip() == ALL_LAYERS else ",".join(chosen)
 
     @field_validator("device")
     @classmethod
@@ -153,14 +95,6 @@ class JobSpec(BaseModel):
         if value is not None and info.data.get("dataset", "npz") != "npz":
             raise ValueError("only allowed when dataset is 'npz'")
         return value
-
-    def layer_lists(self) -> tuple[list[str], list[str]]:
-        """(stats layers, regularized layers) as names in network order; the regularized list is
-        ``["embedding"]`` when ``reg_layers`` is empty (the default behaviour)."""
-        allowed = layer_names(self.model, self.objective)
-        stats = parse_layers(self.stats_layers, allowed)
-        reg = parse_layers(self.reg_layers, allowed) or ["embedding"]
-        return stats, reg
 
 
 class JobSubmit(BaseModel):
@@ -349,29 +283,16 @@ class CollapseStatsIn(BaseModel):
         return value
 
 
-def _layer_keys(value: dict[str, Any]) -> dict[str, Any]:
-    for key in value:
-        if not re.match(KEY_PATTERN, key):
-            raise ValueError(f"layers key {key!r} must match {KEY_PATTERN}")
-    return value
-
-
 class EpochIn(BaseModel):
     """``PUT /api/v1/runs/{id}/epochs/{epoch}``. Metric values: finite numbers or null (null = not
-    finite / not available; the SDK sends NaN and +-Inf as null). ``layers`` (optional): the collapse
-    statistics of named layers, ``{name: <stats>}``; ``stats`` stays the default embedding's."""
+    finite / not available; the SDK sends NaN and +-Inf as null)."""
 
     model_config = ConfigDict(extra="forbid")
 
     attempt: int = Field(..., ge=1)
     metrics: dict[str, float | None] = Field(default_factory=dict, max_length=256)
     stats: CollapseStatsIn | None = None
-    layers: dict[str, CollapseStatsIn] = Field(default_factory=dict, max_length=MAX_LAYERS)
-
-    @field_validator("layers")
-    @classmethod
-    def _layer_names(cls, value: dict[str, CollapseStatsIn]) -> dict[str, CollapseStatsIn]:
-        return _layer_keys(value)
+    layers: dict[LayerName, CollapseStatsIn] = Field(default_factory=dict, max_length=MAX_LAYERS)
 
     @field_validator("metrics")
     @classmethod
@@ -390,9 +311,7 @@ class EpochPublic(BaseModel):
     metrics: dict[str, float | None]
     stats: CollapseStatsIn | None
     recorded_at: datetime
-    layers: dict[str, CollapseStatsIn] = Field(
-        default_factory=dict, description="per-layer collapse statistics (empty when none were logged)"
-    )
+    layers: dict[str, CollapseStatsIn] = Field(default_factory=dict)  # {layer: stats}; empty if none
 
 
 class MetricPoint(BaseModel):

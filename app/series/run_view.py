@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from app.models import EPOCH_STAT_COLUMNS, Epoch, Metric, RunEvent
 from app.runs.alert import CollapseAlert, EpochPoint, detect_collapse
 from app.series.query import load_series
-from collapsewatch.contract import layer_names
+from collapsewatch.layers import layer_names
 
 SCALARS = EPOCH_STAT_COLUMNS
 MAX_EPOCH_ROWS = 2000

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from collapsewatch.contract import JobSpec
+from collapsewatch.layers import spec_layers
 from worker.training import checkpoint as ckpt
 from worker.training.checkpoint import CheckpointIO
 from worker.training.data import DataSource, Splits, load_splits
@@ -119,7 +120,7 @@ def train_epoch(
     model.train()
     sums: dict[str, float] = {}
     seen = 0
-    _, reg_names = spec.layer_lists()
+    _, reg_names = spec_layers(spec)
     if spec.regularizer == "none":
         reg_names = ["embedding"]  # nothing to regularize: no hooks
     hooked = [name for name in reg_names if name != "embedding"]
@@ -196,7 +197,7 @@ def train(
     model = build_model(spec, splits.input_shape, splits.n_classes).to(dev)
     optimizer = make_optimizer(spec, model)
     start = 1
-    stats_layers, _ = spec.layer_lists()
+    stats_layers, _ = spec_layers(spec)
     early = EarlyStop(spec.early_stop_patience)
     if resume is not None:
         state = ckpt.load(resume)

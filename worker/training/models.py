@@ -27,7 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from collapsewatch.contract import PROJECTOR_LAYER, JobSpec
+from collapsewatch.contract import JobSpec
+from collapsewatch.layers import PROJECTOR_LAYER
 
 HIDDEN = 256
 PROJECTOR_MAX = 2048

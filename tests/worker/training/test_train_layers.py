@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import torch
 
-from collapsewatch.contract import EpochIn, JobSpec, layer_names
+from collapsewatch.contract import EpochIn, JobSpec
+from collapsewatch.layers import layer_names, spec_layers
 from worker.training.checkpoint import MemoryCheckpoint
 from worker.training.config import SpecError, build_spec
 from worker.training.engine import EarlyStop, train, train_epoch
@@ -138,8 +139,8 @@ def test_spec_when_layer_unknown_names_field_and_allowed_layers() -> None:
         build_spec({"stats_layers": "projector"})  # only for vicreg
     spec = build_spec({"stats_layers": "embedding+fc1", "reg_layers": "all"})
     assert (spec.stats_layers, spec.reg_layers) == ("fc1,embedding", "all")  # canonical, network order
-    assert spec.layer_lists() == (["fc1", "embedding"], ["fc1", "fc2", "embedding"])
-    assert build_spec({}).layer_lists() == ([], ["embedding"])  # default: today's behaviour
+    assert spec_layers(spec) == (["fc1", "embedding"], ["fc1", "fc2", "embedding"])
+    assert spec_layers(build_spec({})) == ([], ["embedding"])  # default: today's behaviour
 
 
 def test_early_stop_counts_epochs_without_a_better_recall() -> None:
