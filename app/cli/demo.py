@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from app.cli.demo_findings import LAYER_VIEW
+
 BASE_SPEC: dict[str, Any] = {
     "dataset": "digits",
     "model": "mlp",
@@ -126,7 +128,7 @@ def experiments(*, quick: bool = False, project: str = "demo", batch: str = "") 
             {"reg_layers": ["embedding", "all"]},
             seeds2,
         ),
-        view={"stat": "sv_position", "group": "reg_layers", "layer": "fc2", "metric": "sv_position",
+        view={"stat": "sv_position", "group": "reg_layers", "layer": LAYER_VIEW, "metric": "sv_position",
               "line": "reg_layers"},
     )  # fmt: skip
     return [claim_a, claim_b, claim_c, layers]

@@ -18,6 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+LAYER_VIEW = "fc2"
+"""The hidden layer whose curves the per-layer report's chart shows (its compare view's ``layer=``)."""
+
+
 @dataclass(frozen=True)
 class RunResult:
     id: int
@@ -305,8 +309,8 @@ def layer_study(runs: Sequence[RunResult]) -> Finding:
         "",
         *rows,
         "",
-        f"**Picture:** {verdict} The chart below shows ρ of the layer named in the view (`layer=`) over "
-        "epochs per arm; each run's page has the layer × epoch heatmap.",
+        f"**Picture:** {verdict} The charts below show ρ of layer {LAYER_VIEW} over epochs per arm (the "
+        "compare view's `layer=`); each run's page has the layer × epoch heatmap and a layer selector.",
     ])  # fmt: skip
     return Finding("layers", None, verdict, notes, numbers)
 
