@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-
 LAYER_VIEW = "fc2"
 """The hidden layer whose curves the per-layer report's chart shows (its compare view's ``layer=``)."""
 
