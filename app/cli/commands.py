@@ -170,13 +170,14 @@ def _progress_line(line: str) -> None:
 
 
 def demo(args: argparse.Namespace) -> int:
-    """Submit the seed's claims as sweeps (app/cli/demo.py), print their compare URLs, follow the runs
+    """Submit the seed's claims as sweeps (app/demo/experiments.py), print their compare URLs, follow the runs
     showing progress, then save one report per claim whose notes state the measured numbers."""
     import os
     import time
 
-    from app.cli.demo import compare_url, experiments, local_token, new_batch, run_count
+    from app.cli.demo import local_token
     from app.cli.demo_client import DemoClient, finish_reports
+    from app.demo.experiments import compare_url, experiments, new_batch, run_count
     from collapsewatch.cli import CommandError
 
     use_data_dir(args)

@@ -10,11 +10,9 @@ from typing import Any
 
 import httpx
 
-from app.cli.demo import Experiment, view_query
-from app.cli.demo_findings import FINDINGS, Finding, RunResult
+from app.demo.experiments import Experiment, report_title, view_query
+from app.demo.findings import FINDINGS, Finding, RunResult
 from collapsewatch.contract import TERMINAL_STATUSES
-
-REPORT_PREFIX = "Demo"
 
 
 @dataclass
@@ -22,10 +20,6 @@ class Submitted:
     experiment: Experiment
     sweep_id: str
     run_ids: list[int]
-
-
-def report_title(batch: str, experiment: Experiment) -> str:
-    return f"{REPORT_PREFIX} {batch}: {experiment.title}"[:200]
 
 
 class DemoClient:

@@ -1,5 +1,5 @@
 """The runs list: filters, sortable collapse-summary columns, live status badges, bulk compare; and
-the "Reproduce the paper" button (the demo's sweeps from the browser, see app/cli/demo_server.py)."""
+the "Reproduce the paper" button (the demo's sweeps from the browser, see app/demo/server.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from app.auth.roles import check_new_runs, visible_project_ids
-from app.cli import demo_server
+from app.demo import server as demo_server
 from app.deps import SessionDep
 from app.errors import DomainError
 from app.pages.common import BrowserDep, check_csrf, redirect, render

@@ -230,7 +230,7 @@ def test_demo_command_submits_every_claims_sweep_and_prints_their_compare_urls(l
 
     import httpx
 
-    from app.cli.demo import experiments, run_count
+    from app.demo.experiments import experiments, run_count
 
     command = [sys.executable, "-m", "collapsewatch.cli", "demo", "--url", live.url, "--token", live.token]
     done = subprocess.run([*command, "--quick", "--no-wait"], capture_output=True, text=True, timeout=120)

@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 from app.auth.api_tokens import ensure_admin
 from app.auth.models import Report
-from app.cli.demo import experiments, run_count
 from app.db import Database
+from app.demo.experiments import experiments, run_count
 from app.main import create_app
 from app.migrate import upgrade
 from app.models import Run

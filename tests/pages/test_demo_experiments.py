@@ -1,4 +1,4 @@
-"""The demo (app/cli/demo*.py): its sweeps, the numbers and verdicts of its findings, and the "Reproduce
+"""The demo (app/demo/): its sweeps, the numbers and verdicts of its findings, and the "Reproduce
 the paper" button's flow (submit, progress, reports once the runs finished) through the real services."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pagekit import Pages
 from sqlalchemy import select
 
 from app.auth.models import Report
-from app.cli.demo import compare_url, experiments, run_count
-from app.cli.demo_findings import FINDINGS, RunResult, claim_a, claim_b, claim_c, layer_study
+from app.demo.experiments import compare_url, experiments, run_count
+from app.demo.findings import FINDINGS, RunResult, claim_a, claim_b, claim_c, layer_study
 from app.models import Run
 from app.runs import lifecycle
 from app.series import epochs

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.cli.demo import experiments, run_count
+from app.demo.experiments import experiments, run_count
 from tests.app.cli.clikit import clean_env, cli, free_port, start, stop, wait_healthy, wait_until
 
 Server = tuple[str, str, dict[str, str]]  # URL, user token, environment

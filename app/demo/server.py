@@ -3,7 +3,7 @@ the reports written from the database once every run has finished.
 
 How the reports get written: the runs page polls :func:`progress` (``GET /demo/<batch>``); when every
 run of the batch has finished, the page posts ``/demo/<batch>/reports`` (:func:`write_reports`), which
-computes the same findings as ``collapsewatch demo`` (:mod:`app.cli.demo_findings`) and saves one
+computes the same findings as ``collapsewatch demo`` (:mod:`app.demo.findings`) and saves one
 pinned report per experiment. The write is idempotent (reports are found again by their title, which
 names the batch), and the progress card offers the same button without JavaScript.
 """
@@ -18,10 +18,18 @@ from sqlalchemy.orm import Session
 
 from app.auth.models import Report
 from app.auth.roles import Actor
-from app.cli.demo import DEMO_TAG, Experiment, batch_tag, experiments, new_batch, view_query
-from app.cli.demo_client import REPORT_PREFIX, report_title
-from app.cli.demo_findings import FINDINGS, RunResult
 from app.compare.reports import create_report
+from app.demo.experiments import (
+    DEMO_TAG,
+    REPORT_PREFIX,
+    Experiment,
+    batch_tag,
+    experiments,
+    new_batch,
+    report_title,
+    view_query,
+)
+from app.demo.findings import FINDINGS, RunResult
 from app.models import Project, Run
 from app.runs import store, submit
 from app.runs.events import Publisher
