@@ -180,6 +180,8 @@ class Epoch(Base):
     singular_values: Mapped[list[Any] | None]
     dim_std: Mapped[list[Any] | None]
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # per-layer statistics, {layer name: the collapse_stats dict}; NULL when none were logged
+    layers: Mapped[dict[str, Any] | None]
 
 
 class Metric(Base):

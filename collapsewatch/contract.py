@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from collapsewatch.layers import HELP, MAX_LAYERS, LayerList, LayerName
+
 Dataset = Literal["digits", "gaussians", "npz"]
 ModelName = Literal["mlp", "cnn"]
 Objective = Literal["cross_entropy", "contrastive", "triplet", "vicreg"]
@@ -67,6 +69,9 @@ class JobSpec(BaseModel):
     vicreg_cov_coeff: float = Field(1.0, ge=0.0, le=1e4, description="VICReg nu (objective=vicreg)")
     dead_threshold: float = Field(1e-3, gt=0.0, le=1.0)
     checkpoint_every: int = Field(1, ge=1, le=10000, description="epochs between checkpoints")
+    stats_layers: LayerList = Field("", description=HELP["stats_layers"])  # see collapsewatch.layers
+    reg_layers: LayerList = Field("", description=HELP["reg_layers"])
+    early_stop_patience: int = Field(0, ge=0, le=10000, description=HELP["early_stop_patience"])
 
     @field_validator("reg_lambda", "vicreg_gamma", "lr", "weight_decay", "margin")
     @classmethod
@@ -287,6 +292,7 @@ class EpochIn(BaseModel):
     attempt: int = Field(..., ge=1)
     metrics: dict[str, float | None] = Field(default_factory=dict, max_length=256)
     stats: CollapseStatsIn | None = None
+    layers: dict[LayerName, CollapseStatsIn] = Field(default_factory=dict, max_length=MAX_LAYERS)
 
     @field_validator("metrics")
     @classmethod
@@ -305,6 +311,7 @@ class EpochPublic(BaseModel):
     metrics: dict[str, float | None]
     stats: CollapseStatsIn | None
     recorded_at: datetime
+    layers: dict[str, CollapseStatsIn] = Field(default_factory=dict)  # {layer: stats}; empty if none
 
 
 class MetricPoint(BaseModel):

@@ -203,6 +203,8 @@ def _run_claimed(
         if heartbeat.fenced.is_set():
             raise Fenced(f"attempt {attempt} was fenced out")
         status: FinalStatus = "cancelled" if result.stopped else "succeeded"
+        if result.early_stopped:
+            _log(client, run_id, attempt, *result.notes[-1:])
         client.finish(run_id, attempt, status)
         log.info("run %s attempt %s %s after epoch %s", run_id, attempt, status, result.last_epoch)
         return status

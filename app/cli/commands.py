@@ -166,57 +166,78 @@ def demo_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--token", default=None, help="an API token (default: $COLLAPSEWATCH_TOKEN, else a new local one)"
     )
-    parser.add_argument("--epochs", type=int, default=5, help="epochs per run (default 5)")
-    parser.add_argument("--seeds", type=int, default=2, help="seeds per grid point (default 2)")
     parser.add_argument("--project", default="demo", help="project for the demo runs (default: demo)")
+    parser.add_argument("--quick", action="store_true", help="the small variant (about 2 CPU minutes)")
     parser.add_argument(
-        "--no-wait", action="store_true", help="print the URLs and return; do not follow the runs to the end"
+        "--no-wait", action="store_true", help="print the URLs and return (no reports are written)"
     )
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the runs")
     data_arg(parser)
 
 
-def demo(args: argparse.Namespace) -> int:
-    """Submit the seed's two digits experiments as sweeps (see app/cli/demo.py), print the compare
-    URLs, then follow the runs with a progress bar until they end (Ctrl-C stops following only)."""
-    import os
+def _progress_line(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
-    from app.cli.demo import compare_url as url_for
-    from app.cli.demo import experiments, follow, local_token, submit_all
+
+def demo(args: argparse.Namespace) -> int:
+    """Submit the seed's claims as sweeps (app/demo/experiments.py), print their compare URLs, follow the runs
+    showing progress, then save one report per claim whose notes state the measured numbers."""
+    import os
+    import time
+
+    from app.cli.demo import local_token
+    from app.cli.demo_client import DemoClient, finish_reports
+    from app.demo.experiments import compare_url, experiments, new_batch, run_count
     from collapsewatch.cli import CommandError
 
-    if not 1 <= args.epochs <= 1000 or not 1 <= args.seeds <= 16:
-        print("collapsewatch demo: error: --epochs must be 1..1000 and --seeds 1..16", file=sys.stderr)
-        return 2
     use_data_dir(args)
     if args.url is None:
         from app.settings import get_settings
 
         args.url = get_settings().public_url
     token = args.token or os.environ.get("COLLAPSEWATCH_TOKEN") or local_token()
-    items = experiments(epochs=args.epochs, seeds=args.seeds, project=args.project)
+    batch = new_batch()
+    items = experiments(quick=args.quick, project=args.project, batch=batch)
+    client = DemoClient(args.url, token)
+    began = time.monotonic()
     try:
-        done = submit_all(base_url=args.url, token=token, items=items)
-    except Exception as exc:  # connection refused, 401, 422: say what happened and how to fix it
-        raise CommandError(
-            f"could not submit to {args.url}: {exc} "
-            "(is `collapsewatch up` running? --url names another server)"
-        ) from exc
-    for item, sweep_id, count in done:
-        print(f"{item.title}: {count} runs (sweep {sweep_id})")
-        print(f"  {url_for(args.url, sweep_id, item.view)}", flush=True)
-    if args.no_wait:
-        return 0
-    try:
-        ended = follow(base_url=args.url, token=token, sweeps=[sweep for _, sweep, _ in done])
-    except KeyboardInterrupt:
-        print("stopped following; the runs go on (see the URLs above)", file=sys.stderr)
-        return 0
-    failed = {status: n for status, n in ended.items() if status != "succeeded"}
-    print(
-        f"demo runs ended: {ended.get('succeeded', 0)} succeeded"
-        + "".join(f", {n} {s}" for s, n in failed.items())
-    )
-    return 1 if failed else 0
+        try:
+            submitted = client.submit(items)
+        except Exception as exc:  # connection refused, 401, 422: say what happened and how to fix it
+            raise CommandError(
+                f"could not submit to {args.url}: {exc} "
+                "(is `collapsewatch up` running? --url names another server)"
+            ) from exc
+        variant = "quick" if args.quick else "full"
+        print(f"demo {batch} ({variant}): {run_count(items)} runs in project {args.project!r}", flush=True)
+        for item in submitted:
+            print(f"{item.experiment.title}: {len(item.run_ids)} runs (sweep {item.sweep_id})")
+            print(f"  {compare_url(args.url, item.sweep_id, item.experiment.view)}", flush=True)
+        if args.no_wait:
+            return 0
+        try:
+            ended = client.wait(submitted, timeout=args.timeout, progress=_progress_line)
+        except KeyboardInterrupt:
+            print("stopped following; the runs go on (see the URLs above)", file=sys.stderr)
+            return 0
+        except TimeoutError as exc:
+            raise CommandError(str(exc)) from exc
+        trained = time.monotonic() - began
+        failed = {status: n for status, n in ended.items() if status != "succeeded"}
+        print(
+            f"demo runs ended: {ended.get('succeeded', 0)} succeeded"
+            + "".join(f", {n} {s}" for s, n in failed.items()),
+            flush=True,
+        )
+        if not ended.get("succeeded"):
+            return 1
+        for finding, url in finish_reports(client, batch, submitted):
+            print(f"report {finding.key}: {url}\n  {finding.verdict}", flush=True)
+        total = time.monotonic() - began
+        print(f"demo {batch} done: runs finished after {trained:.0f} s, reports written after {total:.0f} s")
+        return 1 if failed else 0
+    finally:
+        client.close()
 
 
 def user_args(parser: argparse.ArgumentParser) -> None:

@@ -8,6 +8,9 @@
 With no axis asked for, epochs are used unless the statistic exists only as SDK scalars. An axis
 with nothing to show for the statistic falls back to the other source, with a message saying so
 (and the resolved axis is what the canonical URL records).
+
+With a ``layer`` named (per-layer collapse), a collapse statistic's curves are that layer's values from
+the epoch records (:func:`app.series.epochs.layer_curves`), by epoch or wall time.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sqlalchemy.orm import Session
 from app.compare.bands import Band, binned_band, mean_std_band, timed_band
 from app.compare.groups import Group
 from app.models import Epoch, Run
+from app.series.epochs import SCALAR_STATS, layer_curves
 from app.series.query import load_series
 
 MAX_BAND_BINS = 200
@@ -68,16 +72,30 @@ def epoch_clocks(
 
 
 def load_curves(
-    *, session: Session, runs: Sequence[Run], key: str, xaxis: str | None, max_points: int
+    *,
+    session: Session,
+    runs: Sequence[Run],
+    key: str,
+    xaxis: str | None,
+    max_points: int,
+    layer: str = "",
 ) -> Curves:
-    """Each run's downsampled curve of ``key`` against ``xaxis`` (None = automatic)."""
+    """Each run's downsampled curve of ``key`` against ``xaxis`` (None = automatic), of the named
+    ``layer`` when one is given and ``key`` is a collapse statistic."""
     run_ids = [r.id for r in runs]
     if not run_ids:
         return Curves(xaxis or "epoch", {})
-    source = "step" if xaxis == "step" else "epoch"
-    by_x = _load(session=session, run_ids=run_ids, key=key, source=source, max_points=max_points)
     problem = ""
-    if not by_x:
+    by_layer = bool(layer) and key in SCALAR_STATS
+    source = "step" if xaxis == "step" and not by_layer else "epoch"
+    if by_layer:
+        if xaxis == "step":
+            problem = f"layer statistics are recorded per epoch: showing {layer}'s {key} by epoch"
+        found_layer = layer_curves(session=session, run_ids=run_ids, layer=layer, key=key)
+        by_x = {run: {float(e): y for e, y in points.items()} for run, points in found_layer.items()}
+    else:
+        by_x = _load(session=session, run_ids=run_ids, key=key, source=source, max_points=max_points)
+    if not by_x and not by_layer:
         other = "epoch" if source == "step" else "step"
         found = _load(session=session, run_ids=run_ids, key=key, source=other, max_points=max_points)
         if found:

@@ -2,15 +2,17 @@
 
 The whole view lives in the URL so a comparison can be bookmarked, shared and pinned by a report:
 ``/compare?sweep=abc&stat=mean_sv&group=regularizer&x=lr&line=regularizer&metric=mean_sv
-&xaxis=epoch&smooth=0.6&logy=1&epoch=``.
+&xaxis=epoch&smooth=0.6&logy=1&epoch=&layer=fc1``.
 
 - ``group`` / ``line``: comma-separated config keys; absent = automatic (the swept keys other than
   ``seed``, see :func:`app.compare.groups.default_group_keys`); ``-`` = explicitly none.
 - ``xaxis``: ``epoch``, ``step`` (SDK scalars) or ``time`` (wall time); absent = automatic.
 - ``smooth``: EMA weight in [0, 1) for the curves (0 = raw); ``logy=1``: log y axis for the curves.
 - ``epoch``: the histograms' epoch (empty = the newest epoch every run reached).
+- ``layer``: a named layer (per-layer collapse, ``stats_layers``): the curves show that layer's
+  statistic; empty = the default embedding.
 
-Adding a parameter (say ``layer``) is one field with :func:`_meta` metadata: a parser that returns
+Adding a parameter is one field with :func:`_meta` metadata: a parser that returns
 ``(value, problem)`` and a formatter (``""`` leaves it out of the URL); parsing, problems and the URL
 follow from the field list.
 """
@@ -31,6 +33,7 @@ NONE_MARKER = "-"
 DEFAULT_STAT = "mean_sv"
 
 MAX_ID = 2**31 - 1  # run ids and epochs are 32-bit integers in the database
+MAX_LAYER_NAME = 128
 
 Parsed = tuple[Any, str]
 
@@ -80,6 +83,10 @@ def _epoch(raw: Sequence[str]) -> Parsed:
     if epoch is not None and epoch <= MAX_ID:
         return epoch, ""
     return None, f"{text!r} is not an epoch; use a whole number or leave it empty"
+
+
+def _layer(raw: Sequence[str]) -> Parsed:
+    return raw[-1].strip()[:MAX_LAYER_NAME], ""
 
 
 def _xaxis(raw: Sequence[str]) -> Parsed:
@@ -159,6 +166,7 @@ class CompareQuery:
     metric: str = field(default=DEFAULT_STAT, metadata=_meta(_stat, _plain))
     line: list[str] | None = field(default=None, metadata=_meta(_keys, _keys_out))
     epoch: int | None = field(default=None, metadata=_meta(_epoch, _plain))
+    layer: str = field(default="", metadata=_meta(_layer, _plain))
 
     @classmethod
     def from_params(cls, params: Mapping[str, list[str]]) -> tuple[CompareQuery, dict[str, str]]:

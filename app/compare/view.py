@@ -56,6 +56,7 @@ class CompareData:
     stat_choices: list[str]
     key_choices: list[str]
     group_choices: list[str]
+    layer_choices: list[str]
     problems: dict[str, str]
     truncated: bool = False
 
@@ -80,19 +81,22 @@ def _select_runs(
     return runs[:MAX_RUNS], len(runs) > MAX_RUNS
 
 
-def _final_rows(*, session: Session, runs: Sequence[Run]) -> dict[int, dict[str, Any]]:
-    """Each run's newest epoch: the statistic columns and the metrics."""
+def _final_rows(*, session: Session, runs: Sequence[Run]) -> tuple[dict[int, dict[str, Any]], list[str]]:
+    """Each run's newest epoch: the statistic columns and the metrics; and the names of the layers
+    those epochs recorded statistics for."""
     columns = [getattr(Epoch, name) for name in EPOCH_COLUMNS]
     stmt = (
-        select(Epoch.run_id, Epoch.metrics, *columns)
+        select(Epoch.run_id, Epoch.metrics, Epoch.layers, *columns)
         .join(Run, (Run.id == Epoch.run_id) & (Run.last_epoch == Epoch.epoch))
         .where(Epoch.run_id.in_([r.id for r in runs]))
     )
     finals: dict[int, dict[str, Any]] = {}
+    layers: set[str] = set()
     for row in session.execute(stmt):
         values = dict(row.metrics or {}) | {name: getattr(row, name) for name in EPOCH_COLUMNS}
         finals[row.run_id] = values
-    return finals
+        layers.update(row.layers or {})
+    return finals, sorted(layers)
 
 
 def _final_value(run: Run, finals: Mapping[int, Mapping[str, Any]], metric: str) -> Any:
@@ -153,11 +157,18 @@ def build_compare(
         x = ""
     group_keys = default_group_keys(diff) if group is None else group
     axes = sweep_axes(configs, group_keys, x=x, lines=lines)
-    curves = load_curves(session=session, runs=runs, key=query.stat, xaxis=query.xaxis, max_points=max_points)
+    curves = load_curves(
+        session=session,
+        runs=runs,
+        key=query.stat,
+        xaxis=query.xaxis,
+        max_points=max_points,
+        layer=query.layer,
+    )
     if curves.problem:
         problems["xaxis"] = curves.problem
     groups = group_runs(zip(ids, configs, strict=True), group_keys)
-    finals = _final_rows(session=session, runs=runs) if ids else {}
+    finals, layer_names = _final_rows(session=session, runs=runs) if ids else ({}, [])
     points = [
         ([c.get(k) for k in axes.lines], c.get(axes.x), _final_value(r, finals, query.metric))
         for r, c in zip(runs, configs, strict=True)
@@ -166,8 +177,7 @@ def build_compare(
     hist_epoch = aligned_epoch(query.epoch, [r.last_epoch for r in runs])
     hists: dict[int, dict[str, Any]] = {}
     if hist_epoch is not None:
-        stmt = select(Epoch.run_id, Epoch.std_hist).where(Epoch.run_id.in_(ids), Epoch.epoch == hist_epoch)
-        hists = {run_id: hist for run_id, hist in session.execute(stmt) if hist}
+        hists = _hists(session=session, run_ids=ids, epoch=hist_epoch, layer=query.layer)
     metric_names = sorted({k for f in finals.values() for k in f} - set(EPOCH_COLUMNS))
     scalar_names = _scalar_keys(session=session, run_ids=ids) if ids else []
     differing = differing_keys(diff)
@@ -189,9 +199,25 @@ def build_compare(
         stat_choices=list(dict.fromkeys([*EPOCH_COLUMNS, *metric_names, *scalar_names])),
         key_choices=sorted(known),
         group_choices=list(dict.fromkeys([*differing, *(k for k in group_keys if k in known)])),
+        layer_choices=list(dict.fromkeys([*layer_names, *([query.layer] if query.layer else [])])),
         problems=problems,
         truncated=truncated,
     )
+
+
+def _hists(*, session: Session, run_ids: list[int], epoch: int, layer: str) -> dict[int, dict[str, Any]]:
+    """Each run's std histogram at ``epoch``: of the named ``layer`` when one is given (a run that
+    recorded no layers falls back to its default embedding for ``layer="embedding"``)."""
+    stmt = select(Epoch.run_id, Epoch.std_hist, Epoch.layers).where(
+        Epoch.run_id.in_(run_ids), Epoch.epoch == epoch
+    )
+    hists: dict[int, dict[str, Any]] = {}
+    for run_id, default, layers in session.execute(stmt):
+        found = (layers or {}).get(layer) if layer else None
+        hist = found.get("std_hist") if found else (default if layer in ("", "embedding") else None)
+        if hist:
+            hists[run_id] = hist
+    return hists
 
 
 def page_data(data: CompareData) -> dict[str, Any]:
@@ -200,6 +226,7 @@ def page_data(data: CompareData) -> dict[str, Any]:
     group_of = {run_id: i for i, g in enumerate(data.groups) for run_id in g.run_ids}
     return {
         "stat": view.stat,
+        "layer": view.layer,
         "metric": view.metric,
         "x": data.axes.x,
         "x_kind": "categorical" if data.axes.categorical else "numeric",

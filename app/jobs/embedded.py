@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 TOKEN_FILE = ".embedded-worker-token"
 WORKER_STOP_GRACE_S = 15.0
 MAX_WORKER_RESTARTS = 5
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 GRACEFUL_SHUTDOWN_S = 5  # uvicorn's --timeout-graceful-shutdown (also `serve` and docker-compose)
 
 
@@ -88,9 +89,15 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
 
 def worker_command(*, settings: Settings, server_url: str, gpus: str) -> tuple[list[str], dict[str, str]]:
     """The embedded worker's argv and environment: ``collapsewatch worker`` on this server's broker
-    and queue prefix, with the embedded worker token (prefixed settings: no deprecation warnings)."""
+    and queue prefix, with the embedded worker token (prefixed settings: no deprecation warnings).
+
+    Its jobs run with one torch / OpenMP / BLAS thread unless the environment names a number: the
+    embedded worker shares the machine with the server, and the engine's small models gain nothing
+    from more threads (on two shared cores a second thread made the demo's runs several times slower)."""
+    threads = {name: os.environ.get(name) or "1" for name in THREAD_VARIABLES}
     env = dict(
         os.environ,
+        **threads,
         COLLAPSEWATCH_WORKER_TOKEN=ensure_worker_token(settings),
         COLLAPSEWATCH_SERVER_URL=server_url,
         COLLAPSEWATCH_BROKER_URL=settings.broker_url,

@@ -20,6 +20,7 @@ from app.series.run_view import (
     alerts_for,
     alerts_from_db,
     epoch_rows,
+    layer_order,
     logged_scalars,
     metric_keys,
     provenance_view,
@@ -53,12 +54,16 @@ def run_page(
     browser: BrowserDep,
     session: SessionDep,
     rho: RhoQuery = DEFAULT_RHO_THRESHOLD,
+    layer: Annotated[str, Query(max_length=128)] = "",
 ) -> HTMLResponse:
+    """``layer``: the named layer whose statistics the collapse charts show (empty: the embedding)."""
     run = _load(session, run_id, browser)
     rows = epoch_rows(session=session, run_id=run_id)
     page_data = {
         "run": {"id": run.id, "status": run.status, "config": run.config, "summary": run.summary},
         "epochs": rows,
+        "layers": layer_order(run.config or {}, rows),
+        "layer": layer,
         "scalars": logged_scalars(session=session, run_id=run_id),
         "rho_threshold": rho,
         "terminal": sorted(TERMINAL_STATUSES),

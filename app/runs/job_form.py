@@ -23,7 +23,19 @@ FORM_GROUPS: list[tuple[str, list[str]]] = [
     ("Data and model", ["dataset", "dataset_id", "model", "embedding_dim", "probe_size"]),
     ("Objective", ["objective", "margin", "vicreg_sim_coeff", "vicreg_std_coeff", "vicreg_cov_coeff"]),
     ("Regularizer", ["regularizer", "reg_lambda", "svmax_bounded", "vicreg_gamma", "dead_threshold"]),
-    ("Optimisation", ["optimizer", "lr", "batch_size", "epochs", "weight_decay", "checkpoint_every"]),
+    ("Per-layer collapse", ["stats_layers", "reg_layers"]),
+    (
+        "Optimisation",
+        [
+            "optimizer",
+            "lr",
+            "batch_size",
+            "epochs",
+            "early_stop_patience",
+            "weight_decay",
+            "checkpoint_every",
+        ],
+    ),
     ("Placement", ["device"]),
 ]
 DEVICE_CHOICES = ["auto", "cpu", "cuda", "cuda:0", "cuda:1"]

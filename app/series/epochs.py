@@ -26,7 +26,16 @@ MAX_DIMS = 2**31 - 1
 SCALAR_STATS = EPOCH_STAT_COLUMNS
 FINAL_STATS = ("mean_sv", "sv_position", "effective_rank", "dead_dims")
 BEST_METRICS = ("val_acc", "recall_at_1")
-COLUMNS = (*SCALAR_STATS, "attempt", "metrics", "std_hist", "singular_values", "dim_std", "recorded_at")
+COLUMNS = (
+    *SCALAR_STATS,
+    "attempt",
+    "metrics",
+    "std_hist",
+    "singular_values",
+    "dim_std",
+    "layers",
+    "recorded_at",
+)
 _EPOCHS: Any = Epoch.__table__
 _UPSERTS: dict[str, Any] = {}  # per dialect: the epoch INSERT ... ON CONFLICT, built once
 
@@ -38,16 +47,27 @@ class EpochWrite:
     written: Written
 
 
+def stored_stats(values: dict[str, Any]) -> CollapseStatsIn:
+    """A stats dict as stored (validated on the way in): constructed without re-validating, but with a
+    StdHist (a plain dict there makes pydantic warn on every dump)."""
+    hist = StdHist.model_construct(**values["std_hist"])
+    return CollapseStatsIn.model_construct(**(values | {"std_hist": hist}))
+
+
 def epoch_public(row: Epoch) -> EpochPublic:
     stats = None
     if row.mean_sv is not None and row.std_hist is not None:
         values: dict[str, Any] = {name: getattr(row, name) for name in SCALAR_STATS}
-        values |= {"singular_values": row.singular_values, "dim_std": row.dim_std}
-        # stored values were validated on the way in: construct without re-validating, but with a
-        # StdHist (a plain dict there makes pydantic warn on every dump)
-        stats = CollapseStatsIn.model_construct(std_hist=StdHist.model_construct(**row.std_hist), **values)
+        values |= {"singular_values": row.singular_values, "dim_std": row.dim_std, "std_hist": row.std_hist}
+        stats = stored_stats(values)
+    layers = {name: stored_stats(found) for name, found in (row.layers or {}).items()}
     return EpochPublic(
-        epoch=row.epoch, attempt=row.attempt, metrics=row.metrics, stats=stats, recorded_at=row.recorded_at
+        epoch=row.epoch,
+        attempt=row.attempt,
+        metrics=row.metrics,
+        stats=stats,
+        recorded_at=row.recorded_at,
+        layers=layers,
     )
 
 
@@ -65,6 +85,7 @@ def _values(run_id: int, epoch: int, data: EpochIn) -> dict[str, Any]:
     values["std_hist"] = stats.std_hist.model_dump() if stats else None
     values["singular_values"] = stats.singular_values if stats else None
     values["dim_std"] = stats.dim_std if stats else None
+    values["layers"] = {name: found.model_dump() for name, found in data.layers.items()} or None
     return values
 
 
@@ -142,11 +163,33 @@ def put_epoch(*, session: Session, run_id: int, epoch: int, data: EpochIn) -> Ep
         metrics=data.metrics,
         stats=data.stats,
         recorded_at=values["recorded_at"],
+        layers=data.layers,
     )
     event = record_event(
         session=session, run_id=run_id, type="epoch", payload={"epoch": epoch, "attempt": data.attempt}
     )
     return EpochWrite(record, changed=True, written=Written([event]))
+
+
+def layer_curves(
+    *, session: Session, run_ids: list[int], layer: str, key: str
+) -> dict[int, dict[int, float]]:
+    """``{run: {epoch: value}}`` of one statistic (``mean_sv``, ``sv_position`` …) of one named layer
+    (``layer="embedding"`` falls back to the default ``stats`` where a run logged no layers)."""
+    if key not in SCALAR_STATS or not run_ids:
+        return {}
+    stmt = (
+        select(Epoch.run_id, Epoch.epoch, Epoch.layers, getattr(Epoch, key))
+        .where(Epoch.run_id.in_(run_ids))
+        .order_by(Epoch.run_id, Epoch.epoch)
+    )
+    curves: dict[int, dict[int, float]] = {}
+    for run_id, epoch, layers, default in session.execute(stmt):
+        found = (layers or {}).get(layer)
+        value = found.get(key) if found else (default if layer == "embedding" else None)
+        if value is not None:
+            curves.setdefault(run_id, {})[epoch] = value
+    return curves
 
 
 def list_epochs(

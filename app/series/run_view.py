@@ -14,16 +14,19 @@ from sqlalchemy.orm import Session
 from app.models import EPOCH_STAT_COLUMNS, Epoch, Metric, RunEvent
 from app.runs.alert import CollapseAlert, EpochPoint, detect_collapse
 from app.series.query import load_series
+from collapsewatch.layers import layer_names
 
 SCALARS = EPOCH_STAT_COLUMNS
 MAX_EPOCH_ROWS = 2000
+LAYER_ROW_KEYS = (*SCALARS, "std_hist", "singular_values")
 
 
 def epoch_rows(*, session: Session, run_id: int, limit: int = MAX_EPOCH_ROWS) -> list[dict[str, Any]]:
-    """The newest ``limit`` epochs, oldest first: scalars, metrics, histogram counts and spectrum."""
+    """The newest ``limit`` epochs, oldest first: scalars, metrics, histogram counts and spectrum, and
+    ``layers``: the same per named layer (``{name: {scalars…, std_hist, singular_values}}``)."""
     columns = [getattr(Epoch, name) for name in SCALARS]
     stmt = (
-        select(Epoch.epoch, Epoch.metrics, Epoch.std_hist, Epoch.singular_values, *columns)
+        select(Epoch.epoch, Epoch.metrics, Epoch.std_hist, Epoch.singular_values, Epoch.layers, *columns)
         .where(Epoch.run_id == run_id)
         .order_by(Epoch.epoch.desc())
         .limit(limit)
@@ -34,8 +37,23 @@ def epoch_rows(*, session: Session, run_id: int, limit: int = MAX_EPOCH_ROWS) ->
         item |= {name: getattr(row, name) for name in SCALARS}
         item["std_hist"] = row.std_hist
         item["singular_values"] = row.singular_values
+        item["layers"] = {
+            name: {key: stats.get(key) for key in LAYER_ROW_KEYS}
+            for name, stats in (row.layers or {}).items()
+        }
         rows.append(item)
     return rows
+
+
+def layer_order(config: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+    """The named layers the rows hold, input to output for an engine job (its model's order), else
+    in the order they were first logged (SDK runs)."""
+    seen: list[str] = []
+    for row in rows:
+        seen.extend(name for name in row.get("layers", {}) if name not in seen)
+    known = layer_names(str(config.get("model", "")), str(config.get("objective", "")))
+    ordered = [name for name in known if name in seen]
+    return ordered + [name for name in seen if name not in ordered]
 
 
 def alerts_for(rows: list[dict[str, Any]], *, rho_threshold: float) -> list[CollapseAlert]:

@@ -37,6 +37,8 @@ class DisabledRun(Run):
         epoch: int,
         metrics: Mapping[str, Any] | None = None,
         stats: Mapping[str, Any] | CollapseStatsIn | None = None,
+        *,
+        layers: Mapping[str, Mapping[str, Any] | CollapseStatsIn] | None = None,
     ) -> None:
         return None
 

@@ -143,9 +143,12 @@ class Run:
         epoch: int,
         metrics: Mapping[str, Any] | None = None,
         stats: Mapping[str, Any] | CollapseStatsIn | None = None,
+        *,
+        layers: Mapping[str, Mapping[str, Any] | CollapseStatsIn] | None = None,
     ) -> None:
         """Record epoch ``epoch`` (≥ 0): scalar ``metrics`` (e.g. ``train_loss``, ``val_acc``) and the
-        collapse statistics ``stats`` (the dict of ``collapsewatch.stats.collapse_stats``). The server keeps
+        collapse statistics ``stats`` (the dict of ``collapsewatch.stats.collapse_stats``), plus
+        optionally ``layers``, the statistics of named layers (``{name: stats}``). The server keeps
         the first record of an epoch per attempt (a repeat is ignored, which makes re-sending safe).
 
         NaN and ±Inf metric values are sent as null ("not finite"), so the epoch still appears;
@@ -153,17 +156,18 @@ class Run:
         self._check_open()
         epoch = values.index("epoch", epoch, 2**31 - 1)
         clean = {str(k): values.finite_or_none(str(k), v) for k, v in (metrics or {}).items()}
-        parsed = (
-            stats
-            if isinstance(stats, CollapseStatsIn) or stats is None
-            else CollapseStatsIn.model_validate(stats)
+        body = EpochIn(
+            attempt=self.attempt,
+            metrics=clean,
+            stats=_parse_stats(stats),
+            layers={str(name): _parse_stats(found) for name, found in (layers or {}).items()},
         )
-        body = EpochIn(attempt=self.attempt, metrics=clean, stats=parsed)
+        dumped = body.model_dump(mode="json")
+        if not body.layers:  # the record of servers from before per-layer statistics
+            del dumped["layers"]
         if self._flush_interval is not None:
             self._flush_scalars()  # offline: the epoch's scalars reach the disk with it
-        self._sink.put(
-            {"kind": "epoch", "run": self.id, "epoch": epoch, "body": body.model_dump(mode="json")}
-        )
+        self._sink.put({"kind": "epoch", "run": self.id, "epoch": epoch, "body": dumped})
 
     def log_embeddings(
         self,
@@ -173,17 +177,40 @@ class Run:
         *,
         hist_edges: Any = None,
         dead_threshold: float = 1e-3,
-    ) -> dict[str, Any] | None:
+    ) -> Any:
         """Compute the collapse statistics of ``embeddings`` (``b x d`` numpy array or torch tensor, a
         fixed probe set ideally) here, in float64, and log them with ``metrics`` as epoch ``epoch``.
-        Returns them, or None when the embeddings hold NaN/Inf (then logged without, with a warning)."""
+        Returns them, or None when the embeddings hold NaN/Inf (then logged without, with a warning).
+
+        ``embeddings`` may also be a mapping ``{layer name: matrix}`` (one epoch, one record): every
+        entry's statistics are logged under ``layers``, and the entry named ``"embedding"`` (else the
+        first) is also the epoch's default ``stats``. Returns ``{name: stats or None}`` then."""
         self._check_open()
-        stats = values.embedding_stats(embeddings, hist_edges=hist_edges, dead_threshold=dead_threshold)
-        if stats is None:
-            log.warning(
-                "run %s epoch %d: embeddings are not finite; logged without statistics", self.id, epoch
-            )
+        if isinstance(embeddings, Mapping):
+            if not embeddings:
+                raise ValueError("embeddings: the mapping of layer name -> matrix is empty")
+            found = {
+                values.layer_name(name): self._stats_of(
+                    matrix, epoch, hist_edges, dead_threshold, f"embeddings[{name!r}]"
+                )
+                for name, matrix in embeddings.items()
+            }
+            default = found["embedding"] if "embedding" in found else next(iter(found.values()))
+            layers = {name: stats for name, stats in found.items() if stats is not None}
+            self.log_epoch(epoch, metrics, default, layers=layers)
+            return found
+        stats = self._stats_of(embeddings, epoch, hist_edges, dead_threshold, "embeddings")
         self.log_epoch(epoch, metrics, stats)
+        return stats
+
+    def _stats_of(
+        self, embeddings: Any, epoch: int, hist_edges: Any, dead_threshold: float, what: str
+    ) -> dict[str, Any] | None:
+        stats = values.embedding_stats(
+            embeddings, hist_edges=hist_edges, dead_threshold=dead_threshold, what=what
+        )
+        if stats is None:
+            log.warning("run %s epoch %d: %s are not finite; logged without statistics", self.id, epoch, what)
         return stats
 
     def update_config(self, config: Mapping[str, Any]) -> None:
@@ -294,3 +321,9 @@ class Run:
         self._sink.close(min(5.0, self._finish_timeout))
         if self._heartbeat is not None:
             self._heartbeat.stop()
+
+
+def _parse_stats(stats: Mapping[str, Any] | CollapseStatsIn | None) -> CollapseStatsIn | None:
+    if isinstance(stats, CollapseStatsIn) or stats is None:
+        return stats
+    return CollapseStatsIn.model_validate(stats)

@@ -28,6 +28,13 @@ def index(name: str, value: Any, upper: int) -> int:
     return number
 
 
+def layer_name(name: Any) -> str:
+    """A layer name of a ``{layer: matrix}`` mapping; ``ValueError`` for one the server would refuse."""
+    if not isinstance(name, str) or not _KEY.match(name):
+        raise ValueError(f"embeddings: layer name {name!r} must be a string matching {KEY_PATTERN}")
+    return name
+
+
 def to_float(key: str, raw: Any) -> float:
     try:
         return float(raw.item() if hasattr(raw, "item") else raw)
@@ -89,9 +96,9 @@ def is_tensor(value: Any) -> bool:
     return type(value).__module__.split(".", 1)[0] == "torch" and hasattr(value, "detach")
 
 
-def embedding_matrix(embeddings: Any) -> Any:
+def embedding_matrix(embeddings: Any, what: str = "embeddings") -> Any:
     """``embeddings`` as a 2-D float64 matrix on the CPU: a detached torch tensor for tensors, a numpy
-    array otherwise. ``ValueError`` for another shape."""
+    array otherwise. ``ValueError`` (naming ``what``) for another shape."""
     if is_tensor(embeddings):
         import torch  # only ever reached with a tensor, so torch is already imported
 
@@ -100,7 +107,7 @@ def embedding_matrix(embeddings: Any) -> Any:
         matrix = np.asarray(embeddings, dtype=np.float64)
     shape = tuple(matrix.shape)
     if len(shape) != 2 or min(shape) < 1:
-        raise ValueError(f"embeddings: shape {shape} must be (batch, dim) with both >= 1")
+        raise ValueError(f"{what}: shape {shape} must be (batch, dim) with both >= 1")
     return matrix
 
 
@@ -111,11 +118,11 @@ def all_finite(matrix: Any) -> bool:
 
 
 def embedding_stats(
-    embeddings: Any, *, hist_edges: Any = None, dead_threshold: float = 1e-3
+    embeddings: Any, *, hist_edges: Any = None, dead_threshold: float = 1e-3, what: str = "embeddings"
 ) -> dict[str, Any] | None:
     """The collapse statistics of ``embeddings`` (numpy array or torch tensor, ``b x d``) in float64,
-    or None when they hold NaN/Inf. ``ValueError`` for another shape."""
-    matrix = embedding_matrix(embeddings)
+    or None when they hold NaN/Inf. ``ValueError`` (naming ``what``) for another shape."""
+    matrix = embedding_matrix(embeddings, what)
     if not all_finite(matrix):
         return None
     from collapsewatch.stats import collapse_stats

@@ -137,15 +137,12 @@ def test_installed_when_used_from_an_empty_directory_migrates_serves_every_page_
                 "--token",
                 server.token,
                 "--no-wait",
-                "--epochs",
-                "1",
-                "--seeds",
-                "1",
+                "--quick",
             ],
             env=env,
             cwd=empty_dir,
         )
-        assert demo.returncode == 0 and demo.stdout.count("/compare?sweep=") == 2, demo.stderr
+        assert demo.returncode == 0 and demo.stdout.count("/compare?sweep=") == 4, demo.stderr
     left = {path.name for path in empty_dir.iterdir()}  # the embedded set-up's files, nothing else
     assert {"artifacts", "by-hand", "collapsewatch-broker.db", "collapsewatch.db"} <= left
     assert all(name.startswith(("artifacts", "by-hand", "collapsewatch")) for name in left), left

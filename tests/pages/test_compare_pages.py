@@ -150,3 +150,34 @@ def test_saved_report_and_share_link_reproduce_grouping_smoothing_log_and_x_axis
         anonymous = pages.client.get(f"/s/{token.group(1)}").text
         assert {k: chart_data(anonymous)[k] for k in expected} == expected, mode
         assert 'id="sweep-table"' in anonymous
+
+
+def test_compare_page_layer_menu_draws_the_chosen_layer_and_keeps_it_in_the_url(pages: Pages) -> None:
+    from dashboard_fakes import fake_stats
+
+    from app.series import epochs
+    from collapsewatch.contract import EpochIn
+
+    ids = pages.seed.jobs(sweep={"regularizer": ["none", "svmax"]}, seeds=[0])
+    for run_id in ids:
+        pages.seed.claim(run_id)
+        for epoch in range(2):
+            data = EpochIn.model_validate(
+                {
+                    "attempt": 1,
+                    "stats": fake_stats(epoch, rho=0.5),
+                    "layers": {"fc1": fake_stats(epoch, rho=0.9)},
+                }
+            )
+            with pages.db.transaction() as session:
+                epochs.put_epoch(session=session, run_id=run_id, epoch=epoch, data=data)
+    runs = ",".join(map(str, ids))
+    default = pages.client.get(f"/compare?runs={runs}&stat=sv_position").text
+    layered = pages.client.get(f"/compare?runs={runs}&stat=sv_position&layer=fc1").text
+    assert re.search(r'<select name="layer" id="layer">.*<option >fc1</option>', default, re.S)
+    assert re.search(r"<option selected>fc1</option>", layered)
+    assert chart_data(default)["layer"] == "" and chart_data(layered)["layer"] == "fc1"
+    curves = [y for points in chart_data(layered)["curves"].values() for _, y in points]
+    assert curves and all(abs(y - 0.9) < 1e-9 for y in curves)  # fc1's rho, not the embedding's 0.5
+    assert all(abs(y - 0.5) < 1e-9 for points in chart_data(default)["curves"].values() for _, y in points)
+    assert params(href(layered, "permalink"))["layer"] == ["fc1"]

@@ -96,8 +96,10 @@ def dump(
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
     target: BinaryIO | str | Path | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> bytes:
-    """Serialise the state after ``epoch``; returns the bytes (and writes them to ``target`` if given)."""
+    """Serialise the state after ``epoch``; returns the bytes (and writes them to ``target`` if given).
+    ``extra``: more loop state (primitives only), e.g. the early-stopping counters."""
     state = {
         "format": FORMAT_VERSION,
         "epoch": epoch,
@@ -105,6 +107,7 @@ def dump(
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "rng": rng_state(generator),
+        "extra": extra or {},
     }
     buffer = io.BytesIO()
     torch.save(state, buffer)

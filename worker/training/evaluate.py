@@ -9,14 +9,18 @@
   Euclidean on L2-normalised embeddings) has the same label.
 - ``stats``: :func:`collapsewatch.stats.collapse_stats` of the probe embeddings (float64 inside it).
   The probe set is the first rows of the validation set (``worker.training.data``): when the probe
-  rows equal the validation set's first rows, their embeddings are taken from the validation pass
-  instead of a second forward pass.
+  rows equal the validation set's first rows and no layer is named, their embeddings are taken from
+  the validation pass instead of a second forward pass.
+- ``layers``: the same statistics for each layer of ``stats_layers`` on the same probe rows, from
+  forward hooks during the probe pass (conv maps pooled over space); a layer whose outputs are not
+  finite is left out.
 Any metric over non-finite embeddings is None.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -24,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from collapsewatch.stats import collapse_stats
-from worker.training.models import Network, embed_all
+from worker.training.models import Network, embed_all, embed_layers
 
 KNN_K = 5
 RIDGE_ALPHA = 1e-2
@@ -37,6 +41,7 @@ class Evaluation:
     knn_acc: float | None
     recall_at_1: float | None
     stats: dict[str, Any] | None
+    layers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _finite(t: Tensor) -> bool:
@@ -113,17 +118,28 @@ def evaluate(
     *,
     dead_threshold: float,
     with_stats: bool = True,
+    stats_layers: Sequence[str] = (),
 ) -> Evaluation:
     """Evaluate ``model`` on the tensors ``data`` (x_train, y_train, x_val, y_val, x_probe);
-    ``with_stats=False`` skips the probe set and its collapse statistics (``stats`` is None)."""
+    ``with_stats=False`` skips the probe set and its collapse statistics (``stats`` is None, no
+    ``layers``)."""
     e_train = embed_all(model, data["x_train"])
     e_val = embed_all(model, data["x_val"])
     stats = None
+    layers: dict[str, dict[str, Any]] = {}
     if with_stats:
-        stats = _probe_stats(probe_embeddings(model, data["x_probe"], data["x_val"], e_val), dead_threshold)
+        if stats_layers:
+            e_probe, outputs = embed_layers(model, data["x_probe"], stats_layers)
+        else:
+            e_probe, outputs = probe_embeddings(model, data["x_probe"], data["x_val"], e_val), {}
+        stats = _probe_stats(e_probe, dead_threshold)
+        for name, output in outputs.items():
+            found = stats if name == "embedding" else _probe_stats(output, dead_threshold)
+            if found is not None:
+                layers[name] = found
     y_train, y_val = data["y_train"], data["y_val"]
     if not (_finite(e_train) and _finite(e_val)):
-        return Evaluation(None, None, None, stats)
+        return Evaluation(None, None, None, stats, layers)
     with torch.no_grad():
         if model.head is not None:
             val_acc: float | None = float((model.head(e_val).argmax(1) == y_val).double().mean())
@@ -133,4 +149,4 @@ def evaluate(
             except RuntimeError:  # torch.linalg.LinAlgError: a numerically singular system
                 val_acc = None
     knn = knn_accuracy(e_train, y_train, e_val, y_val, n_classes)
-    return Evaluation(val_acc, knn, recall_at_1(e_val, y_val), stats)
+    return Evaluation(val_acc, knn, recall_at_1(e_val, y_val), stats, layers)

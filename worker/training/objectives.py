@@ -17,6 +17,9 @@
   objective: ``svmax`` ->
   ``svmax_loss(E, spec.reg_lambda, spec.svmax_bounded)``; ``vicreg_variance`` ->
   ``spec.reg_lambda * vicreg_variance(E, spec.vicreg_gamma)``.
+- Per-layer regularization (``spec.reg_layers``): the same term, with the same ``reg_lambda``, on each
+  listed layer's output (captured by forward hooks, conv maps pooled over space; for ``vicreg`` both
+  views stacked), summed; empty = the embedding only.
 """
 
 from __future__ import annotations
@@ -116,6 +119,18 @@ def objective_loss(
     if spec.objective == "contrastive":
         return contrastive_loss(e, y, spec.margin), e, {}
     return triplet_loss(e, y, spec.margin), e, {}
+
+
+def layers_regularizer(spec: JobSpec, outputs: dict[str, Tensor]) -> tuple[Tensor | None, dict[str, Tensor]]:
+    """The regularizer summed over the layers in ``outputs`` (name -> b x width), and each layer's term."""
+    terms: dict[str, Tensor] = {}
+    for name, e in outputs.items():
+        term = regularizer_loss(spec, e)
+        if term is not None:
+            terms[name] = term
+    if not terms:
+        return None, {}
+    return torch.stack(list(terms.values())).sum(), terms
 
 
 def regularizer_loss(spec: JobSpec, e: Tensor) -> Tensor | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # Keys every record's ``metrics`` carries (value None when not applicable or not finite).
@@ -30,19 +30,25 @@ def finite_or_none(value: float | int | None) -> float | None:
 class EpochRecord:
     """One finished epoch (1-based). ``metrics`` holds :data:`METRIC_KEYS` plus extras (e.g. the
     objective's parts); ``stats`` is :func:`collapsewatch.stats.collapse_stats` on the fixed probe set, or
-    None when the embeddings were not finite (diverged run)."""
+    None when the embeddings were not finite (diverged run); ``layers`` the statistics of the
+    ``stats_layers`` by name (empty when none were asked for)."""
 
     epoch: int
     metrics: dict[str, float | None]
     stats: dict[str, Any] | None = None
+    layers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self, attempt: int = 1) -> dict[str, Any]:
-        """The ``PUT /api/v1/runs/{id}/epochs/{epoch}`` body (``collapsewatch.contract.EpochIn``)."""
-        return {
+        """The ``PUT /api/v1/runs/{id}/epochs/{epoch}`` body (``collapsewatch.contract.EpochIn``);
+        ``layers`` only when there are some (a server without the key keeps working)."""
+        body: dict[str, Any] = {
             "attempt": attempt,
             "metrics": {k: finite_or_none(v) for k, v in self.metrics.items()},
             "stats": self.stats,
         }
+        if self.layers:
+            body["layers"] = self.layers
+        return body
 
     def to_line(self) -> dict[str, Any]:
         """The CLI's JSON line: the wire body plus ``epoch``."""

@@ -1,5 +1,5 @@
-"""``collapsewatch demo`` submits the seed's experiments, prints their compare URLs and follows the runs
-with a progress bar until every one has ended (here they are cancelled: no worker is needed)."""
+"""``collapsewatch demo`` submits the seed's claims, prints their compare URLs and follows the runs with
+progress lines until every one has ended (here they are cancelled: no worker is needed, no report)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.demo.experiments import experiments, run_count
 from tests.app.cli.clikit import clean_env, cli, free_port, start, stop, wait_healthy, wait_until
 
 Server = tuple[str, str, dict[str, str]]  # URL, user token, environment
+QUICK_RUNS = run_count(experiments(quick=True))
 
 
 @pytest.fixture
@@ -37,9 +39,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
         stop(proc)
 
 
-def test_demo_when_runs_end_follows_them_with_a_progress_bar_then_sums_up(
-    server: Server, tmp_path: Path
-) -> None:
+def test_demo_when_runs_end_follows_them_with_progress_then_sums_up(server: Server, tmp_path: Path) -> None:
     url, token, env = server
     headers = {"Authorization": f"Bearer {token}"}
     demo = subprocess.Popen(
@@ -52,10 +52,7 @@ def test_demo_when_runs_end_follows_them_with_a_progress_bar_then_sums_up(
             url,
             "--token",
             token,
-            "--epochs",
-            "1",
-            "--seeds",
-            "1",
+            "--quick",
         ],
         env=env,
         cwd=tmp_path,
@@ -69,9 +66,9 @@ def test_demo_when_runs_end_follows_them_with_a_progress_bar_then_sums_up(
             runs = httpx.get(
                 f"{url}/api/v1/runs", params={"project": "demo", "limit": 500}, headers=headers
             ).json()
-            return runs if len(runs) == 14 else None
+            return runs if len(runs) == QUICK_RUNS else None
 
-        runs = wait_until(submitted, timeout=60, what="the demo's 14 runs")
+        runs = wait_until(submitted, timeout=60, what=f"the demo's {QUICK_RUNS} runs")
         for run in runs:
             assert httpx.post(f"{url}/api/v1/runs/{run['id']}/cancel", headers=headers).status_code == 200
         out, err = demo.communicate(timeout=60)
@@ -80,9 +77,9 @@ def test_demo_when_runs_end_follows_them_with_a_progress_bar_then_sums_up(
             demo.kill()
     assert demo.returncode == 1  # not every run succeeded
     lines = out.splitlines()
-    assert sum(line.startswith(f"  {url}/compare?sweep=") for line in lines) == 2
-    assert lines[-1] == "demo runs ended: 0 succeeded, 14 cancelled"
-    assert "demo runs" in err and "14/14" in err and "Traceback" not in err
+    assert sum(line.startswith(f"  {url}/compare?sweep=") for line in lines) == 4  # one per claim/study
+    assert lines[-1] == f"demo runs ended: 0 succeeded, {QUICK_RUNS} cancelled"  # no report without runs
+    assert f"{QUICK_RUNS}/{QUICK_RUNS} runs finished" in err and "Traceback" not in err
 
 
 def test_demo_when_no_wait_returns_after_printing_the_urls(server: Server, tmp_path: Path) -> None:
@@ -93,16 +90,13 @@ def test_demo_when_no_wait_returns_after_printing_the_urls(server: Server, tmp_p
         url,
         "--token",
         token,
-        "--epochs",
-        "1",
-        "--seeds",
-        "1",
+        "--quick",
         "--no-wait",
         env=env,
         cwd=tmp_path,
     )
     assert (
         done.returncode == 0
-        and done.stdout.count(f"{url}/compare?sweep=") == 2
-        and "demo runs" not in done.stderr
+        and done.stdout.count(f"{url}/compare?sweep=") == 4
+        and "runs finished" not in done.stderr
     )
