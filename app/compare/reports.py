@@ -157,8 +157,12 @@ def view(*, session: Session, report: Report) -> ReportView:
     if stored is None:
         data = project_compare(session=session, query_string=report.query, project_id=report.project_id)
         stored = snapshot(data)
-    named = [int(r["id"]) for r in stored["runs"]]
-    named += CompareQuery.from_params(_params(report.query))[0].runs or []
+    # pinned: the runs it saved; live: the runs its query names (some may never have been in the project)
+    named = (
+        [int(r["id"]) for r in stored["runs"]]
+        if pinned
+        else CompareQuery.from_params(_params(report.query))[0].runs
+    )
     project = session.get(Project, report.project_id)
     return ReportView(
         id=report.id,
@@ -176,8 +180,9 @@ def view(*, session: Session, report: Report) -> ReportView:
 
 
 def gone_runs(*, session: Session, project_id: int, run_ids: Sequence[int], pinned: bool) -> list[str]:
-    """What a report says about the runs it names that were deleted since (in the trash, or purged):
-    a pinned report still shows their saved data, a live one no longer finds them."""
+    """What a report says about the runs it names that were deleted since: in the trash, or (pinned
+    reports, which know their runs) purged. A pinned report still shows their saved data, a live one
+    no longer finds them."""
     ids = sorted(set(run_ids))
     if not ids:
         return []
@@ -187,7 +192,8 @@ def gone_runs(*, session: Session, project_id: int, run_ids: Sequence[int], pinn
     notes = []
     for run_id in ids:
         if run_id not in found:
-            notes.append(f"run #{run_id} was deleted permanently; {kept}")
+            if pinned:  # a live report's query may name runs that never were in the project
+                notes.append(f"run #{run_id} was deleted permanently; {kept}")
         elif found[run_id] is not None:
             when = found[run_id].strftime("%Y-%m-%d")
             notes.append(f"run #{run_id} was deleted on {when} (in the project's trash); {kept}")

@@ -96,9 +96,12 @@ def test_report_naming_a_deleted_run_stays_readable_and_says_so(site: TeamSite) 
     live_page = owner.get(f"/reports/{live}")
     assert live_page.status_code == 200 and "this report no longer shows it" in live_page.text
     assert act(owner, "purge", [site.team_run]).status_code == 303
+    page = owner.get(f"/reports/{pinned}")
+    assert page.status_code == 200 and f"run #{site.team_run} was deleted permanently" in page.text
+    assert f'id="hist-{site.team_run}"' in page.text
+    live_page = owner.get(f"/reports/{live}")  # the live view no longer finds it, and says no more
+    assert live_page.status_code == 200 and "This report has no runs" in live_page.text
     for report_id in (pinned, live):
-        page = owner.get(f"/reports/{report_id}")
-        assert page.status_code == 200 and f"run #{site.team_run} was deleted permanently" in page.text
         assert owner.get(f"/reports/{report_id}/export.html").status_code == 200
     assert owner.get(f"/runs/{site.team_run}").status_code == 404
 
