@@ -102,7 +102,7 @@ def list_runs(
     return [store.run_public(run, provenance=False) for run in found]
 
 
-@router.post("/runs/bulk", response_model=RunsBulkOut)
+@router.post("/run-actions", response_model=RunsBulkOut)
 def bulk_runs(
     data: RunsBulkIn, session: SessionDep, actor: UserActorDep, checkpoints: StoreDep
 ) -> RunsBulkOut:

@@ -126,7 +126,7 @@ def bulk_form(
     back: Annotated[str, Form(max_length=2000)] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
-    """The runs page's bulk actions: the same rules as ``POST /api/v1/runs/bulk``; a refusal shows
+    """The runs page's bulk actions: the same rules as ``POST /api/v1/run-actions``; a refusal shows
     the list again with the reason (and its status), and changes nothing."""
     check_csrf(request, browser, csrf_token)
     values = {k: v[-1] for k, v in parse_qs(back).items()}  # only the table's own parameters survive

@@ -46,7 +46,7 @@ IN_TRASH_ONLY: frozenset[str] = frozenset({"restore", "purge"})
 
 
 class RunsBulkIn(BaseModel):
-    """``POST /api/v1/runs/bulk``: one action on up to 1,000 runs (``tags`` for tag and untag)."""
+    """``POST /api/v1/run-actions``: one action on up to 1,000 runs (``tags`` for tag and untag)."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -100,7 +100,7 @@ def _trashed(team: Team) -> int:
     run_id = team.job()
     assert team.call("admin", "POST", f"/api/v1/runs/{run_id}/cancel").status_code == 200
     body = {"action": "delete", "run_ids": [run_id]}
-    assert team.call("admin", "POST", "/api/v1/runs/bulk", json=body).status_code == 200
+    assert team.call("admin", "POST", "/api/v1/run-actions", json=body).status_code == 200
     return run_id
 
 
@@ -114,7 +114,7 @@ WRITE_ROUTES = [
         200,
         lambda t: (
             "POST",
-            "/api/v1/runs/bulk",
+            "/api/v1/run-actions",
             {"json": {"action": "tag", "run_ids": [t.job()], "tags": ["x"]}},
         ),
     ),
@@ -122,13 +122,13 @@ WRITE_ROUTES = [
         "bulk restore",
         "editor",
         200,
-        lambda t: ("POST", "/api/v1/runs/bulk", {"json": {"action": "restore", "run_ids": [_trashed(t)]}}),
+        lambda t: ("POST", "/api/v1/run-actions", {"json": {"action": "restore", "run_ids": [_trashed(t)]}}),
     ),
     Route(
         "bulk purge",
         "owner",
         200,
-        lambda t: ("POST", "/api/v1/runs/bulk", {"json": {"action": "purge", "run_ids": [_trashed(t)]}}),
+        lambda t: ("POST", "/api/v1/run-actions", {"json": {"action": "purge", "run_ids": [_trashed(t)]}}),
     ),
     Route("claim", "ingest", 200, lambda t: ("POST", f"/api/v1/runs/{t.job()}/claim", {"json": {}})),
     Route(

@@ -1,4 +1,4 @@
-"""Bulk run management through the API (POST /api/v1/runs/bulk and the list's ``lifecycle``):
+"""Bulk run management through the API (POST /api/v1/run-actions and the list's ``lifecycle``):
 each action, the role table with attacker accounts, all-or-nothing requests, validation, purge."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def finished(team: Team, project: str = "team") -> int:
 
 def bulk(team: Team, caller: str, action: str, run_ids: list[int], **extra: Any) -> Any:
     return team.call(
-        caller, "POST", "/api/v1/runs/bulk", json={"action": action, "run_ids": run_ids, **extra}
+        caller, "POST", "/api/v1/run-actions", json={"action": action, "run_ids": run_ids, **extra}
     )
 
 
@@ -179,7 +179,7 @@ def test_worker_tokens_are_refused(team: Team) -> None:
     ],
 )
 def test_bad_bulk_request_names_the_field(team: Team, body: dict[str, Any], field: str) -> None:
-    response = team.call("editor", "POST", "/api/v1/runs/bulk", json=body)
+    response = team.call("editor", "POST", "/api/v1/run-actions", json=body)
     assert response.status_code == 422, response.text
     assert field in response.text
 
