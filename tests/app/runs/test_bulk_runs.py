@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from apikit import STATS
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from teamkit import Team, build_team
 
 from app.main import create_app
@@ -187,3 +187,25 @@ def test_bad_bulk_request_names_the_field(team: Team, body: dict[str, Any], fiel
 def test_list_refuses_an_unknown_lifecycle(team: Team) -> None:
     response = team.call("editor", "GET", "/api/v1/runs?lifecycle=gone")
     assert response.status_code == 422 and "lifecycle" in response.text
+
+
+def test_tag_over_the_limit_on_one_run_changes_no_run(team: Team) -> None:
+    full, other = finished(team), finished(team)
+    assert bulk(team, "editor", "tag", [full], tags=[f"t{i}" for i in range(31)]).status_code == 200
+    before = snapshot(team)
+    refused = bulk(team, "editor", "tag", [other, full], tags=["x", "y"])
+    assert refused.status_code == 422 and f"run {full} would carry 33 tags" in refused.json()["message"]
+    assert snapshot(team) == before
+
+
+def test_crashed_sdk_run_in_the_trash_is_not_revived(team: Team) -> None:
+    created = team.call("editor", "POST", "/api/v1/runs", json={"project": "team"}).json()
+    run_id = created["id"]
+    with team.db.transaction() as session:
+        session.execute(update(Run).where(Run.id == run_id).values(status="crashed"))
+    assert bulk(team, "editor", "delete", [run_id]).status_code == 200
+    beat = team.call("editor", "POST", f"/api/v1/runs/{run_id}/heartbeat", json={"attempt": 1})
+    resumed = team.call("editor", "POST", f"/api/v1/runs/{run_id}/resume")
+    assert beat.status_code == 409 and resumed.status_code == 409, (beat.text, resumed.text)
+    assert "trash" in resumed.json()["message"]
+    assert team.call("editor", "GET", f"/api/v1/runs/{run_id}").json()["status"] == "crashed"
