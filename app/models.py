@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -115,6 +116,15 @@ class Run(Base):
         Index("ix_runs_sweep_id", "sweep_id"),
         Index("ix_runs_owner_id", "owner_id"),
         Index("ix_runs_project_client", "project_id", "client_id", unique=True),
+        # the default listing (neither archived nor deleted; app.runs.visibility) and the trash
+        Index(
+            "ix_runs_live_project_id",
+            "project_id",
+            "id",
+            sqlite_where=text("archived_at IS NULL AND deleted_at IS NULL"),
+            postgresql_where=text("archived_at IS NULL AND deleted_at IS NULL"),
+        ),
+        Index("ix_runs_deleted_at", "deleted_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -140,6 +150,10 @@ class Run(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # lifecycle (app.runs.bulk): archived runs are hidden from lists; deleted ones wait in the trash
+    archived_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+    deleted_by: Mapped[int | None] = mapped_column(Integer)  # the user's id then (no foreign key)
 
     project: Mapped[Project] = relationship(lazy="joined", innerjoin=True)
 

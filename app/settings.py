@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -57,6 +58,9 @@ class Settings(PrefixedSettings):
     # (0 = not in this process; run `collapsewatch beat`), re-sending runs queued for SWEEP_AFTER_SECONDS.
     maintenance_interval_seconds: float = Field(5.0, ge=0.0, le=3600.0)
     sweep_after_seconds: float = Field(60.0, gt=0.0, le=86_400.0)
+    # The trash (app/runs/bulk.py): deleted runs, with their checkpoints, are purged by the same loop
+    # TRASH_RETENTION_DAYS after their deletion (0 = never on its own; owners purge by hand).
+    trash_retention_days: float = Field(30.0, ge=0.0, le=36_500.0)
     # Per-caller API rate limit (app/ratelimit.py): a token bucket per API token or signed-in user,
     # API_RATE_LIMIT_BURST at once, refilled at API_RATE_LIMIT_PER_SECOND (0 = no limit) -> 429.
     api_rate_limit_per_second: float = Field(100.0, ge=0.0, le=1e6)
@@ -118,6 +122,12 @@ class Settings(PrefixedSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def trash_retention(self) -> timedelta | None:
+        """How long deleted runs stay in the trash (None: until an owner purges them)."""
+        days = self.trash_retention_days
+        return timedelta(days=days) if days > 0 else None
 
     @property
     def redis_prefix(self) -> str:

@@ -180,6 +180,8 @@ class RunPublic(BaseModel):
     last_epoch: int | None
     provenance: dict[str, Any] | None = None  # SDK runs, in one-run answers (not in lists)
     lease_seconds: int | None = None  # SDK runs' create / resume answers: heartbeat well within it
+    archived_at: datetime | None = None  # archived: hidden from lists until unarchived
+    deleted_at: datetime | None = None  # in the trash: purged after the retention period
 
 
 class ClaimIn(BaseModel):

@@ -7,11 +7,14 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 
 from app.api.access import CanIngestRun, CanReadRun, CanWriteRun, UserActorDep
+from app.api.checkpoints import StoreDep
 from app.auth import roles
 from app.deps import RunId, SessionDep, SettingsDep, UserDep
-from app.runs import lifecycle, store, submit
+from app.runs import bulk, lifecycle, store, submit
+from app.runs.bulk import RunsBulkIn, RunsBulkOut
 from app.runs.events import publish
 from app.runs.store import SORTS
+from app.runs.visibility import Lifecycle
 from collapsewatch.contract import RunCreate, RunPublic, RunStatus
 from collapsewatch.contract_sdk import ConfigUpdateIn
 
@@ -79,16 +82,39 @@ def list_runs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     sort: Annotated[str, Query(pattern=SORT_PATTERN)] = "-created_at",
+    lifecycle: Lifecycle = "live",
 ) -> list[RunPublic]:
     """Runs, newest first; the total matching count is in ``X-Total-Count``. ``provenance`` is only in
-    the answer for one run (``GET /api/v1/runs/{id}``)."""
+    the answer for one run (``GET /api/v1/runs/{id}``). ``lifecycle``: ``live`` (default) hides
+    archived and deleted runs; ``archived``, ``all`` (live and archived) or ``trash`` (deleted)."""
     visible = roles.visible_project_ids(session=session, actor=actor)
     filt = store.RunFilter(
-        project=project, status=status, sweep=sweep, tag=tag, kind=kind, project_ids=visible
+        project=project,
+        status=status,
+        sweep=sweep,
+        tag=tag,
+        kind=kind,
+        project_ids=visible,
+        lifecycle=lifecycle,
     )
     found, total = store.list_runs(session=session, filt=filt, limit=limit, offset=offset, sort=sort)
     response.headers["X-Total-Count"] = str(total)
     return [store.run_public(run, provenance=False) for run in found]
+
+
+@router.post("/run-actions", response_model=RunsBulkOut)
+def bulk_runs(
+    data: RunsBulkIn, session: SessionDep, actor: UserActorDep, checkpoints: StoreDep
+) -> RunsBulkOut:
+    """One action on up to 1,000 runs, all or none: ``tag`` / ``untag`` (with ``tags``), ``archive`` /
+    ``unarchive``, ``delete`` (to the trash) / ``restore``, ``purge`` (runs in the trash, at once:
+    owners). Editors and owners; unknown or unreadable runs 404, queued or running runs cannot be
+    archived or deleted (409: cancel them first)."""
+    answer = bulk.apply(session=session, actor=actor, data=data)
+    session.commit()
+    if data.action == "purge":
+        bulk.remove_artifacts(checkpoints, answer.run_ids)
+    return answer
 
 
 @router.get("/runs/{run_id}", response_model=RunPublic)

@@ -139,7 +139,13 @@ def run_beat() -> int:
     loop = MaintenanceLoop(
         lock=LeaderLock(database, settings.database_url),
         interval=interval,
-        run_tick=lambda: tick(database=database, queue=queue, store=store, sweep_after=sweep_after),
+        run_tick=lambda: tick(
+            database=database,
+            queue=queue,
+            store=store,
+            sweep_after=sweep_after,
+            trash_retention=settings.trash_retention,
+        ),
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -11,7 +11,8 @@ import hashlib
 import io
 import re
 import secrets
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -26,7 +27,7 @@ from app.auth.models import Report, ShareLink
 from app.auth.roles import Action, Actor, check
 from app.compare.view import CompareData, CompareQuery, build_compare, page_data
 from app.errors import InvalidInput, NotFound
-from app.models import Project, utcnow
+from app.models import Project, Run, utcnow
 from app.web import csv_safe
 from app.web.ints import parse_natural
 from app.web.templating import tojson_safe
@@ -49,6 +50,7 @@ class ReportView:
     page_data: dict[str, Any]
     runs: list[dict[str, Any]]
     diff: list[dict[str, Any]]
+    notices: list[str] = field(default_factory=list)  # e.g. "run #12 was deleted …"
 
 
 _IMG = re.compile(r"<img\b([^>]*)>")
@@ -150,11 +152,17 @@ def project_reports(*, session: Session, project_id: int) -> list[Report]:
 
 def view(*, session: Session, report: Report) -> ReportView:
     """The report's content: its snapshot when pinned, else the view re-queried now."""
-    if report.pinned and report.snapshot is not None:
-        stored = report.snapshot
-    else:
+    stored = report.snapshot if report.pinned else None
+    pinned = stored is not None
+    if stored is None:
         data = project_compare(session=session, query_string=report.query, project_id=report.project_id)
         stored = snapshot(data)
+    # pinned: the runs it saved; live: the runs its query names (some may never have been in the project)
+    named = (
+        [int(r["id"]) for r in stored["runs"]]
+        if pinned
+        else CompareQuery.from_params(_params(report.query))[0].runs
+    )
     project = session.get(Project, report.project_id)
     return ReportView(
         id=report.id,
@@ -167,7 +175,29 @@ def view(*, session: Session, report: Report) -> ReportView:
         page_data=stored["page_data"],
         runs=stored["runs"],
         diff=stored["diff"],
+        notices=gone_runs(session=session, project_id=report.project_id, run_ids=named, pinned=pinned),
     )
+
+
+def gone_runs(*, session: Session, project_id: int, run_ids: Sequence[int], pinned: bool) -> list[str]:
+    """What a report says about the runs it names that were deleted since: in the trash, or (pinned
+    reports, which know their runs) purged. A pinned report still shows their saved data, a live one
+    no longer finds them."""
+    ids = sorted(set(run_ids))
+    if not ids:
+        return []
+    stmt = select(Run.id, Run.deleted_at).where(Run.id.in_(ids), Run.project_id == project_id)
+    found = {row.id: row.deleted_at for row in session.execute(stmt)}
+    kept = "this report shows the data saved with it" if pinned else "this report no longer shows it"
+    notes = []
+    for run_id in ids:
+        if run_id not in found:
+            if pinned:  # a live report's query may name runs that never were in the project
+                notes.append(f"run #{run_id} was deleted permanently; {kept}")
+        elif found[run_id] is not None:
+            when = found[run_id].strftime("%Y-%m-%d")
+            notes.append(f"run #{run_id} was deleted on {when} (in the project's trash); {kept}")
+    return notes
 
 
 def series_csv(report: ReportView) -> str:

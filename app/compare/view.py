@@ -31,6 +31,7 @@ from app.compare.groups import (
 from app.compare.query import CompareQuery
 from app.compare.sweep import SweepAxes, SweepLine, sweep_axes, sweep_lines
 from app.models import Epoch, MetricChunk, Run
+from app.runs.visibility import lifecycle_clause
 from app.series.query import EPOCH_COLUMNS
 
 MAX_RUNS = 200
@@ -69,12 +70,15 @@ def _select_runs(
     *, session: Session, query: CompareQuery, visible: list[int] | None
 ) -> tuple[list[Run], bool]:
     stmt = select(Run) if visible is None else select(Run).where(Run.project_id.in_(visible))
+    # runs named by id show while archived, not once deleted; a sweep brings its live runs only
+    named = Run.id.in_(query.runs) & lifecycle_clause("all")
+    swept = Run.sweep_id.in_(query.sweeps) & lifecycle_clause("live")
     if query.runs and query.sweeps:
-        stmt = stmt.where(Run.id.in_(query.runs) | Run.sweep_id.in_(query.sweeps))
+        stmt = stmt.where(named | swept)
     elif query.runs:
-        stmt = stmt.where(Run.id.in_(query.runs))
+        stmt = stmt.where(named)
     elif query.sweeps:
-        stmt = stmt.where(Run.sweep_id.in_(query.sweeps))
+        stmt = stmt.where(swept)
     else:
         return [], False
     runs = list(session.scalars(stmt.order_by(Run.id).limit(MAX_RUNS + 1)).unique())

@@ -63,6 +63,7 @@ def start_maintenance(app: FastAPI) -> MaintenanceLoop | None:
             store=app.state.checkpoints,
             sweep_after=sweep_after,
             publish=app.state.publisher.publish,
+            trash_retention=settings.trash_retention,
         )
 
     loop = MaintenanceLoop(

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from app.jobs.reaper import Actions, cancel_unclaimed, orphaned_checkpoints, reap_expired, sweep_queued
+from app.models import utcnow
+from app.runs.bulk import purge_expired, remove_artifacts
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -114,13 +116,18 @@ def tick(
     store: CheckpointStore | None,
     sweep_after: timedelta,
     publish: Callable[[int, str, dict[str, Any]], None] | None = None,
+    trash_retention: timedelta | None = None,
 ) -> Actions:
-    """One pass: reap expired leases, end cancelled lost runs, re-send waiting runs, drop orphaned
-    checkpoints. Commits, then sends and publishes."""
+    """One pass: reap expired leases, end cancelled lost runs, re-send waiting runs, purge runs in
+    the trash for longer than ``trash_retention``, drop orphaned checkpoints. Commits, then sends,
+    publishes and removes files."""
+    purged: list[int] = []
     with database.transaction(write=True) as session:
         actions = reap_expired(session=session)
         actions.extend(cancel_unclaimed(session=session))
         actions.extend(sweep_queued(session=session, older_than=sweep_after))
+        if trash_retention is not None:
+            purged = purge_expired(session=session, deleted_before=utcnow() - trash_retention)
         orphans = (
             orphaned_checkpoints(session=session, stored_run_ids=store.stored_run_ids()) if store else []
         )
@@ -133,6 +140,9 @@ def tick(
     if publish is not None:
         for run_id, event_type, payload in published:
             publish(run_id, event_type, payload)
+    if purged:
+        log.info("trash: purged runs %s (deleted over %s ago)", purged, trash_retention)
+        remove_artifacts(store, purged)
     for run_id in orphans:
         if store is not None and store.remove(run_id):
             log.info("removed the checkpoints of deleted run %s", run_id)

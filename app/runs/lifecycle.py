@@ -113,6 +113,7 @@ def heartbeat(*, session: Session, run_id: int, attempt: int, lease_seconds: int
     revived = session.execute(
         update(Run)
         .where(Run.id == run_id, Run.attempt == attempt, Run.kind == "sdk", Run.status == "crashed")
+        .where(Run.deleted_at.is_(None))  # a crashed run in the trash stays there (app.runs.bulk)
         .values(status="running", finished_at=None, error=None)
         .returning(Run.id)
         .execution_options(synchronize_session=False)
@@ -139,6 +140,8 @@ def resume(*, session: Session, run_id: int, lease_seconds: int) -> tuple[Run, W
     run = get_run(session=session, run_id=run_id, lock=True)
     if run.kind != "sdk":
         raise Conflict(f"run {run_id} is a job; re-run it from its page (only SDK runs are resumed)")
+    if run.deleted_at is not None:
+        raise Conflict(f"run {run_id} is in the trash; restore it first (POST /api/v1/run-actions)")
     now = utcnow()
     run.attempt += 1
     run.max_attempts = max(run.max_attempts, run.attempt)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, contains_eager, lazyload
 
 from app.errors import Conflict, InvalidInput, NotFound
 from app.models import Project, Run, RunEvent, utcnow
+from app.runs.visibility import Lifecycle, lifecycle_clause
 from collapsewatch.contract import TERMINAL_STATUSES, RunPublic
 
 SORTS: dict[str, Any] = {
@@ -54,6 +55,8 @@ def run_public(run: Run, *, provenance: bool = True) -> RunPublic:
         last_epoch=run.last_epoch,
         client_id=run.client_id,
         provenance=run.provenance if provenance else None,
+        archived_at=run.archived_at,
+        deleted_at=run.deleted_at,
     )
 
 
@@ -123,6 +126,7 @@ class RunFilter:
     tag: str | None = None
     kind: Literal["job", "sdk"] | None = None
     project_ids: Sequence[int] | None = None  # None: every project (app.auth.roles.visible_project_ids)
+    lifecycle: Lifecycle = "live"  # archived and deleted runs only when asked (app.runs.visibility)
 
 
 def _has_tag(*, session: Session, tag: str) -> ColumnElement[bool]:
@@ -134,6 +138,7 @@ def _has_tag(*, session: Session, tag: str) -> ColumnElement[bool]:
 
 def _filtered(*, session: Session, filt: RunFilter) -> Select[Any]:
     stmt = select(Run).join(Run.project).options(contains_eager(Run.project))
+    stmt = stmt.where(lifecycle_clause(filt.lifecycle))
     if filt.project:
         stmt = stmt.where(Project.name == filt.project)
     if filt.project_ids is not None:

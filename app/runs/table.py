@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from app.models import Project, Run
+from app.runs.visibility import LIFECYCLES, lifecycle_clause
 from collapsewatch.contract import RunStatus
 
 SUMMARY_SORTS = ("mean_sv", "sv_position", "effective_rank", "dead_dims", "best_val_acc", "best_recall_at_1")
@@ -36,12 +37,15 @@ class TableQuery:
     sweep: str = ""
     sort: str = "-id"
     page: int = 1
+    lifecycle: str = "live"  # live | archived | all | trash (app.runs.visibility)
 
     def problems(self) -> dict[str, str]:
         """Query values the table cannot honour, by parameter (the page shows them and ignores them)."""
         found: dict[str, str] = {}
         if self.sort.removeprefix("-") not in SORT_KEYS:
             found["sort"] = f"{self.sort!r} is not a column; use one of {', '.join(SORT_KEYS)}"
+        if self.lifecycle not in LIFECYCLES:
+            found["lifecycle"] = f"{self.lifecycle!r} is not a view; use one of {', '.join(LIFECYCLES)}"
         if self.status and self.status not in STATUSES:
             found["status"] = f"{self.status!r} is not a status; use one of {', '.join(STATUSES)}"
         return found
@@ -65,6 +69,8 @@ def _has_tag(*, session: Session, tag: str) -> ColumnElement[bool]:
 
 def _filtered(*, session: Session, q: TableQuery, visible: list[int] | None) -> Select[Any]:
     stmt = select(Run).join(Run.project)
+    shown = q.lifecycle if q.lifecycle in LIFECYCLES else "live"
+    stmt = stmt.where(lifecycle_clause(shown))
     if visible is not None:
         stmt = stmt.where(Run.project_id.in_(visible))
     if q.project:
@@ -112,7 +118,7 @@ def filter_choices(*, session: Session, visible: list[int] | None = None) -> dic
     projects_stmt = select(Project.name).order_by(Project.name)
     sweeps_stmt = (
         select(Run.sweep_id, func.max(Run.id).label("newest"))
-        .where(Run.sweep_id.is_not(None))
+        .where(Run.sweep_id.is_not(None), lifecycle_clause("live"))
         .group_by(Run.sweep_id)
         .order_by(text("newest DESC"))
         .limit(30)

@@ -6,8 +6,9 @@
   const button = document.getElementById("compare-selected");
   function refresh() {
     const n = picks().filter((p) => p.checked).length;
-    count.textContent = n ? n + " selected" : "select runs to compare";
+    count.textContent = n ? n + " selected" : "select runs to compare or change";
     button.disabled = n === 0;
+    document.querySelectorAll("#bulk-actions button").forEach((b) => { b.disabled = n === 0; });
   }
   const all = document.getElementById("select-all");
   if (all) all.addEventListener("change", () => { picks().forEach((p) => { p.checked = all.checked; }); refresh(); });
@@ -19,6 +20,22 @@
     if (ids.length) window.location.href = "/compare?runs=" + ids.join(",");
   });
   refresh();
+  // Bulk actions: the ticked ids go with the action form (a confirm for the destructive ones).
+  const actions = document.getElementById("bulk-actions");
+  if (actions) actions.addEventListener("submit", (ev) => {
+    const ids = picks().filter((p) => p.checked).map((p) => p.value);
+    const question = ev.submitter && ev.submitter.dataset.confirm;
+    if (!ids.length || (question && !window.confirm(question))) { ev.preventDefault(); return; }
+    actions.querySelectorAll("input.picked").forEach((el) => el.remove());
+    ids.forEach((id) => {
+      const input = document.createElement("input");
+      input.type = "hidden"; input.name = "run"; input.value = id; input.className = "picked";
+      actions.appendChild(input);
+    });
+  });
+  // "Show" switches the list at once (active, with archived, archived only, the trash).
+  const show = document.getElementById("show-lifecycle");
+  if (show) show.addEventListener("change", () => { show.form.submit(); });
 
   if (!window.EventSource) return;
   const live = document.getElementById("live");

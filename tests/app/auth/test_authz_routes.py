@@ -95,10 +95,41 @@ def _epoch_body() -> dict[str, Any]:
     return {"attempt": 1, "metrics": {"val_acc": 0.5}, "stats": STATS}
 
 
+def _trashed(team: Team) -> int:
+    """A cancelled job of "team", deleted to the trash by the admin."""
+    run_id = team.job()
+    assert team.call("admin", "POST", f"/api/v1/runs/{run_id}/cancel").status_code == 200
+    body = {"action": "delete", "run_ids": [run_id]}
+    assert team.call("admin", "POST", "/api/v1/run-actions", json=body).status_code == 200
+    return run_id
+
+
 WRITE_ROUTES = [
     Route("create sdk run", "editor", 201, lambda t: ("POST", "/api/v1/runs", {"json": {"project": "team"}})),
     Route("submit jobs", "editor", 201, lambda t: ("POST", "/api/v1/jobs", {"json": {"project": "team"}})),
     Route("cancel", "editor", 200, lambda t: ("POST", f"/api/v1/runs/{t.job()}/cancel", {})),
+    Route(
+        "bulk tag",
+        "editor",
+        200,
+        lambda t: (
+            "POST",
+            "/api/v1/run-actions",
+            {"json": {"action": "tag", "run_ids": [t.job()], "tags": ["x"]}},
+        ),
+    ),
+    Route(
+        "bulk restore",
+        "editor",
+        200,
+        lambda t: ("POST", "/api/v1/run-actions", {"json": {"action": "restore", "run_ids": [_trashed(t)]}}),
+    ),
+    Route(
+        "bulk purge",
+        "owner",
+        200,
+        lambda t: ("POST", "/api/v1/run-actions", {"json": {"action": "purge", "run_ids": [_trashed(t)]}}),
+    ),
     Route("claim", "ingest", 200, lambda t: ("POST", f"/api/v1/runs/{t.job()}/claim", {"json": {}})),
     Route(
         "heartbeat",

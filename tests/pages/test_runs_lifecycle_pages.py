@@ -1,0 +1,118 @@
+"""Bulk actions through the runs page's form (POST /runs/bulk), the run page's lifecycle note, and
+reports that name a run deleted since: they stay readable and say so."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+from teamsite import TeamSite, page_csrf, team_site
+
+from app.models import Run
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[TeamSite]:
+    with team_site(tmp_path) as built:
+        for run_id in (built.team_run, built.other_run):
+            built.seed.claim(run_id)
+            built.seed.epoch(run_id, 0, rho=0.6)
+            built.seed.epoch(run_id, 1, rho=0.4)
+        with built.db.transaction() as session:  # finished: they may be archived and deleted
+            session.execute(update(Run).values(status="succeeded"))
+        yield built
+
+
+def act(client: TestClient, action: str, run_ids: list[int], **form: str) -> Any:
+    data = {"action": action, "run": [str(i) for i in run_ids], "csrf_token": page_csrf(client), **form}
+    return client.post("/runs/bulk", data=data, follow_redirects=False)
+
+
+def listed(client: TestClient, query: str = "") -> set[int]:
+    html = client.get(f"/runs{query}").text
+    return {int(v) for v in re.findall(r'name="run" value="(\d+)" class="pick"', html)}
+
+
+def test_archive_from_the_page_hides_and_shows_again(site: TeamSite) -> None:
+    editor = site.client("editor@example.org")
+    assert site.team_run in listed(editor)
+    answer = act(editor, "archive", [site.team_run], back="project=team&sort=-id")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/runs?project=team&sort=-id&done=archive&n=1"
+    page = editor.get(answer.headers["location"])
+    assert "1 run archived." in page.text and site.team_run not in listed(editor)
+    assert site.team_run in listed(editor, "?lifecycle=all")
+    assert "archived</span>" in editor.get("/runs?lifecycle=all").text
+    assert 'id="lifecycle-note"' in editor.get(f"/runs/{site.team_run}").text
+    act(editor, "unarchive", [site.team_run])
+    assert site.team_run in listed(editor)
+
+
+def test_page_refusals_show_the_reason_and_change_nothing(site: TeamSite) -> None:
+    viewer = site.client("viewer@example.org")
+    refused = act(viewer, "archive", [site.team_run])
+    assert refused.status_code == 403 and "editor role" in refused.text
+    editor = site.client("editor@example.org")
+    hidden = act(editor, "delete", [site.team_run, site.other_run])
+    assert hidden.status_code == 404
+    assert f"run {site.other_run} does not exist" in hidden.text
+    empty = act(editor, "archive", [])
+    assert empty.status_code == 422 and "select runs first" in empty.text
+    forged = editor.post("/runs/bulk", data={"action": "delete", "run": [str(site.team_run)]})
+    assert forged.status_code == 403
+    assert site.team_run in listed(editor)
+    assert act(editor, "purge", [site.team_run]).status_code == 403
+
+
+def save_report(client: TestClient, site: TeamSite, mode: str) -> int:
+    compare = client.get(f"/compare?runs={site.team_run}&stat=mean_sv")
+    query = re.search(r'name="query" value="([^"]+)"', compare.text)
+    assert query
+    form = {
+        "project": "team",
+        "title": f"{mode} study",
+        "notes": "",
+        "mode": mode,
+        "query": query.group(1).replace("&amp;", "&"),
+        "csrf_token": page_csrf(client),
+    }
+    response = client.post("/reports", data=form, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    return int(response.headers["location"].rsplit("/", 1)[1])
+
+
+def test_report_naming_a_deleted_run_stays_readable_and_says_so(site: TeamSite) -> None:
+    owner = site.client("owner@example.org")
+    pinned, live = save_report(owner, site, "pinned"), save_report(owner, site, "live")
+    assert act(owner, "delete", [site.team_run]).status_code == 303
+    page = owner.get(f"/reports/{pinned}")
+    assert page.status_code == 200 and f"run #{site.team_run} was deleted on" in page.text
+    assert f'id="hist-{site.team_run}"' in page.text  # the pinned data is still drawn
+    live_page = owner.get(f"/reports/{live}")
+    assert live_page.status_code == 200 and "this report no longer shows it" in live_page.text
+    assert act(owner, "purge", [site.team_run]).status_code == 303
+    page = owner.get(f"/reports/{pinned}")
+    assert page.status_code == 200 and f"run #{site.team_run} was deleted permanently" in page.text
+    assert f'id="hist-{site.team_run}"' in page.text
+    live_page = owner.get(f"/reports/{live}")  # the live view no longer finds it, and says no more
+    assert live_page.status_code == 200 and "This report has no runs" in live_page.text
+    for report_id in (pinned, live):
+        assert owner.get(f"/reports/{report_id}/export.html").status_code == 200
+    assert owner.get(f"/runs/{site.team_run}").status_code == 404
+
+
+def test_purge_from_the_page_removes_the_checkpoints(site: TeamSite) -> None:
+    from app.runs.artifacts import CheckpointStore
+
+    store = CheckpointStore.from_settings(site.settings)
+    store.write_bytes(site.team_run, 1, 1, b"weights")
+    owner = site.client("owner@example.org")
+    act(owner, "delete", [site.team_run])
+    assert store.latest(site.team_run) is not None  # the trash keeps them
+    assert act(owner, "purge", [site.team_run]).status_code == 303
+    assert store.latest(site.team_run) is None
