@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_run_lifecycle"
-down_revision: str | None = "0006_sdk_run_identity"
+down_revision: str | None = "0007_epoch_layers"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
