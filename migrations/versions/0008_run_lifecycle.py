@@ -2,7 +2,7 @@
 trash, purged after ``TRASH_RETENTION_DAYS``), a partial index for the default listing of live runs.
 
 Revision ID: 0008_run_lifecycle
-Revises: 0006_sdk_run_identity
+Revises: 0007_epoch_layers
 Create Date: 2026-12-07
 """
 
