@@ -22,10 +22,18 @@ Spectra through the smaller Gram matrix (DESIGN.md §3's "float64 Gram-eigenvalu
   ``svdvals`` to 1e-8 relative on s_μ (hence on the position), inside DESIGN.md's 1e-6, exact
   collapse included (it always falls back); in practice (the bound is pessimistic) to ~1e-13.
   Trained embeddings fall back only when rank-deficient beyond their dead columns.
+
+What it costs: two symmetric eigenvalue problems of size min(b, d') (LAPACK's tridiagonal reduction,
+O(k³) and memory-bound: ~11 ms each at k = 512, 0.5 ms at k = 128 on that machine), one Gram product
+(~3.6 ms at 512 x 512) and a few passes over b x d and k x k arrays. The numpy backend keeps its large
+temporaries in per-thread scratch arrays (:func:`scratch`) reused from call to call: fresh multi-MB
+arrays are fresh pages from the kernel, and at b = d = 512 their page faults cost ~5 ms of system time
+per call (15 % of the statistics).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,6 +51,9 @@ rank-1, rank-3, rank-10 (offset), half-rank and ReLU-of-low-rank matrices from 7
 512 x 512 and 300 x 700, raw and row-normalised, numpy/OpenBLAS and torch/MKL, the spurious
 eigenvalues stayed below 0.55·√(n + m)·eps·λ_max, so the factor 4 leaves a margin of 7."""
 EPS64 = float(np.finfo(np.float64).eps)
+SCRATCH_MAX_BYTES = 8 * 2**20
+"""Scratch arrays up to this size (b·d or b² float64 values: 512 x 2048, 1024 x 1024) are kept per
+thread between calls; larger ones are allocated per call. At most four are kept (32 MiB a thread)."""
 
 
 class Backend(Protocol):
@@ -61,6 +72,12 @@ class Backend(Protocol):
     def sq_sum(self, matrix: Any, axis: int) -> Any: ...  # Σ a² along ``axis``, no b x d temporary
 
     def columns(self, matrix: Any, keep: np.ndarray) -> Any: ...  # a copy of the kept columns
+
+    def rows_divided(self, matrix: Any, scale: Any) -> Any: ...  # matrix / scale[:, None], a new array
+
+    def row_gram(self, matrix: Any) -> Any: ...  # matrix @ matrix.T, a new array
+
+    def copy(self, array: Any, name: str) -> Any: ...  # a copy (a scratch array for numpy)
 
 
 _BLAS_LOCK = threading.Lock()
@@ -87,6 +104,27 @@ def one_blas_thread() -> Iterator[None]:
             yield
 
 
+class _Scratch(threading.local):
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+
+
+_SCRATCH = _Scratch()
+
+
+def scratch(name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """An uninitialised float64 array of ``shape``, the same one each time this thread asks for
+    ``name`` with that shape (when it is at most SCRATCH_MAX_BYTES). Its contents are the caller's
+    until the thread asks for ``name`` again: ``compute`` takes its temporaries from here and never
+    returns them (everything in a ``Core`` is a fresh array)."""
+    if 8 * math.prod(shape) > SCRATCH_MAX_BYTES:
+        return np.empty(shape)
+    array = _SCRATCH.arrays.get(name)
+    if array is None or array.shape != shape:
+        array = _SCRATCH.arrays[name] = np.empty(shape)
+    return array
+
+
 class NumpyBackend:
     name = "numpy"
 
@@ -109,6 +147,18 @@ class NumpyBackend:
 
     def columns(self, matrix: Any, keep: np.ndarray) -> Any:
         return matrix[:, keep]
+
+    def rows_divided(self, matrix: Any, scale: Any) -> Any:
+        return np.divide(matrix, scale[:, None], out=scratch("normed", matrix.shape))
+
+    def row_gram(self, matrix: Any) -> Any:
+        b = matrix.shape[0]
+        return np.matmul(matrix, matrix.T, out=scratch("row_gram", (b, b)))
+
+    def copy(self, array: Any, name: str) -> Any:
+        out = scratch(name, array.shape)
+        out[...] = array
+        return out
 
 
 class Core(NamedTuple):
@@ -170,7 +220,7 @@ def compute(x: Any, be: Backend, method: str = "auto") -> Core:
         return Core(np.zeros(k), np.zeros(k), var, 0.0, 0.0, ("zero", "zero"), (b, d))
     if dz < d:
         x = be.columns(x, live)
-    normed = x / scale[:, None]
+    normed = be.rows_divided(x, scale)
     mu, m = x.mean(axis=0), normed.mean(axis=0)
     cov = 0.0
     if method == "svd":  # the reference: svdvals, and the d' x d' covariance
@@ -192,19 +242,20 @@ def compute(x: Any, be: Backend, method: str = "auto") -> Core:
         sv_r, route_r = _spectrum(be, gram, lambda: x + mu, b)
         routes = (route_n, route_r)
     else:  # row route: one b x b Gram; rows scaled for the normalised one, double-centred for C
-        raw = x @ x.T
+        raw = be.row_gram(x)
         x -= mu
         normed -= m
         var[live], l2_var[live] = be.numpy(be.sq_sum(x, 0)) / denom, be.numpy(be.sq_sum(normed, 0)) / denom
         if b >= 2:  # ‖Xc Xcᵀ‖_F from the double-centred row Gram (one b x b temporary, reused below)
             row_mean = raw.mean(axis=1)
-            work = raw - row_mean[:, None]
+            work = be.copy(raw, "work")
+            work -= row_mean[:, None]
             work -= row_mean[None, :]
             work += row_mean.mean()
             cov = (float(be.numpy(be.sq_sum(work, 0)).sum()) / denom**2 - float(var @ var)) / d
             work[...] = raw
         else:
-            work = raw * 1.0
+            work = be.copy(raw, "work")
         inv = 1.0 / scale
         work *= inv[:, None]
         work *= inv[None, :]
