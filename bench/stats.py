@@ -273,7 +273,8 @@ def _verdict(d: int, *ratios: float) -> str:
 
 def _epochs(run: _Training, meter: _StatsMeter, repeats: int) -> dict[str, float]:
     """Medians over ``repeats`` epochs with and ``repeats`` without statistics, alternating."""
-    times: dict[str, list[float]] = {"train": [], "with": [], "without": [], "stats": [], "solver": []}
+    keys = ("train", "with", "without", "stats", "solver", "svd")
+    times: dict[str, list[float]] = {key: [] for key in keys}
     run.train(), run.evaluate(True), run.evaluate(False)  # warm-up
     meter.take()
     for i in range(repeats):
@@ -287,8 +288,12 @@ def _epochs(run: _Training, meter: _StatsMeter, repeats: int) -> dict[str, float
                 raise RuntimeError("collapse_stats was not seen: the engine calls it by another name")
             if with_stats:
                 times["stats"].append(seconds)
-        times["solver"].append(_solver_seconds(run.probe()))
-    return {key: statistics.median(values) for key, values in times.items()}
+        solver, fallbacks = _solver_seconds(run.probe())
+        times["solver"].append(solver)
+        times["svd"].append(fallbacks)
+    out = {key: statistics.median(values) for key, values in times.items()}
+    out["stats_mean"], out["svd"] = statistics.fmean(times["stats"]), sum(times["svd"])
+    return out
 
 
 def bench_overhead(dims: list[int], repeats: int, device: str) -> None:
@@ -303,12 +308,14 @@ def bench_overhead(dims: list[int], repeats: int, device: str) -> None:
         f"{repeats} epochs with and {repeats} without statistics, alternating; medians.\n"
         "train = train_epoch; epoch = train + evaluation without statistics; stats = the collapse_stats "
         "call inside the epochs with statistics; solver = its two float64 eigvalsh (the floor of the "
-        "float64 route); with/without = the two epochs' medians compared (a noisier cross-check); "
-        "target: stats/train / stats/epoch"
+        "float64 route); mean = the statistics' mean (svdvals fallbacks show there); svd = spectra that "
+        f"fell back, of {2 * repeats}; with/without = the two epochs' medians compared (a noisier "
+        "cross-check); target: stats/train / stats/epoch"
     )
     print(
-        f"{'d':>5} {'probe':>6} {'train ms':>9} {'eval ms':>8} {'stats ms':>9} {'solver ms':>10} "
-        f"{'stats/train':>12} {'stats/epoch':>12} {'solver/epoch':>13} {'with/without':>13}  target"
+        f"{'d':>5} {'probe':>6} {'train ms':>9} {'eval ms':>8} {'stats ms':>9} {'mean ms':>8} {'svd':>4} "
+        f"{'solver ms':>10} {'stats/train':>12} {'stats/epoch':>12} {'solver/epoch':>13} {'with/without':>13}"
+        "  target"
     )
     with _StatsMeter() as meter:
         for d in dims:
@@ -316,22 +323,24 @@ def bench_overhead(dims: list[int], repeats: int, device: str) -> None:
             t = _epochs(run, meter, repeats)
             print(
                 f"{d:5d} {len(run.data['x_probe']):6d} {t['train'] * 1e3:9.1f} "
-                f"{(t['without'] - t['train']) * 1e3:8.1f} {t['stats'] * 1e3:9.2f} {t['solver'] * 1e3:10.2f} "
+                f"{(t['without'] - t['train']) * 1e3:8.1f} {t['stats'] * 1e3:9.2f} "
+                f"{t['stats_mean'] * 1e3:8.2f} {t['svd']:4.0f} {t['solver'] * 1e3:10.2f} "
                 f"{t['stats'] / t['train']:12.1%} {t['stats'] / t['without']:12.1%} "
                 f"{t['solver'] / t['without']:13.1%} {t['with'] / t['without'] - 1:+13.1%}  "
                 f"{_verdict(d, t['stats'] / t['train'], t['stats'] / t['without'])}"
             )
 
 
-def _solver_seconds(probe: torch.Tensor) -> float:
-    """Time spent in eigvalsh/svdvals while computing the statistics of ``probe`` (default route)."""
+def _solver_seconds(probe: torch.Tensor) -> tuple[float, int]:
+    """Time spent in eigvalsh/svdvals while computing the statistics of ``probe`` (default route), and
+    how many of its two spectra fell back to svdvals."""
     from collapsewatch.stats_core import NUMPY, compute, one_blas_thread
     from collapsewatch.stats_torch import as_float64
 
     backend = _TimedBackend(NUMPY)
     with one_blas_thread():
-        compute(as_float64(probe).numpy(), backend)
-    return backend.solver
+        core = compute(as_float64(probe).numpy(), backend)
+    return backend.solver, core.routes.count("svd")
 
 
 def bench_routes(dims: list[int], repeats: int) -> None:
