@@ -45,7 +45,7 @@ import math
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import numpy as np
 
@@ -91,7 +91,7 @@ class Backend(Protocol):
 
     def row_gram(self, matrix: Any) -> Any: ...  # matrix @ matrix.T, a new array
 
-    def copy(self, array: Any, name: str) -> Any: ...  # a copy (a scratch array for numpy)
+    def copy(self, array: Any, name: str, order: Literal["C", "F"] = "C") -> Any: ...  # (numpy: scratch)
 
 
 _BLAS_LOCK = threading.Lock()
@@ -126,17 +126,21 @@ class _Scratch(threading.local):
 _SCRATCH = _Scratch()
 
 
-def scratch(name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """An uninitialised float64 array of ``shape``, the same one each time this thread asks for
-    ``name`` with that shape (when it is at most SCRATCH_MAX_BYTES). Its contents are the caller's
+def scratch(name: str, shape: tuple[int, ...], order: Literal["C", "F"] = "C") -> np.ndarray:
+    """An uninitialised float64 array of ``shape`` and ``order``, the same one each time this thread
+    asks for ``name`` with them (when it is at most SCRATCH_MAX_BYTES). Its contents are the caller's
     until the thread asks for ``name`` again: ``compute`` takes its temporaries from here and never
     returns them (everything in a ``Core`` is a fresh array)."""
     if 8 * math.prod(shape) > SCRATCH_MAX_BYTES:
-        return np.empty(shape)
+        return np.empty(shape, order=order)
     array = _SCRATCH.arrays.get(name)
-    if array is None or array.shape != shape:
-        array = _SCRATCH.arrays[name] = np.empty(shape)
+    if array is None or array.shape != shape or not array.flags[f"{order}_CONTIGUOUS"]:
+        array = _SCRATCH.arrays[name] = np.empty(shape, order=order)
     return array
+
+
+def _order(array: np.ndarray) -> Literal["C", "F"]:
+    return "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
 
 
 class NumpyBackend:
@@ -159,18 +163,19 @@ class NumpyBackend:
     def sq_sum(self, matrix: Any, axis: int) -> Any:
         return np.einsum("ij,ij->j" if axis == 0 else "ij,ij->i", matrix, matrix)
 
-    def columns(self, matrix: Any, keep: np.ndarray) -> Any:
-        return matrix[:, keep]
+    def columns(self, matrix: Any, keep: np.ndarray) -> Any:  # in the same order (C: compress is faster)
+        return matrix[:, keep] if _order(matrix) == "F" else np.compress(keep, matrix, axis=1)
 
     def rows_divided(self, matrix: Any, scale: Any) -> Any:
-        return np.divide(matrix, scale[:, None], out=scratch("normed", matrix.shape))
+        out = scratch("normed", matrix.shape, _order(matrix))
+        return np.divide(matrix, scale[:, None], out=out)
 
     def row_gram(self, matrix: Any) -> Any:
         b = matrix.shape[0]
         return np.matmul(matrix, matrix.T, out=scratch("row_gram", (b, b)))
 
-    def copy(self, array: Any, name: str) -> Any:
-        out = scratch(name, array.shape)
+    def copy(self, array: Any, name: str, order: Literal["C", "F"] = "C") -> Any:
+        out = scratch(name, array.shape, order)
         out[...] = array
         return out
 

@@ -40,7 +40,7 @@ class TorchBackend:
     def row_gram(self, matrix: Any) -> Any:
         return matrix @ matrix.T
 
-    def copy(self, array: Any, name: str) -> Any:
+    def copy(self, array: Any, name: str, order: str = "C") -> Any:
         return array.clone()
 
 

@@ -31,6 +31,10 @@ def test_scratch_is_one_array_per_name_shape_and_thread_and_large_ones_are_fresh
     assert stats_core.scratch("test", (8, 4)) is first
     assert stats_core.scratch("test", (4, 8)) is not first
     assert stats_core.scratch("other", (4, 8)) is not stats_core.scratch("test", (4, 8))
+    fortran = stats_core.scratch("test", (8, 4), "F")
+    assert fortran.flags.f_contiguous and not fortran.flags.c_contiguous
+    assert stats_core.scratch("test", (8, 4), "F") is fortran
+    assert stats_core.scratch("test", (8, 4)).flags.c_contiguous
     big = (stats_core.SCRATCH_MAX_BYTES // 8 + 1,)
     assert stats_core.scratch("big", big) is not stats_core.scratch("big", big)
     mine = stats_core.scratch("test", (4, 8))
@@ -81,3 +85,15 @@ def test_threads_computing_at_once_get_the_serial_results() -> None:
     with ThreadPoolExecutor(3) as pool:
         parts = list(pool.map(run, [range(0, 3), range(3, 6), range(6, 9)]))
     assert [stats for part in parts for stats in part] == serial
+
+
+@pytest.mark.parametrize(
+    "case", [("relu", 512, 128), ("dead", 512, 128), ("dead", 64, 512), ("random", 96, 96)]
+)
+def test_memory_order_and_strides_of_the_input_change_nothing(case: tuple[str, int, int]) -> None:
+    e = make(*case)
+    want = collapse_stats(np.ascontiguousarray(e))
+    wide = np.zeros((e.shape[0] * 2, e.shape[1] + 3))
+    wide[::2, 3:] = e
+    for variant in (np.asfortranarray(e), wide[::2, 3:]):
+        assert collapse_stats(variant) == want
