@@ -134,7 +134,7 @@ def scratch(name: str, shape: tuple[int, ...], order: Literal["C", "F"] = "C") -
     if 8 * math.prod(shape) > SCRATCH_MAX_BYTES:
         return np.empty(shape, order=order)
     array = _SCRATCH.arrays.get(name)
-    if array is None or array.shape != shape or not array.flags[f"{order}_CONTIGUOUS"]:
+    if array is None or array.shape != shape or not array.flags[order]:
         array = _SCRATCH.arrays[name] = np.empty(shape, order=order)
     return array
 
