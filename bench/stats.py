@@ -12,12 +12,18 @@ Tables (median of R timed runs after one warm-up; --clock cpu = process CPU time
    and backend="torch", both on the checked float64 Gram route, vs svdvals (method="svd"); agreement.
 4. The statistics against the engine's digits training (worker.training: train_epoch + evaluate, the
    default spec but embedding_dim = d), epochs with and without statistics alternating in one process:
-   train epoch, evaluation without statistics, collapse_stats on the probe (the default 512 rows; its
-   embeddings come from the validation pass), the solver part of it, and the ratios.
+   train epoch, evaluation without statistics, the collapse_stats call timed inside the epochs with
+   statistics (on the probe of JobSpec's default probe_size, 512 rows; its embeddings come from the
+   validation pass), the solver part of it (two float64 eigvalsh), the ratios to the epoch without
+   statistics, and PASS/MISS against the targets.
 Targets: >= 4x at (256, 2048) and >= 8x at (1024, 8192) within 2e-3 relative; VICReg >= 3x at
 (256, 2048) with the same value to 1e-5; statistics < 5 % of a training epoch at d = 128 and < 15 %
-at d = 512 in CPU time. ``--device cuda`` trains on the GPU (the statistics stay float64 on the CPU);
-with --clock wall the GPU is synchronised around each timing.
+at d = 512 in CPU time (issue 18). Training runs on one torch thread by default, the strict measure:
+``--threads 0`` leaves torch's own count (2 on the 2-core machine, as the engine runs), whose second
+thread spins in CPU time, and under load (other processes on the cores) inflates the training's CPU
+time several-fold, which flatters the ratios.
+``--device cuda`` trains on the GPU (the statistics stay float64 on the CPU); with --clock wall the
+GPU is synchronised around each timing.
 """
 
 from __future__ import annotations
@@ -217,53 +223,126 @@ def _timed(fn: Callable[[], object]) -> float:
     return _clock() - began
 
 
+TARGETS = {128: 0.05, 512: 0.15}
+"""Issue 18: the statistics cost < 5 % of a digits training epoch at d = 128, < 15 % at d = 512."""
+
+
+class _StatsMeter:
+    """Times every ``collapse_stats`` call the engine's evaluation makes (the name it imported)."""
+
+    def __init__(self) -> None:
+        import sys
+
+        import collapsewatch.stats
+        import worker.training.engine  # noqa: F401 (loads the modules the engine evaluates with)
+
+        self.original = collapsewatch.stats.collapse_stats
+        self.modules = [
+            module
+            for name, module in list(sys.modules.items())
+            if name.startswith("worker.training") and getattr(module, "collapse_stats", None) is self.original
+        ]
+        self.seconds, self.calls = 0.0, 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        began = _clock()
+        try:
+            return self.original(*args, **kwargs)
+        finally:
+            self.seconds += _clock() - began
+            self.calls += 1
+
+    def __enter__(self) -> _StatsMeter:
+        for module in self.modules:
+            module.collapse_stats = self  # type: ignore[attr-defined]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for module in self.modules:
+            module.collapse_stats = self.original  # type: ignore[attr-defined]
+
+    def take(self) -> tuple[float, int]:
+        seconds, calls, self.seconds, self.calls = self.seconds, self.calls, 0.0, 0
+        return seconds, calls
+
+
+def _verdict(d: int, *ratios: float) -> str:
+    target = TARGETS.get(d)
+    if target is None:
+        return "-"
+    return f"< {target:.0%}: " + "/".join("PASS" if r < target else "MISS" for r in ratios)
+
+
+def _epochs(run: _Training, meter: _StatsMeter, repeats: int) -> dict[str, float]:
+    """Medians over ``repeats`` epochs with and ``repeats`` without statistics, alternating."""
+    keys = ("train", "with", "without", "stats", "solver", "svd")
+    times: dict[str, list[float]] = {key: [] for key in keys}
+    run.train(), run.evaluate(True), run.evaluate(False)  # warm-up
+    meter.take()
+    for i in range(repeats):
+        for with_stats in (True, False) if i % 2 == 0 else (False, True):
+            t_train = _timed(run.train)
+            t_eval = _timed(partial(run.evaluate, with_stats))
+            seconds, calls = meter.take()
+            times["train"].append(t_train)
+            times["with" if with_stats else "without"].append(t_train + t_eval)
+            if with_stats and calls == 0:
+                raise RuntimeError("collapse_stats was not seen: the engine calls it by another name")
+            if with_stats:
+                times["stats"].append(seconds)
+        solver, fallbacks = _solver_seconds(run.probe())
+        times["solver"].append(solver)
+        times["svd"].append(fallbacks)
+    out = {key: statistics.median(values) for key, values in times.items()}
+    out["stats_mean"], out["svd"] = statistics.fmean(times["stats"]), sum(times["svd"])
+    return out
+
+
 def bench_overhead(dims: list[int], repeats: int, device: str) -> None:
-    """Engine epochs with and without statistics, interleaved in one process, on the chosen clock."""
+    """Engine epochs (train_epoch + evaluate) with and without statistics, alternating in one process,
+    on the chosen clock; the statistics are timed inside the epochs that compute them."""
+    from collapsewatch.contract import JobSpec
+
+    probe_size = JobSpec(dataset="digits").probe_size
     print(f"\n## collapse statistics vs the engine's digits training ({_clock_name}, device {device})")
     print(
-        "MLP 64-256-256-d, cross-entropy, SGD, batch 128, probe = the engine's default 512 rows; "
-        f"{repeats} epochs with and {repeats} without statistics, alternating; medians"
+        f"MLP 64-256-256-d, cross-entropy, SGD, batch 128, probe = the engine's default {probe_size} rows; "
+        f"{repeats} epochs with and {repeats} without statistics, alternating; medians.\n"
+        "train = train_epoch; epoch = train + evaluation without statistics; stats = the collapse_stats "
+        "call inside the epochs with statistics; solver = its two float64 eigvalsh (the floor of the "
+        "float64 route); mean = the statistics' mean (svdvals fallbacks show there); svd = spectra that "
+        f"fell back, of {2 * repeats}; with/without = the two epochs' medians compared (a noisier "
+        "cross-check); target: stats/train / stats/epoch"
     )
     print(
-        f"{'d':>5} {'train ms':>9} {'eval ms':>8} {'stats ms':>9} {'solver ms':>10} "
-        f"{'stats/train':>12} {'stats/(train+eval)':>19} {'epoch with/without':>19}"
+        f"{'d':>5} {'probe':>6} {'train ms':>9} {'eval ms':>8} {'stats ms':>9} {'mean ms':>8} {'svd':>4} "
+        f"{'solver ms':>10} {'stats/train':>12} {'stats/epoch':>12} {'solver/epoch':>13} {'with/without':>13}"
+        "  target"
     )
-    for d in dims:
-        run = _Training(d, device)
-        train_t: list[float] = []
-        with_t: list[float] = []
-        without_t: list[float] = []
-        stats_t: list[float] = []
-        solver_t: list[float] = []
-        run.train(), run.evaluate(True), run.evaluate(False)  # warm-up
-        for i in range(repeats):
-            for with_stats in (True, False) if i % 2 == 0 else (False, True):
-                t_train = _timed(run.train)
-                t_eval = _timed(partial(run.evaluate, with_stats))
-                train_t.append(t_train)
-                (with_t if with_stats else without_t).append(t_train + t_eval)
-            probe = run.probe()
-            stats_t.append(_timed(partial(collapse_stats, probe)))
-            solver_t.append(_solver_seconds(probe))
-        t_train, t_stats = statistics.median(train_t), statistics.median(stats_t)
-        t_with, t_without = statistics.median(with_t), statistics.median(without_t)
-        t_eval = t_without - t_train
-        print(
-            f"{d:5d} {t_train * 1e3:9.1f} {t_eval * 1e3:8.1f} {t_stats * 1e3:9.2f} "
-            f"{statistics.median(solver_t) * 1e3:10.2f} {t_stats / t_train:12.1%} "
-            f"{t_stats / t_without:19.1%} {t_with / t_without - 1:+19.1%}"
-        )
+    with _StatsMeter() as meter:
+        for d in dims:
+            run = _Training(d, device)
+            t = _epochs(run, meter, repeats)
+            print(
+                f"{d:5d} {len(run.data['x_probe']):6d} {t['train'] * 1e3:9.1f} "
+                f"{(t['without'] - t['train']) * 1e3:8.1f} {t['stats'] * 1e3:9.2f} "
+                f"{t['stats_mean'] * 1e3:8.2f} {t['svd']:4.0f} {t['solver'] * 1e3:10.2f} "
+                f"{t['stats'] / t['train']:12.1%} {t['stats'] / t['without']:12.1%} "
+                f"{t['solver'] / t['without']:13.1%} {t['with'] / t['without'] - 1:+13.1%}  "
+                f"{_verdict(d, t['stats'] / t['train'], t['stats'] / t['without'])}"
+            )
 
 
-def _solver_seconds(probe: torch.Tensor) -> float:
-    """Time spent in eigvalsh/svdvals while computing the statistics of ``probe`` (default route)."""
+def _solver_seconds(probe: torch.Tensor) -> tuple[float, int]:
+    """Time spent in eigvalsh/svdvals while computing the statistics of ``probe`` (default route), and
+    how many of its two spectra fell back to svdvals."""
     from collapsewatch.stats_core import NUMPY, compute, one_blas_thread
     from collapsewatch.stats_torch import as_float64
 
     backend = _TimedBackend(NUMPY)
     with one_blas_thread():
-        compute(as_float64(probe).numpy(), backend)
-    return backend.solver
+        core = compute(as_float64(probe).numpy(), backend)
+    return backend.solver, core.routes.count("svd")
 
 
 def bench_routes(dims: list[int], repeats: int) -> None:
@@ -294,7 +373,12 @@ def bench_routes(dims: list[int], repeats: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.stats", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 repeats (9 epochs each way for table 4)")
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch.set_num_threads (default 1, the strict measure; 0 = torch's own, as the engine runs)",
+    )
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (default 7)")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu", help="cpu (default) or wall")
     parser.add_argument("--device", default="cpu", help="training device for table 4: cpu, cuda, cuda:N")
@@ -302,15 +386,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(TABLES), help=f"tables to run, from {','.join(TABLES)}")
     args = parser.parse_args(argv)
     only = [t for t in args.only.split(",") if t]
-    if args.threads < 1 or (args.repeats is not None and args.repeats < 3):
-        parser.error("--threads must be >= 1 and --repeats >= 3")
+    if args.threads < 0 or (args.repeats is not None and args.repeats < 3):
+        parser.error("--threads must be >= 0 and --repeats >= 3")
     if not set(only) <= set(TABLES):
         parser.error(f"--only: pick from {','.join(TABLES)}")
     try:
         dims = [int(v) for v in args.dims.split(",")]
     except ValueError:
         parser.error("--dims: a comma-separated list of integers, e.g. 32,128,512")
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     global _clock, _clock_name, _sync
     _clock, _clock_name = CLOCKS[args.clock], args.clock
     if args.device.startswith("cuda"):

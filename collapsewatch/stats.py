@@ -100,8 +100,11 @@ def _numpy_matrix(E: Any, backend: str) -> tuple[Any, Backend]:
     _check_shape(tuple(array.shape))
     if array.dtype.kind in "bcmMSUV":
         raise ValueError(f"E must hold real numbers, got {array.dtype}")
+    # the numpy backend computes in a scratch copy (reused between calls: no fresh pages), in F order
+    # when the Grams will be d x d (their product is ~15 % faster from columns in contiguous memory)
+    order: Literal["C", "F"] = "F" if array.shape[1] < array.shape[0] else "C"
     try:
-        x = array.astype(np.float64)
+        x = array.astype(np.float64) if backend == "torch" else NUMPY.copy(array, "x", order)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"E must hold real numbers, got {array.dtype} ({exc})") from exc
     _finite_or_raise(float(x.min()), float(x.max()), lambda: (~np.isfinite(x)).sum(), x.size)

@@ -34,6 +34,15 @@ class TorchBackend:
     def columns(self, matrix: Any, keep: np.ndarray) -> Any:
         return matrix[:, torch.from_numpy(keep)]
 
+    def rows_divided(self, matrix: Any, scale: Any) -> Any:
+        return matrix / scale[:, None]
+
+    def row_gram(self, matrix: Any) -> Any:
+        return matrix @ matrix.T
+
+    def copy(self, array: Any, name: str, order: str = "C") -> Any:
+        return array.clone()
+
 
 TORCH = TorchBackend()
 

@@ -206,3 +206,42 @@ def test_numpy_blas_runs_on_one_thread_during_the_statistics_and_is_restored() -
         stats_core.NumpyBackend.eigvalsh = original  # type: ignore[method-assign]
     assert seen and all(threads == [1] * len(before) for threads in seen)
     assert blas_threads() == before
+
+
+@pytest.mark.parametrize("kind", ["random", "relu", "offset", "rank3", "near", "graded"])
+@pytest.mark.parametrize(("b", "d"), [(512, 128), (64, 512), (300, 700)])
+def test_gram_error_bound_covers_the_distance_to_svdvals(b: int, d: int, kind: str) -> None:
+    from collapsewatch.stats_core import EPS64, gram_singular_values
+
+    e = make(kind, b, d)
+    for m in (e, e / np.linalg.norm(e, axis=1, keepdims=True)):
+        ref = np.linalg.svd(m, compute_uv=False)
+        gram, summed = (m.T @ m, b) if d < b else (m @ m.T, d)
+        values, err = gram_singular_values(np.linalg.eigvalsh(gram), summed)
+        assert err > 0.0
+        slack = 4 * ref.size * EPS64 * ref[0]  # svdvals' own rounding
+        assert abs(float(values.sum()) - float(ref.sum())) <= err + slack
+
+
+def test_spectrum_takes_the_gram_route_only_within_tol_of_the_sum_above_the_floor() -> None:
+    from collapsewatch.stats_core import NUMPY, _spectrum, gram_singular_values
+
+    e = make("graded", 64, 32)
+    gram = e.T @ e
+    values, err = gram_singular_values(np.linalg.eigvalsh(gram), 64)
+    floor = 0.5 * float(values.sum())
+    tol = err / (float(values.sum()) - floor)
+    assert _spectrum(NUMPY, gram, lambda: e, 64, tol * 1.001, floor)[1] == "gram"
+    assert _spectrum(NUMPY, gram, lambda: e, 64, tol * 0.999, floor)[1] == "svd"
+    assert _spectrum(NUMPY, gram, lambda: e, 64, tol * 0.999)[1] == "gram"  # no floor: more room
+
+
+@pytest.mark.parametrize(("b", "d"), [(512, 128), (64, 512), (512, 512)])
+@pytest.mark.parametrize("noise", [3e-2, 1e-3, 1e-5])
+def test_position_near_collapse_keeps_its_relative_accuracy(b: int, d: int, noise: float) -> None:
+    rng = np.random.default_rng(b + d)
+    e = np.outer(rng.uniform(0.5, 2.0, b), rng.standard_normal(d)) + noise * rng.standard_normal((b, d))
+    fast, ref = collapse_stats(e), collapse_stats(e, method="svd")
+    assert 0.0 < ref["sv_position"] < 0.1
+    assert close(fast["sv_position"], ref["sv_position"], 1e-6, 0.0)
+    assert close(fast["mean_sv"], ref["mean_sv"], 1e-6, 0.0)
