@@ -122,6 +122,7 @@ class RunFilter:
     sweep: str | None = None
     tag: str | None = None
     kind: Literal["job", "sdk"] | None = None
+    config: Sequence[tuple[str, str]] = ()  # (key, value): the config's top-level key, compared as text
     project_ids: Sequence[int] | None = None  # None: every project (app.auth.roles.visible_project_ids)
 
 
@@ -146,6 +147,8 @@ def _filtered(*, session: Session, filt: RunFilter) -> Select[Any]:
         stmt = stmt.where(Run.kind == filt.kind)
     if filt.tag:
         stmt = stmt.where(_has_tag(session=session, tag=filt.tag))
+    for key, value in filt.config:
+        stmt = stmt.where(Run.config[key].as_string() == value)
     return stmt
 
 
