@@ -133,6 +133,12 @@ def _has_tag(*, session: Session, tag: str) -> ColumnElement[bool]:
     return exists(select(text("1")).select_from(each).where(each.c.value == cast(tag, String)))
 
 
+def config_equals(*, key: str, value: str) -> ColumnElement[bool]:
+    """The run's config has ``key`` equal to ``value`` as text (``config ->> key``; numbers as written).
+    On PostgreSQL ``regularizer`` and ``objective`` have expression indexes (0010_scale_indexes)."""
+    return Run.config[key].as_string() == value
+
+
 def _filtered(*, session: Session, filt: RunFilter) -> Select[Any]:
     stmt = select(Run).join(Run.project).options(contains_eager(Run.project))
     if filt.project:
@@ -148,7 +154,7 @@ def _filtered(*, session: Session, filt: RunFilter) -> Select[Any]:
     if filt.tag:
         stmt = stmt.where(_has_tag(session=session, tag=filt.tag))
     for key, value in filt.config:
-        stmt = stmt.where(Run.config[key].as_string() == value)
+        stmt = stmt.where(config_equals(key=key, value=value))
     return stmt
 
 

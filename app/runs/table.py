@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from app.models import Project, Run
+from app.runs.store import config_equals
 from collapsewatch.contract import RunStatus
 
 SUMMARY_SORTS = ("mean_sv", "sv_position", "effective_rank", "dead_dims", "best_val_acc", "best_recall_at_1")
@@ -22,6 +23,7 @@ COLUMN_SORTS: dict[str, Any] = {
     "last_epoch": Run.last_epoch,
 }
 SORT_KEYS = (*COLUMN_SORTS, *SUMMARY_SORTS)
+NOT_NULL = frozenset({"id", "status", "created_at"})
 STATUSES: tuple[str, ...] = RunStatus.__args__  # type: ignore[attr-defined]
 PAGE_SIZE = 50
 
@@ -72,9 +74,9 @@ def _filtered(*, session: Session, q: TableQuery, visible: list[int] | None) -> 
     if q.status in STATUSES:
         stmt = stmt.where(Run.status == q.status)
     if q.regularizer:
-        stmt = stmt.where(Run.config["regularizer"].as_string() == q.regularizer)
+        stmt = stmt.where(config_equals(key="regularizer", value=q.regularizer))
     if q.objective:
-        stmt = stmt.where(Run.config["objective"].as_string() == q.objective)
+        stmt = stmt.where(config_equals(key="objective", value=q.objective))
     if q.sweep:
         stmt = stmt.where(Run.sweep_id == q.sweep)
     if q.tag:
@@ -88,7 +90,9 @@ def _order(sort: str) -> list[Any]:
         key, sort = "id", "-id"
     column = COLUMN_SORTS[key] if key in COLUMN_SORTS else Run.summary[key].as_float()
     descending = sort.startswith("-")
-    ordered = column.desc().nulls_last() if descending else column.asc().nulls_last()
+    ordered = column.desc() if descending else column.asc()
+    if key not in NOT_NULL:  # NULLS LAST on a NOT NULL column would keep PostgreSQL off its index
+        ordered = ordered.nulls_last()
     return [ordered, Run.id.desc() if descending else Run.id.asc()]
 
 
