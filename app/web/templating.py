@@ -53,6 +53,19 @@ def number_cell(value: Any, digits: int = 3) -> Markup:
     return escape(value)
 
 
+def hist_bins_text(hist: dict[str, Any]) -> Markup:
+    """A histogram's non-empty bins as text, ``[lo, hi): count; ...`` (``%.3g`` edges; every bin but
+    the last is followed by ``; ``): the compare page's no-JavaScript table, 100 runs x 64 bins."""
+    edges, counts = hist["edges"], hist["counts"]
+    last = len(counts) - 1
+    parts = [
+        "[%.3g, %.3g): %s%s" % (edges[i], edges[i + 1], escape(c), "; " if i != last else "")  # noqa: UP031
+        for i, c in enumerate(counts)
+        if c
+    ]
+    return Markup("".join(parts))
+
+
 def static_url(name: str) -> str:
     path = STATIC_DIR / name
     version = int(path.stat().st_mtime) if path.exists() else 0
@@ -63,4 +76,5 @@ templates.env.globals["static_url"] = static_url
 templates.env.filters["jsonsafe"] = tojson_safe
 templates.env.filters["script_json"] = script_json
 templates.env.globals["number_cell"] = number_cell
+templates.env.filters["hist_bins_text"] = hist_bins_text
 templates.env.filters["compact_json"] = lambda v: json.dumps(v, sort_keys=True, separators=(", ", ": "))
