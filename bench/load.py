@@ -91,6 +91,8 @@ def database(kind: str, root: Path, admin_url: str = PG_ADMIN_URL) -> Iterator[s
 
 
 def make_stack(root: Path, database_url: str, **settings: Any) -> LoadStack:
+    # the queue tests' 6 s lease is shorter than a heartbeat every 10 epochs: SDK runs would crash
+    settings = {"lease_seconds": 60} | settings
     return LoadStack(root, database_url=database_url, local_autologin="true", **settings)
 
 
