@@ -101,7 +101,7 @@ _BINARY_SQL = (
 
 def load_chunks(*, session: Session, run_ids: Sequence[int], key: str) -> dict[int, Arrays]:
     """Per run holding ``key``: all its points (steps ascending, NaN for NULL values)."""
-    rows = _fetch_binary(session, list(run_ids), key)
+    rows: Sequence[Any] | None = _fetch_binary(session, list(run_ids), key)
     if rows is None:
         rows = session.execute(
             select(_COLUMNS.run_id, _COLUMNS.steps, _COLUMNS.vals)
