@@ -13,6 +13,19 @@ from sqlalchemy import Connection, Engine, text
 from app.db import WRITE_OPTION
 from app.resources import shipped
 
+# Created by migration 0010_scale_indexes on PostgreSQL only (GIN, INCLUDE and expression indexes the
+# models do not declare): comparing the models with a database leaves them out.
+_SUMMARY_SORTS = ("mean_sv", "sv_position", "effective_rank", "dead_dims", "best_val_acc", "best_recall_at_1")
+POSTGRES_ONLY_INDEXES = frozenset(
+    {"ix_epochs_run_stats", "ix_runs_tags_gin", "ix_runs_config_regularizer", "ix_runs_config_objective"}
+    | {f"ix_runs_summary_{key}_{direction}" for key in _SUMMARY_SORTS for direction in ("asc", "desc")}
+)
+
+
+def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Alembic's ``include_object`` hook: skip the PostgreSQL-only indexes of the migrations."""
+    return not (type_ == "index" and reflected and name in POSTGRES_ONLY_INDEXES)
+
 
 def alembic_config() -> Config:
     """The shipped ``alembic.ini`` (its ``script_location`` is the shipped ``migrations/``)."""

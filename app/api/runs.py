@@ -10,6 +10,7 @@ from app.api.access import CanIngestRun, CanReadRun, CanWriteRun, UserActorDep
 from app.api.checkpoints import StoreDep
 from app.auth import roles
 from app.deps import RunId, SessionDep, SettingsDep, UserDep
+from app.errors import InvalidInput
 from app.runs import bulk, lifecycle, store, submit
 from app.runs.bulk import RunsBulkIn, RunsBulkOut
 from app.runs.events import publish
@@ -79,6 +80,10 @@ def list_runs(
     sweep: Annotated[str | None, Query(max_length=32)] = None,
     tag: Annotated[str | None, Query(max_length=200)] = None,
     kind: Literal["job", "sdk"] | None = None,
+    config: Annotated[
+        list[str] | None,
+        Query(max_length=10, description="KEY:VALUE (repeat): runs whose config KEY equals VALUE, as text"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     sort: Annotated[str, Query(pattern=SORT_PATTERN)] = "-created_at",
@@ -94,12 +99,24 @@ def list_runs(
         sweep=sweep,
         tag=tag,
         kind=kind,
+        config=config_pairs(config or []),
         project_ids=visible,
         lifecycle=lifecycle,
     )
     found, total = store.list_runs(session=session, filt=filt, limit=limit, offset=offset, sort=sort)
     response.headers["X-Total-Count"] = str(total)
     return [store.run_public(run, provenance=False) for run in found]
+
+
+def config_pairs(raw: list[str]) -> list[tuple[str, str]]:
+    """``KEY:VALUE`` query values as pairs; 422 naming ``config`` for one without a key."""
+    pairs = []
+    for item in raw:
+        key, sep, value = item.partition(":")
+        if not sep or not key.strip() or len(key) > 128:
+            raise InvalidInput(["query", "config"], f"{item!r} is not KEY:VALUE (e.g. regularizer:svmax)")
+        pairs.append((key.strip(), value))
+    return pairs
 
 
 @router.post("/run-actions", response_model=RunsBulkOut)

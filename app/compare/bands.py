@@ -57,9 +57,11 @@ def _band(cells: Mapping[float, list[float]], positions: Mapping[float, float] |
 def mean_std_band(series: Sequence[Series]) -> Band:
     """Aligned by x (epoch): at each x, mean ± std over the series that have a finite value there."""
     cells: dict[float, list[float]] = {}
+    isfinite = math.isfinite
     for s in series:
         for x, v in s.items():
-            if is_finite_number(v):
+            # floats (what curves hold) take the short test; anything else the full one
+            if isfinite(v) if type(v) is float else is_finite_number(v):
                 cells.setdefault(x, []).append(float(v))  # type: ignore[arg-type]
     return _band(cells)
 

@@ -8,9 +8,10 @@ from fastapi.responses import HTMLResponse
 
 from app.auth.roles import visible_project_ids
 from app.compare.query import XAXES
-from app.compare.view import SUMMARY_KEYS, CompareQuery, build_compare, page_data
+from app.compare.view import SUMMARY_KEYS, CompareData, CompareQuery, build_compare, page_data
 from app.deps import HEAVY_READ, SessionDep
-from app.pages.common import BrowserDep, render
+from app.pages.common import Browser, BrowserDep, render
+from app.series.query import gc_paused
 
 router = APIRouter(include_in_schema=False)
 
@@ -21,9 +22,13 @@ def compare_page(request: Request, browser: BrowserDep, session: SessionDep) -> 
     for key, value in request.query_params.multi_items():
         params.setdefault(key, []).append(value)
     query, problems = CompareQuery.from_params(params)
-    data = build_compare(
-        session=session, query=query, visible=visible_project_ids(session=session, actor=browser.actor)
-    )
+    visible = visible_project_ids(session=session, actor=browser.actor)
+    with gc_paused():  # ~100k short-lived objects (20,000 points, 600 KB of page): no heap scans meanwhile
+        data = build_compare(session=session, query=query, visible=visible)
+        return _page(request, browser, data, problems)
+
+
+def _page(request: Request, browser: Browser, data: CompareData, problems: dict[str, str]) -> HTMLResponse:
     return render(
         request,
         browser,

@@ -16,6 +16,7 @@ from app.pages.common import Browser, BrowserDep, check_csrf, redirect, render
 from app.runs import lifecycle, store, submit
 from app.runs.alert import DEFAULT_RHO_THRESHOLD
 from app.runs.events import publish
+from app.series.query import gc_paused
 from app.series.run_view import (
     alerts_for,
     alerts_from_db,
@@ -58,6 +59,12 @@ def run_page(
 ) -> HTMLResponse:
     """``layer``: the named layer whose statistics the collapse charts show (empty: the embedding)."""
     run = _load(session, run_id, browser)
+    with gc_paused():  # 200 epochs of spectra and histograms: no heap scans while they are built
+        return _run_page(request, browser, session, run, rho)
+
+
+def _run_page(request: Request, browser: Browser, session: Session, run: Run, rho: float) -> HTMLResponse:
+    run_id = run.id
     rows = epoch_rows(session=session, run_id=run_id)
     page_data = {
         "run": {"id": run.id, "status": run.status, "config": run.config, "summary": run.summary},

@@ -125,6 +125,7 @@ class RunFilter:
     sweep: str | None = None
     tag: str | None = None
     kind: Literal["job", "sdk"] | None = None
+    config: Sequence[tuple[str, str]] = ()  # (key, value): the config's top-level key, compared as text
     project_ids: Sequence[int] | None = None  # None: every project (app.auth.roles.visible_project_ids)
     lifecycle: Lifecycle = "live"  # archived and deleted runs only when asked (app.runs.visibility)
 
@@ -134,6 +135,12 @@ def _has_tag(*, session: Session, tag: str) -> ColumnElement[bool]:
         return cast(Run.tags, JSONB).contains([tag])
     each = func.json_each(Run.tags).table_valued("value")
     return exists(select(text("1")).select_from(each).where(each.c.value == cast(tag, String)))
+
+
+def config_equals(*, key: str, value: str) -> ColumnElement[bool]:
+    """The run's config has ``key`` equal to ``value`` as text (``config ->> key``; numbers as written).
+    On PostgreSQL ``regularizer`` and ``objective`` have expression indexes (0010_scale_indexes)."""
+    return Run.config[key].as_string() == value
 
 
 def _filtered(*, session: Session, filt: RunFilter) -> Select[Any]:
@@ -151,6 +158,8 @@ def _filtered(*, session: Session, filt: RunFilter) -> Select[Any]:
         stmt = stmt.where(Run.kind == filt.kind)
     if filt.tag:
         stmt = stmt.where(_has_tag(session=session, tag=filt.tag))
+    for key, value in filt.config:
+        stmt = stmt.where(config_equals(key=key, value=value))
     return stmt
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from app.models import Project, Run
+from app.runs.store import config_equals
 from app.runs.visibility import LIFECYCLES, lifecycle_clause
 from collapsewatch.contract import RunStatus
 
@@ -23,6 +24,7 @@ COLUMN_SORTS: dict[str, Any] = {
     "last_epoch": Run.last_epoch,
 }
 SORT_KEYS = (*COLUMN_SORTS, *SUMMARY_SORTS)
+NOT_NULL = frozenset({"id", "status", "created_at"})
 STATUSES: tuple[str, ...] = RunStatus.__args__  # type: ignore[attr-defined]
 PAGE_SIZE = 50
 
@@ -78,9 +80,9 @@ def _filtered(*, session: Session, q: TableQuery, visible: list[int] | None) -> 
     if q.status in STATUSES:
         stmt = stmt.where(Run.status == q.status)
     if q.regularizer:
-        stmt = stmt.where(Run.config["regularizer"].as_string() == q.regularizer)
+        stmt = stmt.where(config_equals(key="regularizer", value=q.regularizer))
     if q.objective:
-        stmt = stmt.where(Run.config["objective"].as_string() == q.objective)
+        stmt = stmt.where(config_equals(key="objective", value=q.objective))
     if q.sweep:
         stmt = stmt.where(Run.sweep_id == q.sweep)
     if q.tag:
@@ -94,7 +96,9 @@ def _order(sort: str) -> list[Any]:
         key, sort = "id", "-id"
     column = COLUMN_SORTS[key] if key in COLUMN_SORTS else Run.summary[key].as_float()
     descending = sort.startswith("-")
-    ordered = column.desc().nulls_last() if descending else column.asc().nulls_last()
+    ordered = column.desc() if descending else column.asc()
+    if key not in NOT_NULL:  # NULLS LAST on a NOT NULL column would keep PostgreSQL off its index
+        ordered = ordered.nulls_last()
     return [ordered, Run.id.desc() if descending else Run.id.asc()]
 
 

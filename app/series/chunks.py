@@ -94,18 +94,37 @@ def write_chunks(*, session: Session, run_id: int, points: Mapping[tuple[str, in
     )
 
 
+_BINARY_SQL = (
+    "SELECT run_id, steps, vals FROM metric_chunks WHERE run_id = ANY(%s) AND key = %s ORDER BY run_id, chunk"
+)
+
+
 def load_chunks(*, session: Session, run_ids: Sequence[int], key: str) -> dict[int, Arrays]:
     """Per run holding ``key``: all its points (steps ascending, NaN for NULL values)."""
-    rows = session.execute(
-        select(_COLUMNS.run_id, _COLUMNS.steps, _COLUMNS.vals)
-        .where(_COLUMNS.run_id.in_(run_ids), _COLUMNS.key == key)
-        .order_by(_COLUMNS.run_id, _COLUMNS.chunk)
-    ).all()
+    rows: Sequence[Any] | None = _fetch_binary(session, list(run_ids), key)
+    if rows is None:
+        rows = session.execute(
+            select(_COLUMNS.run_id, _COLUMNS.steps, _COLUMNS.vals)
+            .where(_COLUMNS.run_id.in_(run_ids), _COLUMNS.key == key)
+            .order_by(_COLUMNS.run_id, _COLUMNS.chunk)
+        ).all()
     parts: dict[int, tuple[list[bytes], list[bytes]]] = defaultdict(lambda: ([], []))
     for run_id, steps, values in rows:
         parts[int(run_id)][0].append(steps)
         parts[int(run_id)][1].append(values)
     return {r: unpack(b"".join(s), b"".join(v)) for r, (s, v) in parts.items()}
+
+
+def _fetch_binary(session: Session, run_ids: list[int], key: str) -> list[Any] | None:
+    """The chunk rows over psycopg's binary protocol, in the session's transaction: bytea travels as
+    bytes, not as hex text twice its size (10 runs x 100,000 points are 16 MB of blobs), and is not
+    parsed back from hex. None on another driver (SQLite): the caller runs the ORM query."""
+    if session.get_bind().dialect.driver != "psycopg":
+        return None
+    driver: Any = session.connection().connection.driver_connection
+    with driver.cursor(binary=True) as cursor:
+        cursor.execute(_BINARY_SQL, (run_ids, key))
+        return list(cursor.fetchall())
 
 
 def rebuild_chunks(*, session: Session, run_ids: Iterable[int] | None = None) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import EPOCH_STAT_COLUMNS, Epoch, Metric, RunEvent
+from app.models import EPOCH_STAT_COLUMNS, Epoch, MetricChunk, RunEvent
 from app.runs.alert import CollapseAlert, EpochPoint, detect_collapse
 from app.series.query import load_series
 from collapsewatch.layers import layer_names
@@ -103,10 +103,10 @@ def logged_scalars(
     """Free scalars logged by the SDK (``POST /runs/{id}/metrics``), downsampled, first keys only."""
     keys = list(
         session.scalars(
-            select(Metric.key)
-            .where(Metric.run_id == run_id)
-            .group_by(Metric.key)
-            .order_by(Metric.key)
+            select(MetricChunk.key)  # the packed copy: one row per 256 steps, not one per point
+            .where(MetricChunk.run_id == run_id)
+            .group_by(MetricChunk.key)
+            .order_by(MetricChunk.key)
             .limit(max_keys)
         )
     )

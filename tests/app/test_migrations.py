@@ -7,13 +7,14 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from app.db import Database
-from app.migrate import downgrade, upgrade
+from app.migrate import downgrade, include_object, upgrade
 from app.models import import_all_models
 
 
 def _diff(db: Database) -> list[object]:
     with db.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        opts = {"compare_type": True, "include_object": include_object}
+        context = MigrationContext.configure(conn, opts=opts)
         return list(compare_metadata(context, import_all_models()))
 
 
