@@ -60,10 +60,12 @@ def run_page(
     """``layer``: the named layer whose statistics the collapse charts show (empty: the embedding)."""
     run = _load(session, run_id, browser)
     with gc_paused():  # 200 epochs of spectra and histograms: no heap scans while they are built
-        return _run_page(request, browser, session, run, rho)
+        return _run_page(request, browser, session, run, rho, layer)
 
 
-def _run_page(request: Request, browser: Browser, session: Session, run: Run, rho: float) -> HTMLResponse:
+def _run_page(
+    request: Request, browser: Browser, session: Session, run: Run, rho: float, layer: str
+) -> HTMLResponse:
     run_id = run.id
     rows = epoch_rows(session=session, run_id=run_id)
     page_data = {
