@@ -33,7 +33,16 @@ TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d{1,2})$")
 KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,127}$"
 MAX_TAG_LENGTH = 64
-Tag = Annotated[str, Field(min_length=1, max_length=MAX_TAG_LENGTH, description="a label, 1-64 characters")]
+TAG_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # no NUL or control characters (PostgreSQL's jsonb refuses \u0000)
+Tag = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_TAG_LENGTH,
+        pattern=TAG_PATTERN,
+        description="a label, 1-64 characters, no control characters",
+    ),
+]
 MAX_SWEEP_RUNS = 256
 DATA_PATH_REFUSED = "refused: upload the .npz as a dataset (POST /api/v1/datasets) and set dataset_id"
 MAX_METRIC_POINTS = 1000

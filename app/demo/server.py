@@ -37,6 +37,9 @@ from app.series.epochs import list_epochs
 from collapsewatch.contract import TERMINAL_STATUSES, JobSubmit
 
 MAX_BATCH_RUNS = 200
+DEMO_PROJECT = "demo"
+"""The project the button queues its runs in: a batch is its runs there, not any run that carries the
+batch's tag (anyone may tag their own runs ``demo:<batch>``)."""
 
 
 @dataclass
@@ -92,7 +95,7 @@ def submit_demo(
 
 
 def _batch_runs(session: Session, batch: str, visible: list[int] | None) -> list[Run]:
-    filt = store.RunFilter(tag=batch_tag(batch), project_ids=visible)
+    filt = store.RunFilter(tag=batch_tag(batch), project=DEMO_PROJECT, project_ids=visible)
     runs, _total = store.list_runs(session=session, filt=filt, limit=MAX_BATCH_RUNS, sort="id")
     return runs
 
@@ -124,7 +127,7 @@ def progress(*, session: Session, batch: str, visible: list[int] | None) -> Prog
 
 def recent_batches(*, session: Session, visible: list[int] | None, limit: int = 3) -> list[str]:
     """The newest demo batches among the readable runs (for the runs page's progress cards)."""
-    filt = store.RunFilter(tag=DEMO_TAG, project_ids=visible)
+    filt = store.RunFilter(tag=DEMO_TAG, project=DEMO_PROJECT, project_ids=visible)
     runs, _total = store.list_runs(session=session, filt=filt, limit=MAX_BATCH_RUNS, sort="-id")
     batches: list[str] = []
     for run in runs:

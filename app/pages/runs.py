@@ -180,7 +180,7 @@ def _problem(error: Any) -> str:
 
 
 BATCH = re.compile(r"^[0-9a-f]{8}$")
-DEMO_PROJECT = "demo"
+DEMO_PROJECT = demo_server.DEMO_PROJECT
 
 
 def _batch(batch: str) -> str:

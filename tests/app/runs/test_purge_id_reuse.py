@@ -1,0 +1,55 @@
+"""A purged run's id is never handed to a new run (review-attack finding).
+
+On SQLite the ``runs`` table has no AUTOINCREMENT, so purging the newest run frees its id and the next
+run created — in any project — gets it again. Whatever still names the old id then names the new run:
+checkpoints the purge could not remove yet (the maintenance sweep only drops files whose id has no
+row), a stale SDK process of the purged run (same id, same attempt 1), bookmarked compare URLs and
+pinned reports. PostgreSQL sequences never reuse an id."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from teamkit import Team, build_team
+from test_bulk_runs import bulk, finished
+
+from app.main import create_app
+from app.runs.artifacts import CheckpointStore
+from app.settings import Settings
+
+
+@pytest.fixture
+def team(settings: Settings) -> Iterator[Team]:
+    app = create_app(settings)
+    app.state.enqueue = lambda run_id: None
+    with TestClient(app) as client:
+        yield build_team(client, app.state.db, settings.admin_email)
+
+
+def test_purged_run_id_is_never_given_to_a_new_run(team: Team) -> None:
+    finished(team)
+    newest = finished(team)
+    assert bulk(team, "owner", "delete", [newest]).status_code == 200
+    assert bulk(team, "owner", "purge", [newest]).status_code == 200
+    fresh = team.job("other")  # the outsider's project
+    assert fresh > newest, f"run {fresh} of project 'other' reuses the id of purged run {newest} of 'team'"
+
+
+def test_new_run_in_another_project_never_reads_a_purged_runs_checkpoint(
+    team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    finished(team)
+    newest = finished(team)  # holds a checkpoint (b"w")
+    assert bulk(team, "owner", "delete", [newest]).status_code == 200
+
+    def unavailable(self: CheckpointStore, run_id: int) -> None:
+        raise OSError("artifact store unavailable")  # removal is retried later (remove_artifacts)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(CheckpointStore, "remove", unavailable)
+        assert bulk(team, "owner", "purge", [newest]).status_code == 200
+    fresh = team.job("other")
+    read = team.call("outsider", "GET", f"/api/v1/runs/{fresh}/checkpoint")
+    assert read.status_code == 404, f"the outsider's new run {fresh} serves purged run {newest}'s checkpoint"
