@@ -10,6 +10,8 @@ names the batch), and the progress card offers the same button without JavaScrip
 
 from __future__ import annotations
 
+import secrets
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -17,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.auth.models import Report
-from app.auth.roles import Actor
+from app.auth.roles import Actor, check_new_runs
 from app.compare.reports import create_report
 from app.demo.experiments import (
     DEMO_TAG,
@@ -30,6 +32,7 @@ from app.demo.experiments import (
     view_query,
 )
 from app.demo.findings import FINDINGS, RunResult
+from app.errors import Conflict, DomainError
 from app.models import Project, Run
 from app.runs import store, submit
 from app.runs.events import Publisher
@@ -38,8 +41,28 @@ from collapsewatch.contract import TERMINAL_STATUSES, JobSubmit
 
 MAX_BATCH_RUNS = 200
 DEMO_PROJECT = "demo"
-"""The project the button queues its runs in: a batch is its runs there, not any run that carries the
-batch's tag (anyone may tag their own runs ``demo:<batch>``)."""
+"""The project the button queues its runs in where the user may add runs to it (else the user's own
+``demo-…`` project: :func:`demo_project`). A batch is its runs in one such project, not any run that
+carries the batch's tag (anyone may tag their own runs ``demo:<batch>``)."""
+
+
+def is_demo_project(name: str) -> bool:
+    return name == DEMO_PROJECT or name.startswith(f"{DEMO_PROJECT}-")
+
+
+def demo_project(*, session: Session, actor: Actor) -> str:
+    """Where this user's demo goes: ``demo`` if they may add runs there (or nobody made it yet), else
+    ``demo-<user id>``, else (someone took that name too) a new ``demo-<random>`` one they will own.
+    So the first account to click the button never locks the others out."""
+    for name in (DEMO_PROJECT, f"{DEMO_PROJECT}-{actor.user_id}", f"{DEMO_PROJECT}-{secrets.token_hex(4)}"):
+        try:
+            check_new_runs(session=session, actor=actor, project_name=name)
+        except DomainError as exc:
+            if exc.status_code == 403 and actor.is_worker:
+                raise
+            continue
+        return name
+    raise Conflict(f"no project to queue the demo in: '{DEMO_PROJECT}' and its variants are taken")
 
 
 @dataclass
@@ -95,9 +118,14 @@ def submit_demo(
 
 
 def _batch_runs(session: Session, batch: str, visible: list[int] | None) -> list[Run]:
-    filt = store.RunFilter(tag=batch_tag(batch), project=DEMO_PROJECT, project_ids=visible)
+    """The batch's runs: those tagged with it in the one demo project holding most of them."""
+    filt = store.RunFilter(tag=batch_tag(batch), project_ids=visible)
     runs, _total = store.list_runs(session=session, filt=filt, limit=MAX_BATCH_RUNS, sort="id")
-    return runs
+    runs = [run for run in runs if is_demo_project(run.project.name)]
+    if not runs:
+        return []
+    [(home, _count)] = Counter(run.project_id for run in runs).most_common(1)
+    return [run for run in runs if run.project_id == home]
 
 
 def _reports(session: Session, project_id: int, batch: str) -> list[Report]:
@@ -127,10 +155,10 @@ def progress(*, session: Session, batch: str, visible: list[int] | None) -> Prog
 
 def recent_batches(*, session: Session, visible: list[int] | None, limit: int = 3) -> list[str]:
     """The newest demo batches among the readable runs (for the runs page's progress cards)."""
-    filt = store.RunFilter(tag=DEMO_TAG, project=DEMO_PROJECT, project_ids=visible)
+    filt = store.RunFilter(tag=DEMO_TAG, project_ids=visible)
     runs, _total = store.list_runs(session=session, filt=filt, limit=MAX_BATCH_RUNS, sort="-id")
     batches: list[str] = []
-    for run in runs:
+    for run in (run for run in runs if is_demo_project(run.project.name)):
         for tag in run.tags or []:
             if tag.startswith("demo:") and tag[5:] not in batches:
                 batches.append(tag[5:])

@@ -85,3 +85,18 @@ def test_a_second_account_can_reproduce_the_paper_too(site: TeamSite) -> None:
     second = site.client("outsider@example.org")
     again = second.post("/demo", data={"csrf_token": page_csrf(second), "quick": "1"}, follow_redirects=False)
     assert again.status_code == 303, f"{again.status_code}: {again.text}"
+
+
+def test_a_second_accounts_demo_goes_to_its_own_project_and_is_followed_there(site: TeamSite) -> None:
+    first = site.client("viewer@example.org")
+    assert first.post("/demo", data={"csrf_token": page_csrf(first), "quick": "1"}).status_code == 200
+    second = site.client("outsider@example.org")
+    posted = second.post(
+        "/demo", data={"csrf_token": page_csrf(second), "quick": "1"}, follow_redirects=False
+    )
+    batch = posted.headers["location"].split("demo=")[1]
+    found = second.get(f"/demo/{batch}").json()
+    assert found["project"].startswith("demo-") and found["total"] > 0, found
+    assert first.get(f"/demo/{batch}").status_code == 404  # the first account cannot read it
+    page = second.get(f"/runs?demo={batch}").text
+    assert f'data-batch="{batch}"' in page and found["project"] in page
