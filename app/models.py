@@ -243,6 +243,17 @@ class RunEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class IdFloor(Base):
+    """The highest id a table ever handed out where the database could hand it out again: SQLite
+    without AUTOINCREMENT gives ``max(id) + 1``, so purging the newest runs would free their ids for
+    the next run of any project (``app.runs.ids``). PostgreSQL sequences never go back."""
+
+    __tablename__ = "id_floors"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
 # Modules outside this file that declare tables on ``Base``: imported by the migration environment
 # and the migration test so that autogenerate sees every table. Add yours here.
 MODEL_MODULES: tuple[str, ...] = ("app.auth.sessions", "app.auth.models", "app.datasets.models")

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, lazyload
 from app.auth.roles import RANK, Actor, Forbidden, effective_role
 from app.errors import Conflict, InvalidInput, NotFound
 from app.models import Run, utcnow
+from app.runs.ids import record_purged
 from collapsewatch.contract import TERMINAL_STATUSES, Tag
 
 if TYPE_CHECKING:
@@ -175,8 +176,10 @@ def apply(*, session: Session, actor: Actor, data: RunsBulkIn) -> RunsBulkOut:
 
 
 def purge(*, session: Session, run_ids: Sequence[int]) -> None:
-    """Delete the runs' rows; their epochs, metrics, metric chunks and events cascade with them."""
+    """Delete the runs' rows; their epochs, metrics, metric chunks and events cascade with them. Their
+    ids are never given to a new run (app.runs.ids)."""
     if run_ids:
+        record_purged(session=session, run_ids=run_ids)
         session.execute(
             delete(Run).where(Run.id.in_(list(run_ids))), execution_options={"synchronize_session": False}
         )

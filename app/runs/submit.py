@@ -17,6 +17,7 @@ from app.datasets.store import check_job_datasets
 from app.errors import InvalidInput
 from app.models import Project, ProjectMember, Run, utcnow
 from app.runs.events import Publisher, publish_events
+from app.runs.ids import next_run_ids
 from app.runs.store import Written, status_event
 from app.runs.upsert import dialect_insert, insert_ignore
 from collapsewatch.contract import JobSpec, JobSubmit, RunCreate
@@ -74,6 +75,9 @@ def create_sdk_run(
         "updated_at": now,
         "started_at": now,
     }
+    fresh = next_run_ids(session=session, count=1)
+    if fresh:
+        values["id"] = fresh[0]
     # One statement, ON CONFLICT DO NOTHING: two concurrent creates with one client_id make one run.
     insert = dialect_insert(session=session, table=Run.__table__).values(**values)
     if data.client_id is not None:
@@ -146,6 +150,9 @@ def create_jobs(
         )
         for spec in specs
     ]
+    fresh = next_run_ids(session=session, count=len(runs))
+    for run, run_id in zip(runs, fresh or [], strict=False):
+        run.id = run_id
     session.add_all(runs)
     session.flush()
     return runs, Written([status_event(session=session, run=run) for run in runs])

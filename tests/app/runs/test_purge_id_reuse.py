@@ -53,3 +53,15 @@ def test_new_run_in_another_project_never_reads_a_purged_runs_checkpoint(
     fresh = team.job("other")
     read = team.call("outsider", "GET", f"/api/v1/runs/{fresh}/checkpoint")
     assert read.status_code == 404, f"the outsider's new run {fresh} serves purged run {newest}'s checkpoint"
+
+
+def test_sdk_run_and_sweep_created_after_a_purge_start_above_every_purged_id(team: Team) -> None:
+    first = finished(team)
+    newest = finished(team)
+    assert bulk(team, "owner", "delete", [first, newest]).status_code == 200
+    assert bulk(team, "owner", "purge", [first, newest]).status_code == 200
+    sdk = team.call("outsider", "POST", "/api/v1/runs", json={"project": "other"})
+    assert sdk.status_code == 201 and sdk.json()["id"] > newest, sdk.text
+    sweep = team.call("admin", "POST", "/api/v1/jobs", json={"project": "team", "seeds": [0, 1, 2]})
+    ids = [run["id"] for run in sweep.json()]
+    assert min(ids) > sdk.json()["id"] and len(set(ids)) == 3, ids
