@@ -29,7 +29,7 @@ def _token_id(api: Api, token: str) -> int:
 
 
 def _cached(api: Api, token: str) -> Principal | None:
-    cache: TokenCache = api.client.app.state.token_cache  # type: ignore[attr-defined]
+    cache: TokenCache = api.client.app.state.token_cache
     return cache.get(hash_token(token))
 
 
