@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidInput
 from app.models import EPOCH_STAT_COLUMNS, Epoch, Run, utcnow
-from app.runs.store import Written, record_event, writable_run
+from app.runs.store import Written, record_event, update_run, writable_run
 from app.runs.upsert import dialect_insert
 from collapsewatch.contract import CollapseStatsIn, EpochIn, EpochPublic, StdHist
 
@@ -95,7 +95,8 @@ def _insert_statement(*, session: Session) -> Any:
     return stmt
 
 
-def _bump_summary(run: Run, epoch: int, data: EpochIn) -> None:
+def _bumped_summary(run: Run, epoch: int, data: EpochIn) -> tuple[dict[str, Any], int]:
+    """The run's summary and last epoch once this new epoch is counted (the run is left as is)."""
     summary = dict(run.summary)
     stats = data.stats
     if stats is not None and epoch >= summary.get("stats_epoch", -1):
@@ -105,8 +106,7 @@ def _bump_summary(run: Run, epoch: int, data: EpochIn) -> None:
         best = summary.get(f"best_{key}")
         if value is not None and (best is None or value > best):
             summary[f"best_{key}"] = value
-    run.summary = summary
-    run.last_epoch = epoch if run.last_epoch is None else max(run.last_epoch, epoch)
+    return summary, epoch if run.last_epoch is None else max(run.last_epoch, epoch)
 
 
 def recompute_summary(*, session: Session, run: Run) -> None:
@@ -140,7 +140,8 @@ def put_epoch(*, session: Session, run_id: int, epoch: int, data: EpochIn) -> Ep
     # this (run, epoch) between the insert and the select below
     inserted = session.execute(_insert_statement(session=session), values).first() is not None
     if inserted:
-        _bump_summary(run, epoch, data)
+        summary, last_epoch = _bumped_summary(run, epoch, data)
+        update_run(session=session, run=run, summary=summary, last_epoch=last_epoch, updated_at=utcnow())
     else:
         where = (_EPOCHS.c.run_id == run_id, _EPOCHS.c.epoch == epoch)
         existing = session.execute(select(_EPOCHS.c.attempt).where(*where)).scalar_one()
@@ -151,7 +152,7 @@ def put_epoch(*, session: Session, run_id: int, epoch: int, data: EpochIn) -> Ep
             raise Conflict(f"epoch {epoch} was written by attempt {existing}; {data.attempt} is stale")
         session.execute(_upsert_statement(session=session), [values])
         recompute_summary(session=session, run=run)
-    run.updated_at = utcnow()
+        run.updated_at = utcnow()
     record = EpochPublic(
         epoch=epoch,
         attempt=data.attempt,

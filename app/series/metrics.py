@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.models import utcnow
-from app.runs.store import writable_run
+from app.runs.store import update_run, writable_run
 from app.series.chunks import write_chunks
 from collapsewatch.contract import MetricBatchIn
 
@@ -50,5 +50,5 @@ def write_metrics(*, session: Session, run_id: int, data: MetricBatchIn) -> int:
     run = writable_run(session=session, run_id=run_id, attempt=data.attempt)
     points: dict[tuple[str, int], float | None] = {(p.key, p.step): p.value for p in data.points}
     store_points(session=session, run_id=run_id, points=points, attempt=data.attempt)
-    run.updated_at = utcnow()
+    update_run(session=session, run=run, updated_at=utcnow())
     return len(points)
