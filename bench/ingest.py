@@ -52,6 +52,7 @@ from bench import ingest_loop
 from bench.pgscratch import scratch_database
 from collapsewatch.stats import DEFAULT_HIST_EDGES
 
+REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 METRIC_KEYS = ["train_loss", "val_acc", "knn_acc", "recall_at_1", "lr", "seconds", "m0", "m1"]
 DIMS = 128
@@ -136,6 +137,8 @@ def server(database_url: str, workdir: Path) -> Iterator[tuple[str, int]]:
         "COLLAPSEWATCH_ARTIFACT_DIR": str(workdir / "artifacts"),
         "COLLAPSEWATCH_SECRET_KEY": "bench",
         "COLLAPSEWATCH_API_RATE_LIMIT_PER_SECOND": "0",  # raw ingestion: one token flat out
+        # the server runs in workdir: put this checkout first, not whatever ``app`` is installed
+        "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
     }
     cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen([*cmd, "--log-level", "warning", "--no-access-log"], env=env, cwd=workdir)
