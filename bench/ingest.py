@@ -19,6 +19,9 @@ median of each repeat's ratio: each pair ran back to back). After the repeats, o
 /api/v1/series`` over the last repeat's runs, downsampled to 1,000 points, against fetching every
 point and downsampling in Python.
 
+The server imports this checkout (``BENCH_SERVER_ROOT=/path/to/other/checkout`` times another one,
+e.g. the code before a change, under the same load; the loop and the client stay the same).
+
 Targets (issue 19): scalars >= 150,000 points/s and >= 25% of the loop on SQLite, >= 25% of the loop
 on PostgreSQL; epochs >= 400/s. Wall times depend on the machine's load (client, server and
 database share it); the "server CPU" rows (uvicorn process plus, on PostgreSQL, the bench database's
@@ -52,7 +55,8 @@ from bench import ingest_loop
 from bench.pgscratch import scratch_database
 from collapsewatch.stats import DEFAULT_HIST_EDGES
 
-REPO = Path(__file__).resolve().parents[1]
+# the checkout the server imports: this one, or another to time it on the same load (e.g. before a change)
+REPO = Path(os.environ.get("BENCH_SERVER_ROOT") or Path(__file__).resolve().parents[1])
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 METRIC_KEYS = ["train_loss", "val_acc", "knn_acc", "recall_at_1", "lr", "seconds", "m0", "m1"]
 DIMS = 128
