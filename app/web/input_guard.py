@@ -60,7 +60,7 @@ async def check_input(request: Request) -> None:
         and _is_json(request)
     ):
         body = await request.body()  # read (and kept) by FastAPI already
-        if body and _may_be_bad(body):
+        if body and may_be_bad(body):
             try:
                 document = await request.json()  # parsed once already: cached on the request
             except (ValueError, RecursionError):  # FastAPI answered these itself
@@ -120,7 +120,7 @@ def _is_int(annotation: Any) -> bool:
 # JSON bodies ----------------------------------------------------------------------------------
 
 
-def _may_be_bad(body: bytes) -> bool:
+def may_be_bad(body: bytes) -> bool:
     """False when the raw bytes cannot hold a non-finite number or a too-deep nesting."""
     if b"NaN" in body or b"Infinity" in body:
         return True
