@@ -16,9 +16,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.auth import api_tokens
+from app.auth import api_tokens, token_cache
 from app.auth.ratelimit import Limiter
-from app.auth.tokens import Principal
+from app.auth.tokens import Principal, hash_token
 from app.db import Database
 from app.settings import Settings
 
@@ -147,13 +147,28 @@ def bearer_backend(request: Request) -> Principal | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("the Authorization header must be 'Bearer <token>'")
+    cache = _token_cache(request)
+    token_hash = hash_token(token.strip())
+    cached = cache.get(token_hash)
+    if cached is not None:
+        return cached
+    since = token_cache.generation()
     with lookup_session(request) as session:
         resolved = api_tokens.resolve_token(session=session, token=token.strip())
     if resolved is None:
         raise _unauthorized("invalid or revoked token; create one with `collapsewatch token create`")
     if resolved.needs_touch and resolved.principal.token_id is not None:
-        _record_use(request, resolved.principal.token_id)
+        _record_use(request, resolved.principal.token_id)  # not cached: the next call looks again
+    elif not resolved.needs_touch:
+        cache.put(token_hash, resolved.principal, fresh_for_s=resolved.touch_due_in_s, since=since)
     return resolved.principal
+
+
+def _token_cache(request: Request) -> token_cache.TokenCache:
+    cache: token_cache.TokenCache | None = getattr(request.app.state, "token_cache", None)
+    if cache is None:
+        cache = request.app.state.token_cache = token_cache.TokenCache()
+    return cache
 
 
 def _record_use(request: Request, token_id: int) -> None:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from app.api.access import CanIngestRun, CanReadRun
 from app.api.common import model_response
 from app.api.export import download
+from app.api.fast_body import FastBodyRoute
 from app.deps import RunId, SessionDep
 from app.runs import store
 from app.runs.events import publish
@@ -16,7 +17,8 @@ from app.series import epochs, metrics
 from app.series.epochs import MAX_EPOCH
 from collapsewatch.contract import EpochIn, EpochPublic, MetricBatchIn, MetricBatchPublic
 
-router = APIRouter(prefix="/api/v1", tags=["ingestion"])
+# ingestion bodies: validated from their bytes in one pass when valid (app.api.fast_body)
+router = APIRouter(prefix="/api/v1", tags=["ingestion"], route_class=FastBodyRoute)
 EpochPath = Annotated[int, Path(ge=0, le=MAX_EPOCH, description="epoch number, from 0")]
 
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.auth.token_cache import forget_all
 from app.auth.tokens import Principal, PrincipalKind, display_prefix, generate_token, hash_token
 from app.models import ApiToken, User, utcnow
 
@@ -47,6 +48,7 @@ def create_token(*, session: Session, user: User, name: str, kind: str = "user")
 class ResolvedToken:
     principal: Principal
     needs_touch: bool
+    touch_due_in_s: float = 0.0  # until ``last_used_at`` is due again (``app.auth.token_cache``)
 
 
 def resolve_token(*, session: Session, token: str) -> ResolvedToken | None:
@@ -62,7 +64,8 @@ def resolve_token(*, session: Session, token: str) -> ResolvedToken | None:
     kind: PrincipalKind = "worker" if record.kind == "worker" else "user"
     principal = Principal(user_id=record.user_id, kind=kind, is_admin=is_admin, token_id=record.id)
     last = record.last_used_at
-    return ResolvedToken(principal, needs_touch=last is None or last < utcnow() - LAST_USED_RESOLUTION)
+    due_in = 0.0 if last is None else (last + LAST_USED_RESOLUTION - utcnow()).total_seconds()
+    return ResolvedToken(principal, needs_touch=due_in <= 0, touch_due_in_s=max(0.0, due_in))
 
 
 def touch_token(*, session: Session, token_id: int) -> None:
@@ -77,6 +80,7 @@ def touch_token(*, session: Session, token_id: int) -> None:
 
 
 def revoke_token(*, session: Session, token_id: int) -> bool:
+    forget_all()  # cached tokens of this process are looked up again (app.auth.token_cache)
     result = session.execute(
         update(ApiToken)
         .where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))

@@ -23,7 +23,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import or_, select
+from sqlalchemy import Integer, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from app.auth.models import TokenProject
@@ -83,14 +83,19 @@ def _access_columns(actor: Actor, project_id: Any) -> list[Any]:
     """SQL for what a permission check needs to know about ``project_id`` (a value or a column):
     the member role (unless the actor is an admin) and, for a worker token, whether the project is
     within the token's scope. Read together with the project (or the run), in one round trip."""
+    return _columns(actor.is_admin, actor.user_id, actor.worker_token_id, project_id)
+
+
+def _columns(is_admin: bool, user_id: Any, token_id: Any, project_id: Any) -> list[Any]:
+    """:func:`_access_columns` from its parts (values, or bound parameters of a prebuilt statement)."""
     columns: list[Any] = []
-    if not actor.is_admin:
+    if not is_admin:
         role = select(ProjectMember.role).where(
-            ProjectMember.project_id == project_id, ProjectMember.user_id == actor.user_id
+            ProjectMember.project_id == project_id, ProjectMember.user_id == user_id
         )
         columns.append(role.scalar_subquery().label("role"))
-    if actor.worker_token_id is not None:
-        scope = select(TokenProject.project_id).where(TokenProject.token_id == actor.worker_token_id)
+    if token_id is not None:
+        scope = select(TokenProject.project_id).where(TokenProject.token_id == token_id)
         in_scope = or_(~scope.exists(), scope.where(TokenProject.project_id == project_id).exists())
         columns.append(in_scope.label("in_scope"))
     return columns
@@ -122,14 +127,30 @@ def check(*, session: Session, actor: Actor, project_id: int, action: Action, mi
 def check_run(*, session: Session, actor: Actor, run_id: int, action: Action) -> int:
     """The run's project id, once ``action`` on run ``run_id`` is allowed (404 for outsiders)."""
     missing = f"run {run_id} does not exist"
-    row = session.execute(
-        select(Run.project_id, *_access_columns(actor, Run.project_id)).where(Run.id == run_id)
-    ).first()
+    params = {"run_id": run_id, "user_id": actor.user_id, "token_id": actor.worker_token_id}
+    row = session.execute(_run_access(actor), params).first()
     if row is None:
         raise NotFound(missing)
     _decide(actor, action, row, missing=missing)
     project_id: int = row.project_id
     return project_id
+
+
+_RUN_ACCESS: dict[tuple[bool, bool], Any] = {}
+
+
+def _run_access(actor: Actor) -> Any:
+    """:func:`check_run`'s SELECT for the actor's kind, built once with bound parameters (every
+    ingestion request runs it: building it anew cost more than executing it)."""
+    shape = (actor.is_admin, actor.worker_token_id is not None)
+    stmt = _RUN_ACCESS.get(shape)
+    if stmt is None:
+        token = bindparam("token_id", type_=Integer) if shape[1] else None
+        columns = _columns(shape[0], bindparam("user_id", type_=Integer), token, Run.project_id)
+        stmt = _RUN_ACCESS[shape] = select(Run.project_id, *columns).where(
+            Run.id == bindparam("run_id", type_=Integer)
+        )
+    return stmt
 
 
 def project_named(*, session: Session, actor: Actor, name: str, action: Action) -> Project:

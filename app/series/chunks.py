@@ -32,6 +32,11 @@ VALUE = np.dtype("<f8")
 Arrays = tuple[NDArray[np.int64], NDArray[np.float64]]
 _TABLE: Any = MetricChunk.__table__
 _COLUMNS = _TABLE.c
+_SQLITE_UPSERT = (  # the driver's executemany over tuples, as app.series.metrics does
+    "INSERT INTO metric_chunks (run_id, key, chunk, n, steps, vals) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (run_id, key, chunk) DO UPDATE SET n = excluded.n, steps = excluded.steps, "
+    "vals = excluded.vals"
+)
 
 
 def pack(steps: NDArray[np.int64], values: NDArray[np.float64]) -> tuple[bytes, bytes]:
@@ -74,21 +79,15 @@ def write_chunks(*, session: Session, run_id: int, points: Mapping[tuple[str, in
     rows = []
     for (key, chunk), (steps, values) in groups.items():
         s, v = merge(old.get((key, chunk)), np.array(steps, dtype=STEP), np.array(values, dtype=VALUE))
-        packed_steps, packed_values = pack(s, v)
-        rows.append(
-            {
-                "run_id": run_id,
-                "key": key,
-                "chunk": chunk,
-                "n": len(s),
-                "steps": packed_steps,
-                "vals": packed_values,
-            }
-        )
+        rows.append((run_id, key, chunk, len(s), *pack(s, v)))
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection().exec_driver_sql(_SQLITE_UPSERT, rows)
+        return
+    names = ("run_id", "key", "chunk", "n", "steps", "vals")
     upsert(
         session=session,
         table=_TABLE,
-        rows=rows,
+        rows=[dict(zip(names, row, strict=True)) for row in rows],
         conflict=["run_id", "key", "chunk"],
         update=["n", "steps", "vals"],
     )

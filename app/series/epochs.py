@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidInput
 from app.models import EPOCH_STAT_COLUMNS, Epoch, Run, utcnow
-from app.runs.store import Written, record_event, writable_run
+from app.runs.store import Written, record_event, update_run, writable_run
 from app.runs.upsert import dialect_insert
 from collapsewatch.contract import CollapseStatsIn, EpochIn, EpochPublic, StdHist
 
@@ -38,6 +38,7 @@ COLUMNS = (
 )
 _EPOCHS: Any = Epoch.__table__
 _UPSERTS: dict[str, Any] = {}  # per dialect: the epoch INSERT ... ON CONFLICT, built once
+_INSERTS: dict[str, Any] = {}  # per dialect: INSERT ... ON CONFLICT DO NOTHING (a new epoch)
 
 
 @dataclass
@@ -103,7 +104,20 @@ def _upsert_statement(*, session: Session) -> Any:
     return stmt
 
 
-def _bump_summary(run: Run, epoch: int, data: EpochIn) -> None:
+def _insert_statement(*, session: Session) -> Any:
+    """Insert an epoch unless (run, epoch) is stored: the common case in one statement."""
+    name = session.get_bind().dialect.name
+    stmt = _INSERTS.get(name)
+    if stmt is None:
+        insert = dialect_insert(session=session, table=_EPOCHS)
+        stmt = _INSERTS[name] = insert.on_conflict_do_nothing(index_elements=["run_id", "epoch"]).returning(
+            _EPOCHS.c.id
+        )
+    return stmt
+
+
+def _bumped_summary(run: Run, epoch: int, data: EpochIn) -> tuple[dict[str, Any], int]:
+    """The run's summary and last epoch once this new epoch is counted (the run is left as is)."""
     summary = dict(run.summary)
     stats = data.stats
     if stats is not None and epoch >= summary.get("stats_epoch", -1):
@@ -113,8 +127,7 @@ def _bump_summary(run: Run, epoch: int, data: EpochIn) -> None:
         best = summary.get(f"best_{key}")
         if value is not None and (best is None or value > best):
             summary[f"best_{key}"] = value
-    run.summary = summary
-    run.last_epoch = epoch if run.last_epoch is None else max(run.last_epoch, epoch)
+    return summary, epoch if run.last_epoch is None else max(run.last_epoch, epoch)
 
 
 def recompute_summary(*, session: Session, run: Run) -> None:
@@ -143,20 +156,24 @@ def put_epoch(*, session: Session, run_id: int, epoch: int, data: EpochIn) -> Ep
         message = f"{data.stats.dead_dims} is not a dimension count (at most {MAX_DIMS})"
         raise InvalidInput(["body", "stats", "dead_dims"], message)
     run = writable_run(session=session, run_id=run_id, attempt=data.attempt)
-    where = (_EPOCHS.c.run_id == run_id, _EPOCHS.c.epoch == epoch)
-    existing = session.execute(select(_EPOCHS.c.attempt).where(*where)).scalar_one_or_none()
-    if existing is not None and existing == data.attempt:  # a replay: answer with what is stored
-        row = session.scalars(select(Epoch).where(Epoch.run_id == run_id, Epoch.epoch == epoch)).one()
-        return EpochWrite(epoch_public(row), changed=False, written=Written())
-    if existing is not None and existing > data.attempt:  # pragma: no cover - fenced above
-        raise Conflict(f"epoch {epoch} was written by attempt {existing}; {data.attempt} is stale")
     values = _values(run_id, epoch, data)
-    session.execute(_upsert_statement(session=session), [values])
-    if existing is not None:
-        recompute_summary(session=session, run=run)
+    # a new epoch (the common case) in one statement; under the run's write lock nobody else writes
+    # this (run, epoch) between the insert and the select below
+    inserted = session.execute(_insert_statement(session=session), values).first() is not None
+    if inserted:
+        summary, last_epoch = _bumped_summary(run, epoch, data)
+        update_run(session=session, run=run, summary=summary, last_epoch=last_epoch, updated_at=utcnow())
     else:
-        _bump_summary(run, epoch, data)
-    run.updated_at = utcnow()
+        where = (_EPOCHS.c.run_id == run_id, _EPOCHS.c.epoch == epoch)
+        existing = session.execute(select(_EPOCHS.c.attempt).where(*where)).scalar_one()
+        if existing == data.attempt:  # a replay: answer with what is stored
+            row = session.scalars(select(Epoch).where(Epoch.run_id == run_id, Epoch.epoch == epoch)).one()
+            return EpochWrite(epoch_public(row), changed=False, written=Written())
+        if existing > data.attempt:  # pragma: no cover - fenced above
+            raise Conflict(f"epoch {epoch} was written by attempt {existing}; {data.attempt} is stale")
+        session.execute(_upsert_statement(session=session), [values])
+        recompute_summary(session=session, run=run)
+        run.updated_at = utcnow()
     record = EpochPublic(
         epoch=epoch,
         attempt=data.attempt,

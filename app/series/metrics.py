@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.models import Metric, utcnow
-from app.runs.store import writable_run
-from app.runs.upsert import upsert
+from app.models import utcnow
+from app.runs.store import update_run, writable_run
 from app.series.chunks import write_chunks
 from collapsewatch.contract import MetricBatchIn
 
-_METRICS: Any = Metric.__table__  # Core insert: the ORM bulk path costs 2.4x more per batch
 # PostgreSQL: one statement over three arrays (psycopg's executemany sends 1000 statements)
 _PG_UPSERT = text(
     "INSERT INTO metrics (run_id, key, step, value, attempt) "
     "SELECT :run_id, k, s, v, :attempt "
     "FROM unnest(CAST(:keys AS varchar[]), CAST(:steps AS bigint[]), CAST(:vals AS float8[])) AS t(k, s, v) "
+    "ON CONFLICT (run_id, key, step) DO UPDATE SET value = excluded.value, attempt = excluded.attempt"
+)
+# SQLite: the driver's own executemany over plain tuples (SQLAlchemy's executemany builds and
+# processes a parameter dict per row: two thirds of a 1,000-point batch's server time)
+_SQLITE_UPSERT = (
+    "INSERT INTO metrics (run_id, key, step, value, attempt) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (run_id, key, step) DO UPDATE SET value = excluded.value, attempt = excluded.attempt"
 )
 
@@ -35,17 +38,8 @@ def store_points(
         arrays = {"keys": list(keys), "steps": list(steps), "vals": list(points.values())}
         session.execute(_PG_UPSERT, {"run_id": run_id, "attempt": attempt} | arrays)
     else:
-        rows = [
-            {"run_id": run_id, "key": key, "step": step, "value": value, "attempt": attempt}
-            for (key, step), value in points.items()
-        ]
-        upsert(
-            session=session,
-            table=_METRICS,
-            rows=rows,
-            conflict=["run_id", "key", "step"],
-            update=["value", "attempt"],
-        )
+        rows = [(run_id, key, step, value, attempt) for (key, step), value in points.items()]
+        session.connection().exec_driver_sql(_SQLITE_UPSERT, rows)
     write_chunks(
         session=session, run_id=run_id, points=points
     )  # after the upsert: under the write lock it took
@@ -56,5 +50,5 @@ def write_metrics(*, session: Session, run_id: int, data: MetricBatchIn) -> int:
     run = writable_run(session=session, run_id=run_id, attempt=data.attempt)
     points: dict[tuple[str, int], float | None] = {(p.key, p.step): p.value for p in data.points}
     store_points(session=session, run_id=run_id, points=points, attempt=data.attempt)
-    run.updated_at = utcnow()
+    update_run(session=session, run=run, updated_at=utcnow())
     return len(points)

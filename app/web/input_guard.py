@@ -33,7 +33,11 @@ JSON_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 NOT_FINITE = "must be a finite number (not NaN or Infinity, and within ±1.8e308)"
 TOO_DEEP = f"nested deeper than {MAX_JSON_DEPTH} levels of arrays and objects"
 
-_SUSPECT = re.compile(rb"NaN|Infinity|[eE]\+?[0-9]{3}|[0-9]{100}")
+# one byte-to-byte map then substring searches (a regex alternation scanned 45 KB in 6 ms): digits
+# become "0", "e"/"E" "e", "+" stays, anything else a space; "e000" / "e+000" is then a three-digit
+# exponent and 100 zeros a 100-digit number
+_NUMBERS = bytes(48 if 48 <= b <= 57 else 101 if b in b"eE" else 43 if b == 43 else 32 for b in range(256))
+_NOT_BRACKETS_OR_QUOTES = bytes(b for b in range(256) if b not in b'[]{}"')
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _INNERMOST = re.compile(rb"\[\]|\{\}")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
@@ -56,7 +60,7 @@ async def check_input(request: Request) -> None:
         and _is_json(request)
     ):
         body = await request.body()  # read (and kept) by FastAPI already
-        if body and _may_be_bad(body):
+        if body and may_be_bad(body):
             try:
                 document = await request.json()  # parsed once already: cached on the request
             except (ValueError, RecursionError):  # FastAPI answered these itself
@@ -116,13 +120,19 @@ def _is_int(annotation: Any) -> bool:
 # JSON bodies ----------------------------------------------------------------------------------
 
 
-def _may_be_bad(body: bytes) -> bool:
+def may_be_bad(body: bytes) -> bool:
     """False when the raw bytes cannot hold a non-finite number or a too-deep nesting."""
-    if _SUSPECT.search(body):
+    if b"NaN" in body or b"Infinity" in body:
+        return True
+    numbers = body.translate(_NUMBERS)
+    if b"e000" in numbers or b"e+000" in numbers or b"0" * 100 in numbers:
         return True
     if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
         return False
-    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    if b"\\" in body:  # escapes: strings found by the regex
+        brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    else:  # no escape: strings lie exactly between the odd and the even quotes
+        brackets = b"".join(body.translate(None, _NOT_BRACKETS_OR_QUOTES).split(b'"')[::2])
     for _ in range(MAX_JSON_DEPTH):  # each pass removes exactly one level
         brackets = _INNERMOST.sub(b"", brackets)
         if not brackets:

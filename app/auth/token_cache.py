@@ -1,0 +1,64 @@
+"""A per-app, short-lived memory of resolved bearer tokens (issue 19: one SELECT fewer per request).
+
+Every authenticated API call used to look its token up (a join of ``api_tokens`` and ``users``)
+before doing anything else; an ingesting worker sends the same token hundreds of times a second.
+An entry is kept for at most ``TTL_S`` seconds and never past the moment its ``last_used_at``
+falls due for the once-a-minute refresh (``app.auth.api_tokens.LAST_USED_RESOLUTION``), so the
+use is still recorded exactly as without the cache; a token that needs that write is not kept.
+
+Revocation: :func:`forget_all` (called by ``revoke_token``) empties every cache of the process at
+once, so a token revoked through this server is refused from its next request on; one revoked
+elsewhere (another server process, the CLI, SQL) is refused within ``TTL_S`` seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from app.auth.tokens import Principal
+
+TTL_S = 5.0
+MAX_ENTRIES = 10_000
+_generation = 0  # bumped by forget_all: entries of an older generation are gone
+
+
+def generation() -> int:
+    """Read before looking a token up, passed to :meth:`TokenCache.put`: a revoke in between wins."""
+    return _generation
+
+
+def forget_all() -> None:
+    """Drop every cached token of every cache in this process (a token was revoked)."""
+    global _generation
+    _generation += 1
+
+
+class TokenCache:
+    """``token hash -> principal`` for a few seconds (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[Principal, float, int]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token_hash: str) -> Principal | None:
+        entry = self._entries.get(token_hash)
+        if entry is None:
+            return None
+        principal, until, generation = entry
+        if generation != _generation or time.monotonic() >= until:
+            with self._lock:
+                self._entries.pop(token_hash, None)
+            return None
+        return principal
+
+    def put(self, token_hash: str, principal: Principal, *, fresh_for_s: float, since: int) -> None:
+        """Keep ``principal`` for ``min(TTL_S, fresh_for_s)`` seconds (nothing when that is <= 0);
+        ``since``: :func:`generation` before the lookup (a token revoked since is not kept)."""
+        keep = min(TTL_S, fresh_for_s)
+        if keep <= 0 or since != _generation:
+            return
+        with self._lock:
+            if len(self._entries) >= MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[token_hash] = (principal, time.monotonic() + keep, since)
