@@ -96,9 +96,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A configured app. Nothing touches the database until start-up (migrations run then)."""
     settings = settings or get_settings()
-    app = FastAPI(
-        title="collapsewatch", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
-    )
+    app = FastAPI(title="collapsewatch", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.db = Database(settings)
     # in-process, or Redis pub/sub (app.live.pubsub)

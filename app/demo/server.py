@@ -104,16 +104,18 @@ def submit_demo(
 ) -> str:
     """Submit every experiment (one sweep each, tagged ``demo:<batch>``); returns the batch id."""
     batch = new_batch()
-    for item in experiments(quick=quick, project=project, batch=batch):
-        data = JobSubmit.model_validate(item.submit)
-        submit.submit_jobs(
-            session=session,
-            data=data,
-            owner_id=owner_id,
-            max_attempts=max_attempts,
-            publisher=publisher,
-            enqueue=enqueue,
-        )
+    items = [
+        JobSubmit.model_validate(item.submit)
+        for item in experiments(quick=quick, project=project, batch=batch)
+    ]
+    submit.submit_jobs(  # every sweep in one transaction: all of the batch or none of it
+        session=session,
+        data=items,
+        owner_id=owner_id,
+        max_attempts=max_attempts,
+        publisher=publisher,
+        enqueue=enqueue,
+    )
     return batch
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from pydantic import ValidationError
@@ -170,16 +170,22 @@ def enqueue_runs(enqueue: Callable[[int], object], run_ids: list[int]) -> None:
 def submit_jobs(
     *,
     session: Session,
-    data: JobSubmit,
+    data: JobSubmit | Sequence[JobSubmit],
     owner_id: int | None,
     max_attempts: int,
     publisher: Publisher,
     enqueue: Callable[[int], object],
 ) -> list[Run]:
-    """The submit use case: create the runs, commit, publish their status events, then enqueue them
-    by id (after the commit, so that a worker always finds its run)."""
-    created, written = create_jobs(session=session, data=data, owner_id=owner_id, max_attempts=max_attempts)
+    """The submit use case: create the runs (of one submission, or of several in one transaction),
+    commit once, publish their status events, then enqueue them by id (after the commit, so that a
+    worker always finds its run)."""
+    created: list[Run] = []
+    events = []
+    for one in [data] if isinstance(data, JobSubmit) else data:
+        runs, written = create_jobs(session=session, data=one, owner_id=owner_id, max_attempts=max_attempts)
+        created.extend(runs)
+        events.extend(written.events)
     session.commit()
-    publish_events(publisher, written.events)
+    publish_events(publisher, events)
     enqueue_runs(enqueue, [run.id for run in created])
     return created
