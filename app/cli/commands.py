@@ -162,12 +162,18 @@ def beat(args: argparse.Namespace) -> int:
 
 
 def demo_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=None, help="the server (default: PUBLIC_URL, http://127.0.0.1:8000)")
+    parser.add_argument(
+        "--url",
+        default=None,
+        help="the server (default: $COLLAPSEWATCH_URL, else $COLLAPSEWATCH_PUBLIC_URL, else http://127.0.0.1:8000)",
+    )
     parser.add_argument(
         "--token", default=None, help="an API token (default: $COLLAPSEWATCH_TOKEN, else a new local one)"
     )
     parser.add_argument("--project", default="demo", help="project for the demo runs (default: demo)")
-    parser.add_argument("--quick", action="store_true", help="the small variant (about 2 CPU minutes)")
+    parser.add_argument(
+        "--quick", action="store_true", help="the small variant (16 short runs: under a minute on 2 cores)"
+    )
     parser.add_argument(
         "--no-wait", action="store_true", help="print the URLs and return (no reports are written)"
     )
@@ -186,7 +192,7 @@ def demo(args: argparse.Namespace) -> int:
     import time
 
     from app.cli.demo import local_token
-    from app.cli.demo_client import DemoClient, finish_reports
+    from app.cli.demo_client import DemoClient, ServerRefused, finish_reports
     from app.demo.experiments import compare_url, experiments, new_batch, run_count
     from collapsewatch.cli import CommandError
 
@@ -194,7 +200,7 @@ def demo(args: argparse.Namespace) -> int:
     if args.url is None:
         from app.settings import get_settings
 
-        args.url = get_settings().public_url
+        args.url = os.environ.get("COLLAPSEWATCH_URL") or get_settings().public_url
     token = args.token or os.environ.get("COLLAPSEWATCH_TOKEN") or local_token()
     batch = new_batch()
     items = experiments(quick=args.quick, project=args.project, batch=batch)
@@ -203,10 +209,18 @@ def demo(args: argparse.Namespace) -> int:
     try:
         try:
             submitted = client.submit(items)
-        except Exception as exc:  # connection refused, 401, 422: say what happened and how to fix it
+        except ServerRefused as exc:  # 401, 403, 422: the server is there and said no
+            hint = (
+                "the token was refused: pass --token or $COLLAPSEWATCH_TOKEN (`collapsewatch token create` "
+                "where the server runs makes one)"
+                if exc.status in (401, 403)
+                else "see the message above"
+            )
+            raise CommandError(f"could not submit to {args.url}: {exc} ({hint})") from exc
+        except Exception as exc:  # connection refused, a wrong address
             raise CommandError(
                 f"could not submit to {args.url}: {exc} "
-                "(is `collapsewatch up` running? --url names another server)"
+                "(is `collapsewatch up` running? --url or $COLLAPSEWATCH_URL names another server)"
             ) from exc
         variant = "quick" if args.quick else "full"
         print(f"demo {batch} ({variant}): {run_count(items)} runs in project {args.project!r}", flush=True)

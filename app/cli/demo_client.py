@@ -22,6 +22,14 @@ class Submitted:
     run_ids: list[int]
 
 
+class ServerRefused(RuntimeError):
+    """The server answered with an error status (``status``)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class DemoClient:
     """The server's API with a user token."""
 
@@ -37,8 +45,9 @@ class DemoClient:
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.http.request(method, path, **kwargs)
         if response.status_code >= 400:
-            raise RuntimeError(
-                f"{method} {path}: the server answered {response.status_code}: {response.text}"
+            raise ServerRefused(
+                f"{method} {path}: the server answered {response.status_code}: {response.text[:300]}",
+                response.status_code,
             )
         return response.json()
 

@@ -100,3 +100,15 @@ def test_demo_when_no_wait_returns_after_printing_the_urls(server: Server, tmp_p
         and done.stdout.count(f"{url}/compare?sweep=") == 4
         and "runs finished" not in done.stderr
     )
+
+
+def test_demo_reads_the_server_from_collapsewatch_url_and_names_a_refused_token(
+    server: Server, tmp_path: Path
+) -> None:
+    url, token, env = server
+    env = env | {"COLLAPSEWATCH_URL": url}
+    done = cli("demo", "--token", token, "--quick", "--no-wait", env=env, cwd=tmp_path)
+    assert done.returncode == 0 and f"{url}/compare?sweep=" in done.stdout, done.stderr
+    refused = cli("demo", "--token", "cw_not-a-token", "--quick", "--no-wait", env=env, cwd=tmp_path)
+    assert refused.returncode == 1 and "token was refused" in refused.stderr, refused.stderr
+    assert "is `collapsewatch up` running" not in refused.stderr
