@@ -167,6 +167,11 @@ class Client(SpoolRecovery):
                 if status < 400:
                     return response
                 message = error_message(response)
+                if status == 404 and message == "Not Found":  # no such route: not a collapsewatch root
+                    message = (
+                        f"Not Found: no API route here; the URL must be the server's root "
+                        f"(e.g. http://127.0.0.1:8000), not {self.url}"
+                    )
                 if (status < 500 and status not in RETRY_STATUSES) or status in FINAL_STATUSES:
                     kind = conflict if status == 409 else ApiError
                     raise kind(status, message, method=method, url=str(response.request.url))

@@ -198,6 +198,23 @@ def test_request_raises_at_once_for_a_client_error_with_the_server_message(
     assert len(server.requests) == 1
 
 
+def test_request_to_a_url_that_is_not_the_server_root_says_what_the_url_must_be(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    server.reply = lambda m, p, b: (
+        404,
+        {},
+        json.dumps({"detail": "Not Found", "message": "Not Found"}).encode(),
+    )
+    with make_client(server, tmp_path) as client, pytest.raises(ApiError, match="server's root") as info:
+        client.get_run(7)
+    assert info.value.status_code == 404
+    server.reply = lambda m, p, b: (404, {}, json.dumps({"detail": "run 7 does not exist"}).encode())
+    with make_client(server, tmp_path) as client, pytest.raises(ApiError) as missing:
+        client.get_run(7)
+    assert missing.value.message == "run 7 does not exist"  # a missing run is not a wrong URL
+
+
 def test_request_joins_fastapi_validation_details_into_the_message(
     server: ScriptedServer, tmp_path: Path
 ) -> None:
