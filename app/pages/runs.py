@@ -125,6 +125,12 @@ def runs_page(
     return _page(request, browser, session, query, flashes=flashes, demo=demo)
 
 
+@router.get("/runs/bulk")
+def bulk_form_reloaded(_browser: BrowserDep) -> RedirectResponse:
+    """The address a refused bulk action leaves in the browser: reloading it shows the runs again."""
+    return RedirectResponse("/runs", status_code=303)
+
+
 @router.post("/runs/bulk", response_model=None)
 def bulk_form(
     request: Request,

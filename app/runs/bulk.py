@@ -117,7 +117,8 @@ def _check_states(runs: Sequence[Run], action: BulkAction) -> None:
             listed = ", ".join(f"{r.id} ({r.status})" for r in active[:20])
             raise Conflict(
                 f"runs still queued or running cannot be {action}d: {listed}; cancel them first "
-                "(POST /api/v1/runs/{id}/cancel) and try again once they end; nothing was changed"
+                "(the Cancel button on the run page, or POST /api/v1/runs/{id}/cancel) and try again "
+                "once they end; nothing was changed"
             )
 
 

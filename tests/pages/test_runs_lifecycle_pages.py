@@ -116,3 +116,10 @@ def test_purge_from_the_page_removes_the_checkpoints(site: TeamSite) -> None:
     assert store.latest(site.team_run) is not None  # the trash keeps them
     assert act(owner, "purge", [site.team_run]).status_code == 303
     assert store.latest(site.team_run) is None
+
+
+def test_reloading_the_address_a_refused_bulk_action_left_shows_the_runs(site: TeamSite) -> None:
+    reloaded = site.client("editor@example.org").get(
+        "/runs/bulk", headers={"accept": "text/html"}, follow_redirects=False
+    )
+    assert reloaded.status_code == 303 and reloaded.headers["location"] == "/runs"
