@@ -46,6 +46,11 @@ class Schema:
     fields: list[Field] = field(default_factory=list)
 
 
+def plain(text: str) -> str:
+    """Docstrings are reStructuredText: ````X-Total-Count```` reads as ``X-Total-Count`` on the page."""
+    return text.replace("``", "")
+
+
 def type_name(schema: dict[str, Any]) -> str:
     """A short readable type: ``int``, ``list[RunPublic]``, ``str | null``, ``"a" | "b"``."""
     if "$ref" in schema:
@@ -77,7 +82,7 @@ def operations(document: dict[str, Any]) -> list[Operation]:
                     where=p.get("in", ""),
                     kind=type_name(p.get("schema", {})),
                     required=bool(p.get("required")),
-                    description=p.get("description", ""),
+                    description=plain(p.get("description", "")),
                 )
                 for p in operation.get("parameters", [])
             ]
@@ -92,7 +97,7 @@ def operations(document: dict[str, Any]) -> list[Operation]:
                     method=method.upper(),
                     path=path,
                     summary=operation.get("summary", ""),
-                    description=operation.get("description", ""),
+                    description=plain(operation.get("description", "")),
                     tag=(operation.get("tags") or ["other"])[0],
                     parameters=parameters,
                     body=body,
@@ -112,11 +117,11 @@ def schemas(document: dict[str, Any]) -> list[Schema]:
                 where="",
                 kind=type_name(spec),
                 required=prop in required,
-                description=spec.get("description", ""),
+                description=plain(spec.get("description", "")),
             )
             for prop, spec in schema.get("properties", {}).items()
         ]
-        found.append(Schema(name=name, description=schema.get("description", ""), fields=fields))
+        found.append(Schema(name=name, description=plain(schema.get("description", "")), fields=fields))
     return found
 
 

@@ -31,3 +31,10 @@ def test_reference_lists_every_api_route_with_parameters_body_and_schemas() -> N
     assert any(code == "422" for code, _ in put_epoch.responses)
     names = {schema.name for schema in schemas(document)}
     assert "ErrorPublic" in names and len(names) == len(document["components"]["schemas"])
+
+
+def test_reference_reads_docstring_literals_as_plain_text() -> None:
+    document = create_app().openapi()
+    described = [op.description for op in operations(document)] + [s.description for s in schemas(document)]
+    assert any("X-Total-Count" in text for text in described)
+    assert not any("``" in text for text in described)
