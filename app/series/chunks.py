@@ -93,9 +93,13 @@ def write_chunks(*, session: Session, run_id: int, points: Mapping[tuple[str, in
     )
 
 
+# A full chunk (n = CHUNK) holds every step of its range: its steps are implied, so they are not read
+# (half the bytes of a series query over densely logged scalars).
 _BINARY_SQL = (
-    "SELECT run_id, steps, vals FROM metric_chunks WHERE run_id = ANY(%s) AND key = %s ORDER BY run_id, chunk"
+    f"SELECT run_id, chunk, n, CASE WHEN n = {CHUNK} THEN NULL ELSE steps END, vals FROM metric_chunks "
+    "WHERE run_id = ANY(%s) AND key = %s ORDER BY run_id, chunk"
 )
+_FULL_STEPS = np.arange(CHUNK, dtype=STEP)
 
 
 def load_chunks(*, session: Session, run_ids: Sequence[int], key: str) -> dict[int, Arrays]:
@@ -103,15 +107,30 @@ def load_chunks(*, session: Session, run_ids: Sequence[int], key: str) -> dict[i
     rows: Sequence[Any] | None = _fetch_binary(session, list(run_ids), key)
     if rows is None:
         rows = session.execute(
-            select(_COLUMNS.run_id, _COLUMNS.steps, _COLUMNS.vals)
+            select(_COLUMNS.run_id, _COLUMNS.chunk, _COLUMNS.n, _COLUMNS.steps, _COLUMNS.vals)
             .where(_COLUMNS.run_id.in_(run_ids), _COLUMNS.key == key)
             .order_by(_COLUMNS.run_id, _COLUMNS.chunk)
         ).all()
-    parts: dict[int, tuple[list[bytes], list[bytes]]] = defaultdict(lambda: ([], []))
-    for run_id, steps, values in rows:
-        parts[int(run_id)][0].append(steps)
-        parts[int(run_id)][1].append(values)
-    return {r: unpack(b"".join(s), b"".join(v)) for r, (s, v) in parts.items()}
+    parts: dict[int, tuple[list[int], list[bytes | None], list[bytes]]] = defaultdict(lambda: ([], [], []))
+    for run_id, chunk, n, steps, values in rows:
+        chunks, run_steps, run_values = parts[int(run_id)]
+        chunks.append(int(chunk))
+        run_steps.append(None if n == CHUNK else steps)  # a full chunk's steps are implied
+        run_values.append(values)
+    return {r: _assemble(*part) for r, part in parts.items()}
+
+
+def _assemble(chunks: list[int], steps: list[bytes | None], values: list[bytes]) -> Arrays:
+    """One run's points from its chunks in order; a full chunk's steps are ``chunk * CHUNK + 0…CHUNK-1``."""
+    vals = np.frombuffer(b"".join(values), dtype=VALUE)
+    if all(part is None for part in steps):  # densely logged: every chunk full, no step was read
+        implied = (np.array(chunks, dtype=STEP)[:, None] << CHUNK_BITS) + _FULL_STEPS
+        return implied.ravel(), vals
+    joined = b"".join(
+        part if part is not None else (_FULL_STEPS + (chunk << CHUNK_BITS)).tobytes()
+        for chunk, part in zip(chunks, steps, strict=True)
+    )
+    return np.frombuffer(joined, dtype=STEP), vals
 
 
 def _fetch_binary(session: Session, run_ids: list[int], key: str) -> list[Any] | None:

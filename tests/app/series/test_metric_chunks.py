@@ -124,3 +124,20 @@ def test_upgrade_when_metrics_exist_backfills_their_chunks(database: Database) -
         chunks = session.scalar(select(func.count()).select_from(MetricChunk))
     assert packed[:5] == [(0, 0.0), (7, None), (1023, 511.5), (1024, 512.0), (5000, 2500.0)]
     assert packed[5:] == [(s, s / 2) for s in sparse] and chunks == len({s >> CHUNK_BITS for s in steps})
+
+
+def test_load_chunks_when_chunks_are_full_implies_their_steps_and_reads_partial_ones(
+    database: Database,
+) -> None:
+    dense = _new_run(database)
+    mixed = _new_run(database)
+    dense_points: Points = {("loss", s): float(s) / 7 for s in range(3 * CHUNK)}  # three full chunks
+    mixed_points: Points = dense_points | {("loss", 3 * CHUNK + 5): -1.0, ("loss", 5 * CHUNK + 1): None}
+    with database.transaction() as session:
+        store_points(session=session, run_id=dense, points=dense_points, attempt=1)
+        store_points(session=session, run_id=mixed, points=mixed_points, attempt=1)
+    with database.session(write=False) as session:
+        packed = load_chunks(session=session, run_ids=[dense, mixed], key="loss")
+    assert _as_list(packed[dense]) == sorted((s, v) for (_, s), v in dense_points.items())
+    assert _as_list(packed[mixed]) == sorted((s, v) for (_, s), v in mixed_points.items())
+    assert packed[dense][0].dtype == np.int64 and packed[mixed][0].dtype == np.int64
