@@ -123,14 +123,20 @@ def load_chunks(*, session: Session, run_ids: Sequence[int], key: str) -> dict[i
 def _assemble(chunks: list[int], steps: list[bytes | None], values: list[bytes]) -> Arrays:
     """One run's points from its chunks in order; a full chunk's steps are ``chunk * CHUNK + 0…CHUNK-1``."""
     vals = np.frombuffer(b"".join(values), dtype=VALUE)
-    if all(part is None for part in steps):  # densely logged: every chunk full, no step was read
-        implied = (np.array(chunks, dtype=STEP)[:, None] << CHUNK_BITS) + _FULL_STEPS
-        return implied.ravel(), vals
-    joined = b"".join(
-        part if part is not None else (_FULL_STEPS + (chunk << CHUNK_BITS)).tobytes()
-        for chunk, part in zip(chunks, steps, strict=True)
-    )
-    return np.frombuffer(joined, dtype=STEP), vals
+    pieces: list[NDArray[np.int64]] = []
+    i, count = 0, len(chunks)
+    while i < count:
+        if steps[i] is None:  # a stretch of full chunks: their steps in one block
+            j = i
+            while j < count and steps[j] is None:
+                j += 1
+            block = np.array(chunks[i:j], dtype=STEP)[:, None] << CHUNK_BITS
+            pieces.append((block + _FULL_STEPS).ravel())
+            i = j
+        else:
+            pieces.append(np.frombuffer(steps[i], dtype=STEP))  # type: ignore[arg-type]
+            i += 1
+    return np.concatenate(pieces), vals
 
 
 def _fetch_binary(session: Session, run_ids: list[int], key: str) -> list[Any] | None:
