@@ -43,6 +43,34 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return mean, math.sqrt(var)
 
 
+@dataclass(frozen=True)
+class Final:
+    """Each run's own final value (its last point, wherever it stopped: early stopping ends runs at
+    different epochs), summarized over the runs of a group: ``n`` of ``runs`` had a value; ``std`` is
+    over those ``n`` and None below two; ``x_min``/``x_max`` are the runs' last x values."""
+
+    runs: int
+    n: int
+    mean: float | None = None
+    std: float | None = None
+    x_min: float | None = None
+    x_max: float | None = None
+
+
+def final_values(series: Sequence[Series]) -> Final:
+    """Mean ± std of each series' last finite value (see :class:`Final`)."""
+    lasts: list[tuple[float, float]] = []
+    for s in series:
+        points = [(x, float(v)) for x, v in s.items() if is_finite_number(v)]  # type: ignore[arg-type]
+        if points:
+            lasts.append(max(points))
+    if not lasts:
+        return Final(len(series), 0)
+    mean, std = mean_std([v for _, v in lasts])
+    xs = [x for x, _ in lasts]
+    return Final(len(series), len(lasts), mean, std if len(lasts) > 1 else None, min(xs), max(xs))
+
+
 def _band(cells: Mapping[float, list[float]], positions: Mapping[float, float] | None = None) -> Band:
     band = Band([], [], [], [])
     for x in sorted(cells):

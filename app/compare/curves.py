@@ -22,7 +22,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.compare.bands import Band, binned_band, mean_std_band, timed_band
+from app.compare.bands import Band, Final, binned_band, final_values, mean_std_band, timed_band
 from app.compare.groups import Group
 from app.models import Epoch, Run
 from app.series.epochs import SCALAR_STATS, layer_curves
@@ -131,3 +131,9 @@ def group_bands(curves: Curves, groups: Sequence[Group]) -> list[Band]:
         else:
             bands.append(mean_std_band([curves.by_run.get(i, {}) for i in group.run_ids]))
     return bands
+
+
+def group_finals(curves: Curves, groups: Sequence[Group]) -> list[Final]:
+    """Per group, each run's own last value on the curves (mean ± std over the runs that have one):
+    what the group table shows, so a run that stopped early counts with its final value."""
+    return [final_values([curves.by_run.get(i, {}) for i in group.run_ids]) for group in groups]

@@ -8,9 +8,10 @@ The whole view lives in the URL so a comparison can be bookmarked, shared and pi
   ``seed``, see :func:`app.compare.groups.default_group_keys`); ``-`` = explicitly none.
 - ``xaxis``: ``epoch``, ``step`` (SDK scalars) or ``time`` (wall time); absent = automatic.
 - ``smooth``: EMA weight in [0, 1) for the curves (0 = raw); ``logy=1``: log y axis for the curves.
-- ``epoch``: the histograms' epoch (empty = the newest epoch every run reached).
-- ``layer``: a named layer (per-layer collapse, ``stats_layers``): the curves show that layer's
-  statistic; empty = the default embedding.
+- ``epoch``: the histograms' epoch (empty = the last common epoch: the newest every run reached).
+- ``layer``: a named layer (per-layer collapse, ``stats_layers``): the curves, the group table, the
+  sweep plot (when its metric is a collapse statistic; metrics such as recall_at_1 are per run) and
+  the histograms show that layer's; empty = the default embedding.
 
 Adding a parameter is one field with :func:`_meta` metadata: a parser that returns
 ``(value, problem)`` and a formatter (``""`` leaves it out of the URL); parsing, problems and the URL

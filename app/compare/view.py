@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.compare.bands import Band
-from app.compare.curves import Curves, group_bands, load_curves
+from app.compare.bands import Band, Final
+from app.compare.curves import Curves, group_bands, group_finals, load_curves
 from app.compare.groups import (
     DiffRow,
     Group,
@@ -32,6 +32,7 @@ from app.compare.query import CompareQuery
 from app.compare.sweep import SweepAxes, SweepLine, sweep_axes, sweep_lines
 from app.models import Epoch, MetricChunk, Run
 from app.runs.visibility import lifecycle_clause
+from app.series.epochs import SCALAR_STATS
 from app.series.query import EPOCH_COLUMNS
 
 MAX_RUNS = 200
@@ -48,6 +49,7 @@ class CompareData:
     curves: Curves
     groups: list[Group]
     bands: list[Band]
+    finals: list[Final]  # per group: each run's own last value of the curves' statistic
     axes: SweepAxes
     sweep: list[SweepLine]
     upper_bound: list[tuple[Any, float]]
@@ -86,8 +88,8 @@ def _select_runs(
 
 
 def _final_rows(*, session: Session, runs: Sequence[Run]) -> tuple[dict[int, dict[str, Any]], list[str]]:
-    """Each run's newest epoch: the statistic columns and the metrics; and the names of the layers
-    those epochs recorded statistics for."""
+    """Each run's newest epoch: the statistic columns, the metrics and (under ``LAYERS``) its layers'
+    statistics; and the names of the layers those epochs recorded statistics for."""
     columns = [getattr(Epoch, name) for name in EPOCH_COLUMNS]
     stmt = (
         select(Epoch.run_id, Epoch.metrics, Epoch.layers, *columns)
@@ -98,15 +100,25 @@ def _final_rows(*, session: Session, runs: Sequence[Run]) -> tuple[dict[int, dic
     layers: set[str] = set()
     for row in session.execute(stmt):
         values = dict(row.metrics or {}) | {name: getattr(row, name) for name in EPOCH_COLUMNS}
-        finals[row.run_id] = values
+        finals[row.run_id] = values | {LAYERS: row.layers or {}}
         layers.update(row.layers or {})
     return finals, sorted(layers)
 
 
-def _final_value(run: Run, finals: Mapping[int, Mapping[str, Any]], metric: str) -> Any:
+LAYERS = "\x00layers"  # a key no metric can have (metric keys match [A-Za-z0-9_][A-Za-z0-9_.\-/]*)
+
+
+def _final_value(run: Run, finals: Mapping[int, Mapping[str, Any]], metric: str, layer: str = "") -> Any:
+    """A run's final ``metric``: a summary key from the run, else its newest epoch's value; a collapse
+    statistic of the named ``layer`` when one is given (as the curves: ``embedding`` falls back to
+    the default statistics where a run recorded no layers)."""
     if metric in SUMMARY_KEYS:
         return (run.summary or {}).get(metric)
-    return finals.get(run.id, {}).get(metric)
+    final = finals.get(run.id, {})
+    if layer and metric in SCALAR_STATS:
+        found = final.get(LAYERS, {}).get(layer)
+        return found.get(metric) if found else (final.get(metric) if layer == "embedding" else None)
+    return final.get(metric)
 
 
 def _scalar_keys(*, session: Session, run_ids: Sequence[int]) -> list[str]:
@@ -129,12 +141,13 @@ def _resolve_keys(
 
 
 def _upper_bound(
-    runs: Sequence[Run], finals: Mapping[int, Mapping[str, Any]], axes: SweepAxes
+    runs: Sequence[Run], finals: Mapping[int, Mapping[str, Any]], axes: SweepAxes, layer: str = ""
 ) -> list[tuple[Any, float]]:
-    """The largest SVMax upper bound U reached at each x value (drawn with the mean_sv sweep)."""
+    """The largest SVMax upper bound U reached at each x value (drawn with the mean_sv sweep), of the
+    named ``layer`` when one is given."""
     upper: dict[Any, float] = {}
     for run in runs:
-        value = finals.get(run.id, {}).get("sv_upper")
+        value = _final_value(run, finals, "sv_upper", layer)
         x = (run.config or {}).get(axes.x)
         if value is None or x is None:
             continue
@@ -174,7 +187,7 @@ def build_compare(
     groups = group_runs(zip(ids, configs, strict=True), group_keys)
     finals, layer_names = _final_rows(session=session, runs=runs) if ids else ({}, [])
     points = [
-        ([c.get(k) for k in axes.lines], c.get(axes.x), _final_value(r, finals, query.metric))
+        ([c.get(k) for k in axes.lines], c.get(axes.x), _final_value(r, finals, query.metric, query.layer))
         for r, c in zip(runs, configs, strict=True)
     ]
     sweep = sweep_lines(points, axes.lines, categorical=axes.categorical) if axes.x else []
@@ -182,7 +195,7 @@ def build_compare(
     hists: dict[int, dict[str, Any]] = {}
     if hist_epoch is not None:
         hists = _hists(session=session, run_ids=ids, epoch=hist_epoch, layer=query.layer)
-    metric_names = sorted({k for f in finals.values() for k in f} - set(EPOCH_COLUMNS))
+    metric_names = sorted({k for f in finals.values() for k in f} - {*EPOCH_COLUMNS, LAYERS})
     scalar_names = _scalar_keys(session=session, run_ids=ids) if ids else []
     differing = differing_keys(diff)
     view = query
@@ -194,9 +207,12 @@ def build_compare(
         curves=curves,
         groups=groups,
         bands=group_bands(curves, groups),
+        finals=group_finals(curves, groups),
         axes=axes,
         sweep=sweep,
-        upper_bound=_upper_bound(runs, finals, axes) if query.metric == "mean_sv" and axes.x else [],
+        upper_bound=_upper_bound(runs, finals, axes, query.layer)
+        if query.metric == "mean_sv" and axes.x
+        else [],
         diff=diff,
         hist_epoch=hist_epoch,
         hists=hists,
@@ -224,6 +240,12 @@ def _hists(*, session: Session, run_ids: list[int], epoch: int, layer: str) -> d
     return hists
 
 
+def stat_layer(layer: str, key: str) -> str:
+    """The layer whose ``key`` a chart shows: ``layer`` for a collapse statistic, else "" (metrics
+    such as recall_at_1 are per run, not per layer)."""
+    return layer if key in SCALAR_STATS else ""
+
+
 def page_data(data: CompareData) -> dict[str, Any]:
     """The compare page's chart data and view settings (also what a pinned report keeps)."""
     view = data.view
@@ -232,6 +254,9 @@ def page_data(data: CompareData) -> dict[str, Any]:
         "stat": view.stat,
         "layer": view.layer,
         "metric": view.metric,
+        # the layer each chart's statistic is of ("" = the default embedding, or not a statistic)
+        "stat_layer": stat_layer(view.layer, view.stat),
+        "metric_layer": stat_layer(view.layer, view.metric),
         "x": data.axes.x,
         "x_kind": "categorical" if data.axes.categorical else "numeric",
         "line": ",".join(data.axes.lines),
@@ -241,13 +266,22 @@ def page_data(data: CompareData) -> dict[str, Any]:
         "smooth": view.smooth,
         "logy": view.logy,
         "hist_epoch": data.hist_epoch,
+        "hist_epoch_auto": view.epoch is None,  # the newest epoch every run reached
         "runs": [
             {"id": r.id, "name": r.name or f"run {r.id}", "group": group_of.get(r.id, 0)} for r in data.runs
         ],
         "curves": {str(k): sorted(v.items()) for k, v in data.curves.by_run.items()},
         "groups": [
-            {"label": g.label, "runs": g.run_ids, "x": b.x, "mean": b.mean, "std": b.std, "n": b.n}
-            for g, b in zip(data.groups, data.bands, strict=True)
+            {
+                "label": g.label,
+                "runs": g.run_ids,
+                "x": b.x,
+                "mean": b.mean,
+                "std": b.std,
+                "n": b.n,
+                "final": dataclasses.asdict(f),
+            }
+            for g, b, f in zip(data.groups, data.bands, data.finals, strict=True)
         ],
         "sweep": [{"label": s.label, "x": s.x, "mean": s.mean, "std": s.std, "n": s.n} for s in data.sweep],
         "upper_bound": data.upper_bound,

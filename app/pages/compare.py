@@ -40,7 +40,7 @@ def _page(request: Request, browser: Browser, data: CompareData, problems: dict[
             "problems": problems | data.problems,
             "canonical": data.view.url(),
             "xaxes": XAXES,
-            "group_rows": list(zip(data.groups, data.bands, strict=True)),
+            "group_rows": list(zip(data.groups, data.finals, strict=True)),
             "metric_choices": [*data.stat_choices, *SUMMARY_KEYS],
             "page_data": page_data(data),
         },

@@ -232,3 +232,32 @@ def _assert_saved_view(page: Page) -> None:
     assert state["log"] == ["log", "log"] and state["x"].startswith("wall time (")
     assert state["faint"] == 4  # smoothing kept: each run's raw curve behind its smoothed one
     assert _legend(page, "chart-grouped") == ["regularizer=none (n=2)", "regularizer=svmax (n=2)"]
+
+
+def test_chart_titles_name_the_layer_of_a_statistic_but_not_of_a_metric(page: Page, live: LiveServer) -> None:
+    from dashboard_fakes import fake_stats
+
+    body = {"project": "layers", "spec": {"epochs": 2}, "sweep": {"regularizer": ["none", "svmax"]}}
+    runs: list[dict[str, Any]] = live.api("POST", "/api/v1/jobs", json=body | {"seeds": [0]})
+    for run in runs:
+        claim = live.api("POST", f"/api/v1/runs/{run['id']}/claim", json={"worker": {"host": "test"}})
+        for epoch in range(2):
+            record = {
+                "attempt": claim["attempt"],
+                "metrics": {"recall_at_1": 0.4},
+                "stats": fake_stats(epoch, rho=0.5),
+                "layers": {"fc2": fake_stats(epoch, rho=0.9)},
+            }
+            live.api("PUT", f"/api/v1/runs/{run['id']}/epochs/{epoch}", json=record)
+    ids = ",".join(str(run["id"]) for run in runs)
+    titles = """['chart-overlay', 'chart-grouped', 'chart-sweep']
+        .map(id => document.getElementById(id)._fullLayout.title.text)"""
+    page.goto(f"/compare?runs={ids}&stat=sv_position&metric=sv_position&layer=fc2")
+    _charts_drawn(page)
+    overlay, grouped, sweep_title = page.evaluate(titles)
+    assert overlay.startswith("sv_position (fc2) per run") and grouped.startswith("sv_position (fc2): mean")
+    assert sweep_title.startswith("Final sv_position (fc2) vs regularizer")
+    assert page.evaluate("document.getElementById('chart-sweep').data[0].y") == [0.9, 0.9]
+    page.goto(f"/compare?runs={ids}&stat=sv_position&metric=recall_at_1&layer=fc2")
+    _charts_drawn(page)
+    assert page.evaluate(titles)[2].startswith("Final recall_at_1 vs regularizer")

@@ -181,3 +181,108 @@ def test_compare_page_layer_menu_draws_the_chosen_layer_and_keeps_it_in_the_url(
     assert curves and all(abs(y - 0.9) < 1e-9 for y in curves)  # fc1's rho, not the embedding's 0.5
     assert all(abs(y - 0.5) < 1e-9 for points in chart_data(default)["curves"].values() for _, y in points)
     assert params(href(layered, "permalink"))["layer"] == ["fc1"]
+
+
+def _seed_layers(pages: Pages, *, epochs_of: dict[int, int] | None = None) -> list[int]:
+    """regularizer = none, svmax x seeds 0, 1: the embedding's rho 0.5, fc2's 0.9 (+ 0.01 per seed),
+    epochs 0..2 unless ``epochs_of`` stops a run (by its index) earlier."""
+    from dashboard_fakes import fake_stats
+
+    from app.series import epochs
+    from collapsewatch.contract import EpochIn
+
+    ids = pages.seed.jobs(sweep={"regularizer": ["none", "svmax"]}, seeds=[0, 1])
+    for i, run_id in enumerate(ids):
+        pages.seed.claim(run_id)
+        seed = config_of(pages, run_id)["seed"]
+        for epoch in range((epochs_of or {}).get(i, 2) + 1):
+            record = {
+                "attempt": 1,
+                "metrics": {"recall_at_1": 0.25},
+                "stats": fake_stats(epoch, rho=0.5),
+                "layers": {"fc2": fake_stats(epoch, rho=0.9 + 0.01 * seed)},
+            }
+            with pages.db.transaction() as session:
+                epochs.put_epoch(
+                    session=session, run_id=run_id, epoch=epoch, data=EpochIn.model_validate(record)
+                )
+    return ids
+
+
+def _cells(page: str, table: str) -> list[list[str]]:
+    body = page.split(f'id="{table}"')[1].split("</table>")[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", body.split("<tbody>")[1], re.S)
+    return [
+        [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)] for r in rows
+    ]
+
+
+def test_sweep_plot_and_group_table_follow_the_layer_for_statistics_not_metrics(pages: Pages) -> None:
+    ids = _seed_layers(pages)
+    runs = ",".join(map(str, ids))
+    page = pages.client.get(f"/compare?runs={runs}&stat=sv_position&metric=sv_position&layer=fc2").text
+    data = chart_data(page)
+    assert data["stat_layer"] == "fc2" and data["metric_layer"] == "fc2"
+    (line,) = data["sweep"]
+    assert line["mean"] == [0.905, 0.905] and line["n"] == [2, 2]  # fc2's rho, not the embedding's 0.5
+    assert [g["final"]["mean"] for g in data["groups"]] == [0.905, 0.905]
+    assert [row[3] for row in _cells(page, "group-table")] == ["0.905", "0.905"]
+    assert [row[2] for row in _cells(page, "sweep-table")] == ["0.905", "0.905"]
+    text = re.sub(r"\s+", " ", page)
+    assert (
+        "Groups: final sv_position (fc2)" in text and "Sweep: final sv_position (fc2) vs regularizer" in text
+    )
+    assert "Std histograms of fc2 at the last common epoch (2;" in text
+    # a metric is per run: the sweep of recall_at_1 names no layer
+    metric = chart_data(
+        pages.client.get(f"/compare?runs={runs}&stat=sv_position&metric=recall_at_1&layer=fc2").text
+    )
+    assert metric["metric_layer"] == "" and metric["sweep"][0]["mean"] == [0.25, 0.25]
+    # the same view saved as a report draws and tabulates fc2 too
+    view = f"/compare?runs={runs}&stat=sv_position&metric=sv_position&layer=fc2"
+    report = pages.client.get(f"/reports/{save_report(pages, view, mode='pinned')}").text
+    assert chart_data(report)["sweep"][0]["mean"] == [0.905, 0.905]
+    assert [row[3] for row in _cells(report, "group-table")] == ["0.905", "0.905"]
+    assert "Sweep: final sv_position (fc2)" in report and "of fc2 at the last common epoch (2;" in report
+
+
+def test_group_table_counts_runs_with_a_final_value_and_shows_no_std_for_one(pages: Pages) -> None:
+    ids = _seed_layers(pages, epochs_of={0: 0})  # run 0 stopped after epoch 0
+    first = config_of(pages, ids[0])["regularizer"]
+    extra = pages.seed.jobs(spec={"regularizer": first}, seeds=[7])  # queued, never ran: no value
+    runs = ",".join(map(str, [*ids, *extra]))
+    page = pages.client.get(f"/compare?runs={runs}&stat=sv_position&group=regularizer").text
+    rows = {row[0]: row for row in _cells(page, "group-table")}
+    assert rows[f"regularizer={first}"][1:3] == ["2 of 3", "0\u20132"]  # each run's own last epoch
+    assert rows[f"regularizer={first}"][3] == "0.5" and rows[f"regularizer={first}"][4] == "0"
+    text = re.sub(r"\s+", " ", page)
+    assert "each run's value at its own last epoch" in text
+    assert "Std histograms at the last common epoch (0;" in text
+    one = pages.client.get(f"/compare?runs={ids[0]},{extra[0]}&stat=sv_position&group=regularizer").text
+    (row,) = _cells(one, "group-table")
+    assert row[1] == "1 of 2" and row[4] == "—"  # one run: no std, not a std of 0
+    asked = re.sub(r"\s+", " ", pages.client.get(f"/compare?runs={runs}&epoch=1").text)
+    assert "Std histograms at epoch 1</h2>" in asked
+
+
+def test_report_pinned_before_per_run_finals_keeps_its_table_and_says_what_it_holds(pages: Pages) -> None:
+    from sqlalchemy import select
+
+    from app.auth.models import Report
+
+    ids = _seed_layers(pages, epochs_of={0: 0})
+    report_id = save_report(pages, f"/compare?runs={ids[0]},{ids[2]}&stat=sv_position&group=-", mode="pinned")
+    with pages.db.transaction() as session:
+        report = session.scalars(select(Report).where(Report.id == report_id)).one()
+        assert report.snapshot is not None
+        old = dict(report.snapshot)
+        shown = dict(old["page_data"])
+        shown["groups"] = [{k: v for k, v in g.items() if k != "final"} for g in shown["groups"]]
+        for key in ("stat_layer", "metric_layer", "hist_epoch_auto"):
+            shown.pop(key)
+        report.snapshot = old | {"page_data": shown}  # as saved before this release
+    page = pages.client.get(f"/reports/{report_id}").text
+    assert "saved before per-run final values" in page
+    (row,) = _cells(page, "group-table")
+    assert row[1:] == ["2", "2", "0.5", "\u2014"]  # the band's last epoch, one run there: no std
+    assert "Std histograms at epoch 0</h2>" in re.sub(r"\s+", " ", page)

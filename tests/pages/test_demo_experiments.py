@@ -155,7 +155,11 @@ def _finish_all(pages: Pages, batch: str) -> list[int]:
             run = session.get(Run, run_id)
             assert run is not None
             rho = 0.8 if run.config.get("regularizer") == "svmax" else 0.2
-            layers = {"fc1": fake_stats(2, rho=0.5), "projector": fake_stats(2, rho=0.5)}
+            layers = {
+                "fc1": fake_stats(2, rho=0.5),
+                "fc2": fake_stats(2, rho=0.35),
+                "projector": fake_stats(2, rho=0.5),
+            }
             stats = fake_stats(2, rho=rho)
             metrics = {"recall_at_1": 0.5 + rho / 2}
             data = EpochIn.model_validate(
@@ -204,6 +208,14 @@ def test_reproduce_button_queues_the_demo_and_writes_reports_when_runs_finish(pa
     assert "0.800" in claim_a_notes and "0.200" in claim_a_notes  # the measured rho of each arm
     assert reports[0].snapshot is not None and reports[0].snapshot["runs"]  # pinned with its charts
     assert "layer=fc2" in reports[3].query and "| fc1 |" in reports[3].notes
+    # the per-layer report shows fc2's rho (0.35, not the embedding's) in curves, sweep plot and table
+    layer_page = pages.client.get(f"/reports/{reports[3].id}").text
+    shown = reports[3].snapshot["page_data"]
+    assert shown["stat_layer"] == shown["metric_layer"] == "fc2"
+    assert {y for points in shown["curves"].values() for _, y in points} == {0.35}
+    assert {m for line in shown["sweep"] for m in line["mean"]} == {0.35}
+    assert {g["final"]["mean"] for g in shown["groups"]} == {0.35}
+    assert "Groups: final sv_position (fc2)" in layer_page and "Sweep: final sv_position (fc2)" in layer_page
     report_page = pages.client.get(f"/reports/{reports[1].id}").text
     assert "recall@1" in report_page and "Verdict" in report_page
     page = pages.client.get(f"/runs?demo={batch}").text

@@ -85,6 +85,9 @@
       hovermode: "closest",
     }, extra || {}));
   }
+  // The layer a chart's statistic is of (per-layer collapse, the view's layer=): "sv_position (fc2)".
+  const ofLayer = (key, layer) => cw.esc(key) + (layer ? " (" + cw.esc(layer) + ")" : "");
+  const statName = ofLayer(data.stat, data.stat_layer);
   const smoothNote = () => (view.smooth > 0 ? " (EMA " + view.smooth + ")" : "");
   // The raw curve, faint, behind its smoothed version.
   function faint(name, x, y, c, legendgroup) {
@@ -109,7 +112,7 @@
       seen[group] = true;
     });
     const legend = byGroup || data.runs.length <= 12;
-    cw.plot("chart-overlay", traces, curveLayout(cw.esc(data.stat) + " per run" + (byGroup ? " (colour = group)" : "") +
+    cw.plot("chart-overlay", traces, curveLayout(statName + " per run" + (byGroup ? " (colour = group)" : "") +
       smoothNote(), { showlegend: legend }));
   }
 
@@ -122,7 +125,7 @@
       traces = traces.concat(cw.band(name, x, cw.ema(g.mean, view.smooth), cw.ema(g.std, view.smooth), color(i),
         { log: view.logy }));
     });
-    const el = cw.plot("chart-grouped", traces, curveLayout(cw.esc(data.stat) + ": mean ± std per group" + smoothNote()));
+    const el = cw.plot("chart-grouped", traces, curveLayout(statName + ": mean ± std per group" + smoothNote()));
     if (el) el.dataset.traces = String(traces.length);
   }
 
@@ -131,7 +134,7 @@
   function drawSweep() {
     const el = document.getElementById("chart-sweep");
     if (!data.sweep.length) {
-      const why = data.x ? "no run has a final " + cw.esc(data.metric) + " yet" : "the runs differ in no config key but seed";
+      const why = data.x ? "no run has a final " + ofLayer(data.metric, data.metric_layer) + " yet" : "the runs differ in no config key but seed";
       cw.plot("chart-sweep", [], cw.layout("Sweep plot: " + why, { xaxis: { title: { text: "" } } }));
       if (el) el.dataset.lines = "0";
       return;
@@ -157,7 +160,7 @@
     const positive = !categorical && xs.every((v) => typeof v === "number" && v > 0);
     const spread = positive ? Math.max.apply(null, xs) / Math.min.apply(null, xs) : 1;
     const type = categorical ? "category" : spread >= 8 ? "log" : "linear";
-    cw.plot("chart-sweep", traces, cw.layout("Final " + cw.esc(data.metric) + " vs " + cw.esc(data.x) + " (error bars: std over seeds)", {
+    cw.plot("chart-sweep", traces, cw.layout("Final " + ofLayer(data.metric, data.metric_layer) + " vs " + cw.esc(data.x) + " (error bars: std over seeds)", {
       // side by side only on a category axis: on a numeric one "group" shifts points off their x
       xaxis: { title: { text: cw.esc(data.x) }, type: type }, hovermode: "closest", scattermode: categorical ? "group" : "overlay" }));
     if (el) el.dataset.lines = String(data.sweep.length);

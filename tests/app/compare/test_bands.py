@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from app.compare.bands import binned_band, mean_std, mean_std_band, timed_band
+from app.compare.bands import Final, binned_band, final_values, mean_std, mean_std_band, timed_band
 
 
 def test_mean_std_uses_sample_std_and_zero_for_single_value() -> None:
@@ -61,3 +61,13 @@ def test_timed_band_aligns_on_epochs_at_the_mean_wall_time() -> None:
     assert band.x == [20.0, 40.0]
     assert band.mean == [2.0, 3.0]
     assert band.n == [2, 2]
+
+
+def test_final_values_take_each_runs_own_last_value_and_count_the_runs_that_have_one() -> None:
+    # run 2 stopped early (epoch 1): its final value counts, at its own last epoch
+    stopped = final_values([{0: 1.0, 1: 2.0, 2: 3.0}, {0: 5.0, 1: 7.0}, {0: None}])
+    assert (stopped.runs, stopped.n, stopped.x_min, stopped.x_max) == (3, 2, 1, 2)
+    assert stopped.mean == pytest.approx(5.0) and stopped.std == pytest.approx(math.sqrt(8.0))
+    # one run with a value: its value and no std (not a std of 0)
+    assert final_values([{0: 1.0, 3: 4.0}, {}]) == Final(2, 1, 4.0, None, 3, 3)
+    assert final_values([{}, {1: math.nan}]) == Final(2, 0)

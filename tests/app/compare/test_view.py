@@ -119,3 +119,29 @@ def test_build_compare_step_axis_for_sdk_scalars_and_fallbacks(database: Databas
     with database.session(write=False) as session:
         steps = build_compare(session=session, query=CompareQuery(sweeps=[sweep_id], xaxis="step"))
     assert steps.curves.xaxis == "epoch" and "no run has mean_sv by step" in steps.problems["xaxis"]
+
+
+def test_group_finals_and_sweep_agree_on_each_runs_own_last_epoch_when_a_run_stops_early(
+    database: Database,
+) -> None:
+    sweep_id, ids = sweep(database, {"regularizer": ["none", "svmax"]}, seeds=[0, 1])
+    stopped = {ids[0]: 1}  # early stopping: its last epoch is 1, the others reach epoch 3
+    for run_id in ids:
+        config = config_of(database, run_id)
+        for n in range(stopped.get(run_id, 3) + 1):
+            epoch(database, run_id, n, mean_sv=_level(config, n))
+    with database.session(write=False) as session:
+        data = build_compare(session=session, query=CompareQuery(sweeps=[sweep_id]))
+    group = next(g for g in data.groups if ids[0] in g.run_ids)
+    final = data.finals[data.groups.index(group)]
+    values = [_level(config_of(database, r), stopped.get(r, 3)) for r in group.run_ids]
+    assert (final.runs, final.n, final.x_min, final.x_max) == (2, 2, 1, 3)
+    assert final.mean == pytest.approx(sum(values) / 2)
+    # the band's last epoch holds the one run that got there: not what the table reports
+    band = data.bands[data.groups.index(group)]
+    assert band.x[-1] == 3 and band.n[-1] == 1
+    (line,) = data.sweep  # the sweep plot takes the same per-run finals
+    at = line.x.index(group.values["regularizer"])
+    assert line.n[at] == 2 and line.mean[at] == pytest.approx(final.mean)
+    assert line.std[at] == pytest.approx(final.std)
+    assert page_data(data)["groups"][0]["final"]["n"] == 2
