@@ -69,7 +69,7 @@ class Batch(NamedTuple):
         """Per point: its key."""
         if len(self.names) == 1:
             return self.names * len(self.steps)
-        return np.array(self.names, dtype=object)[self.key_index].tolist()  # type: ignore[no-any-return]
+        return np.array(self.names, dtype=object)[self.key_index].tolist()
 
 
 def as_batch(keys: Sequence[str], steps: Sequence[int], values: Sequence[float | None]) -> Batch:
