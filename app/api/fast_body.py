@@ -22,7 +22,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
-from app.web.input_guard import may_be_bad
+from app.web.input_guard import request_body_may_be_bad
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -53,7 +53,7 @@ async def prevalidate(request: Request, model: type[BaseModel]) -> None:
         body = await request.body()  # kept by the request: FastAPI reads the same bytes
     except Exception:  # a disconnect: FastAPI meets it again and answers as before
         return
-    if not body or may_be_bad(body):
+    if not body or request_body_may_be_bad(request, body):
         return
     try:
         parsed = model.model_validate_json(body)

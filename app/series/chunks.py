@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.models import Metric, MetricChunk
@@ -57,30 +57,69 @@ def merge(old: Arrays | None, steps: NDArray[np.int64], values: NDArray[np.float
     return steps[last], values[last]
 
 
+class Batch(NamedTuple):
+    """Points as columns, sorted by (key, step) with each (key, step) once (the last value given)."""
+
+    names: list[str]  # the distinct keys
+    key_index: NDArray[np.int64]  # per point: its key's index in ``names``
+    steps: NDArray[np.int64]
+    values: NDArray[np.float64]  # NaN stands for NULL
+
+    def keys(self) -> list[str]:
+        """Per point: its key."""
+        if len(self.names) == 1:
+            return self.names * len(self.steps)
+        return np.array(self.names, dtype=object)[self.key_index].tolist()
+
+
+def as_batch(keys: Sequence[str], steps: Sequence[int], values: Sequence[float | None]) -> Batch:
+    """The points ``zip(keys, steps, values)`` (``None`` for NULL) as a :class:`Batch`; of a repeated
+    (key, step) the last value wins. One key with increasing steps (the usual batch) is not sorted."""
+    n = len(steps)
+    step = np.array(steps, dtype=STEP)
+    value = np.array(values, dtype=VALUE)  # None becomes NaN
+    if n and keys.count(keys[0]) == n:
+        key_index = np.zeros(n, dtype=np.int64)
+        if n == 1 or bool(np.all(step[1:] > step[:-1])):
+            return Batch([keys[0]], key_index, step, value)
+        names = [keys[0]]
+    else:
+        index: dict[str, int] = {}
+        key_index = np.fromiter((index.setdefault(k, len(index)) for k in keys), dtype=np.int64, count=n)
+        names = list(index)
+    order = np.lexsort((step, key_index))  # stable: a repeated (key, step) keeps its input order
+    key_index, step, value = key_index[order], step[order], value[order]
+    last = np.ones(n, dtype=bool)
+    last[:-1] = (key_index[1:] != key_index[:-1]) | (step[1:] != step[:-1])
+    return Batch(names, key_index[last], step[last], value[last])
+
+
 def write_chunks(*, session: Session, run_id: int, points: Mapping[tuple[str, int], float | None]) -> None:
     """Merge ``{(key, step): value}`` (already upserted into ``metrics``) into the run's chunks."""
-    if not points:
+    if points:
+        keys, steps = zip(*points, strict=True)
+        write_batch(session=session, run_id=run_id, batch=as_batch(keys, steps, list(points.values())))
+
+
+def write_batch(*, session: Session, run_id: int, batch: Batch) -> None:
+    """Merge ``batch`` (already upserted into ``metrics``) into the run's chunks."""
+    n = len(batch.steps)
+    if not n:
         return
-    groups: dict[tuple[str, int], tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
-    for (key, step), value in points.items():
-        steps, values = groups[(key, step >> CHUNK_BITS)]
-        steps.append(step)
-        values.append(np.nan if value is None else value)
-    keys = {k for k, _ in groups}
-    chunks = [c for _, c in groups]
-    existing = session.execute(
-        select(_COLUMNS.key, _COLUMNS.chunk, _COLUMNS.steps, _COLUMNS.vals).where(
-            _COLUMNS.run_id == run_id,
-            _COLUMNS.key.in_(keys),
-            _COLUMNS.chunk.between(min(chunks), max(chunks)),
-        )
-    ).all()
-    old = {(k, c): unpack(s, v) for k, c, s, v in existing if (k, c) in groups}
+    chunk = batch.steps >> CHUNK_BITS
+    starts = np.flatnonzero((batch.key_index[1:] != batch.key_index[:-1]) | (chunk[1:] != chunk[:-1])) + 1
+    edges = [0, *starts.tolist(), n]
+    first = [int(i) for i in batch.key_index[edges[:-1]]]
+    groups = [
+        (batch.names[k], int(chunk[a]), a, b) for k, a, b in zip(first, edges[:-1], edges[1:], strict=True)
+    ]
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    old = _existing(session, run_id, batch.names, int(chunk.min()), int(chunk.max()), sqlite=sqlite)
     rows = []
-    for (key, chunk), (steps, values) in groups.items():
-        s, v = merge(old.get((key, chunk)), np.array(steps, dtype=STEP), np.array(values, dtype=VALUE))
-        rows.append((run_id, key, chunk, len(s), *pack(s, v)))
-    if session.get_bind().dialect.name == "sqlite":
+    for key, c, a, b in groups:
+        s, v = _merge_new(old.get((key, c)), batch.steps[a:b], batch.values[a:b])
+        rows.append((run_id, key, c, len(s), *pack(s, v)))
+    if sqlite:
         session.connection().exec_driver_sql(_SQLITE_UPSERT, rows)
         return
     names = ("run_id", "key", "chunk", "n", "steps", "vals")
@@ -91,6 +130,39 @@ def write_chunks(*, session: Session, run_id: int, points: Mapping[tuple[str, in
         conflict=["run_id", "key", "chunk"],
         update=["n", "steps", "vals"],
     )
+
+
+def _merge_new(old: Arrays | None, steps: NDArray[np.int64], values: NDArray[np.float64]) -> Arrays:
+    """:func:`merge` of increasing ``steps``: appended as they are when they all come after ``old``."""
+    if old is None or not len(old[0]):
+        return steps, values
+    if old[0][-1] < steps[0]:
+        return np.concatenate([old[0], steps]), np.concatenate([old[1], values])
+    return merge(old, steps, values)
+
+
+def _existing(
+    session: Session, run_id: int, keys: list[str], lo: int, hi: int, *, sqlite: bool
+) -> dict[tuple[str, int], Arrays]:
+    """The stored chunks of ``keys`` in chunks ``lo..hi`` (a superset of those the batch touches)."""
+    if sqlite:  # the driver's own SQL: building the Core statement cost as much as running it
+        marks = ", ".join("?" * len(keys))
+        sql = _SQLITE_EXISTING.format(marks=marks)
+        found: Any = session.connection().exec_driver_sql(sql, (run_id, lo, hi, *keys))
+    else:
+        found = session.execute(_EXISTING, {"run_id": run_id, "keys": keys, "lo": lo, "hi": hi})
+    return {(k, int(c)): unpack(s, v) for k, c, s, v in found}
+
+
+_SQLITE_EXISTING = (
+    "SELECT key, chunk, steps, vals FROM metric_chunks WHERE run_id = ? AND chunk BETWEEN ? AND ? "
+    "AND key IN ({marks})"
+)
+_EXISTING = select(_COLUMNS.key, _COLUMNS.chunk, _COLUMNS.steps, _COLUMNS.vals).where(
+    _COLUMNS.run_id == bindparam("run_id"),
+    _COLUMNS.key.in_(bindparam("keys", expanding=True)),
+    _COLUMNS.chunk.between(bindparam("lo"), bindparam("hi")),
+)
 
 
 # A full chunk (n = CHUNK) holds every step of its range: its steps are implied, so they are not read

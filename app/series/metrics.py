@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import repeat
 
+import numpy as np
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.models import utcnow
 from app.runs.store import update_run, writable_run
-from app.series.chunks import write_chunks
+from app.series.chunks import Batch, as_batch, write_batch
 from collapsewatch.contract import MetricBatchIn
 
 # PostgreSQL: one statement over three arrays (psycopg's executemany sends 1000 statements)
@@ -31,24 +33,36 @@ def store_points(
     *, session: Session, run_id: int, points: Mapping[tuple[str, int], float | None], attempt: int
 ) -> None:
     """Upsert ``{(key, step): value}`` into ``metrics`` and merge it into ``metric_chunks``."""
-    if not points:
-        return
-    if session.get_bind().dialect.name == "postgresql":  # keys are unique: no row is hit twice
+    if points:
         keys, steps = zip(*points, strict=True)
-        arrays = {"keys": list(keys), "steps": list(steps), "vals": list(points.values())}
+        batch = as_batch(keys, steps, list(points.values()))
+        store_batch(session=session, run_id=run_id, batch=batch, attempt=attempt)
+
+
+def store_batch(*, session: Session, run_id: int, batch: Batch, attempt: int) -> None:
+    """Upsert ``batch`` into ``metrics`` and merge it into ``metric_chunks``."""
+    n = len(batch.steps)
+    if not n:
+        return
+    values: list[float | None] = batch.values.tolist()
+    if np.isnan(batch.values).any():  # NaN stands for NULL
+        values = [None if v != v else v for v in values]
+    if session.get_bind().dialect.name == "postgresql":  # (key, step) are unique: no row is hit twice
+        arrays = {"keys": batch.keys(), "steps": batch.steps.tolist(), "vals": values}
         session.execute(_PG_UPSERT, {"run_id": run_id, "attempt": attempt} | arrays)
     else:
-        rows = [(run_id, key, step, value, attempt) for (key, step), value in points.items()]
+        columns = (repeat(run_id, n), batch.keys(), batch.steps.tolist(), values, repeat(attempt, n))
+        rows = list(zip(*columns, strict=True))
         session.connection().exec_driver_sql(_SQLITE_UPSERT, rows)
-    write_chunks(
-        session=session, run_id=run_id, points=points
-    )  # after the upsert: under the write lock it took
+    write_batch(session=session, run_id=run_id, batch=batch)  # after the upsert: under the write lock it took
 
 
 def write_metrics(*, session: Session, run_id: int, data: MetricBatchIn) -> int:
     """Upsert the batch (the last point wins for a repeated (key, step)); returns the rows written."""
     run = writable_run(session=session, run_id=run_id, attempt=data.attempt)
-    points: dict[tuple[str, int], float | None] = {(p.key, p.step): p.value for p in data.points}
-    store_points(session=session, run_id=run_id, points=points, attempt=data.attempt)
+    points = data.points
+    keys, steps, values = [p.key for p in points], [p.step for p in points], [p.value for p in points]
+    batch = as_batch(keys, steps, values)
+    store_batch(session=session, run_id=run_id, batch=batch, attempt=data.attempt)
     update_run(session=session, run=run, updated_at=utcnow())
-    return len(points)
+    return len(batch.steps)

@@ -42,6 +42,7 @@ _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _INNERMOST = re.compile(rb"\[\]|\{\}")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _INT_PARAMS: dict[int, tuple[tuple[str, str], ...]] = {}
+_BODY_CHECKED = "collapsewatch.body_may_be_bad"  # scope key: (the body, may_be_bad(body))
 
 
 async def check_input(request: Request) -> None:
@@ -60,7 +61,7 @@ async def check_input(request: Request) -> None:
         and _is_json(request)
     ):
         body = await request.body()  # read (and kept) by FastAPI already
-        if body and may_be_bad(body):
+        if body and request_body_may_be_bad(request, body):
             try:
                 document = await request.json()  # parsed once already: cached on the request
             except (ValueError, RecursionError):  # FastAPI answered these itself
@@ -118,6 +119,17 @@ def _is_int(annotation: Any) -> bool:
 
 
 # JSON bodies ----------------------------------------------------------------------------------
+
+
+def request_body_may_be_bad(request: Request, body: bytes) -> bool:
+    """:func:`may_be_bad` of the request's body, worked out once per request (the ingestion routes'
+    one-pass parser, ``app.api.fast_body``, asks first, then :func:`check_input`)."""
+    found = request.scope.get(_BODY_CHECKED)
+    if found is not None and found[0] is body:
+        return bool(found[1])
+    bad = may_be_bad(body)
+    request.scope[_BODY_CHECKED] = (body, bad)
+    return bad
 
 
 def may_be_bad(body: bytes) -> bool:

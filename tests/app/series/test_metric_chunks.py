@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from app.db import Database
 from app.migrate import downgrade, upgrade
 from app.models import Metric, MetricChunk, Project, Run
-from app.series.chunks import CHUNK, CHUNK_BITS, load_chunks, merge, rebuild_chunks
+from app.series.chunks import CHUNK, CHUNK_BITS, as_batch, load_chunks, merge, rebuild_chunks
 from app.series.downsample import downsample
 from app.series.metrics import store_points
 from app.series.query import load_series
@@ -141,3 +141,24 @@ def test_load_chunks_when_chunks_are_full_implies_their_steps_and_reads_partial_
     assert _as_list(packed[dense]) == sorted((s, v) for (_, s), v in dense_points.items())
     assert _as_list(packed[mixed]) == sorted((s, v) for (_, s), v in mixed_points.items())
     assert packed[dense][0].dtype == np.int64 and packed[mixed][0].dtype == np.int64
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    points=st.lists(st.tuples(st.sampled_from(["loss", "acc", "lr"]), STEPS, VALUES), min_size=1, max_size=40)
+)
+def test_as_batch_when_keys_repeat_or_steps_unsorted_equals_last_write_per_key_step(
+    points: list[tuple[str, int, float | None]],
+) -> None:
+    expected: Points = {}
+    for key, step, value in points:
+        expected[(key, step)] = value
+    keys, steps, values = (list(c) for c in zip(*points, strict=True))
+    batch = as_batch(keys, steps, values)
+    found = {
+        (k, int(s)): None if np.isnan(v) else float(v)
+        for k, s, v in zip(batch.keys(), batch.steps, batch.values, strict=True)
+    }
+    assert found == expected and len(batch.steps) == len(expected)
+    order = [(batch.key_index[i], batch.steps[i]) for i in range(len(batch.steps))]
+    assert order == sorted(order)  # grouped by key, steps increasing
