@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.auth import api_tokens, token_cache
-from app.auth.ratelimit import Limiter
+from app.auth.ratelimit import Limiter, RateLimiter
 from app.auth.tokens import Principal, hash_token
 from app.db import Database
 from app.settings import Settings
@@ -187,11 +187,36 @@ def _unauthorized(message: str) -> HTTPException:
     return HTTPException(401, detail=message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def get_principal(request: Request) -> Principal:
+async def get_principal(request: Request) -> Principal:
     """The caller, from the first auth backend that recognises the request (401 if none does).
 
-    ``app.state.auth_backends`` is a list so that cookie sessions can be added next to bearer tokens.
+    A bearer token this process resolved a moment ago (``app.auth.token_cache``) is answered here, in
+    the event loop: no database, and no trip to the thread pool (an ingestion request makes two more).
+    Everything else (a lookup, a cookie session, Redis rate limits) runs in the thread pool.
     """
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    known = _recently_resolved(request)
+    limiter = getattr(request.app.state, "rate_limiter", None)
+    if known is not None and (limiter is None or isinstance(limiter, RateLimiter)):
+        _rate_limit(request, known)  # in-process buckets: no I/O
+        request.state.principal = known
+        return known
+    return await run_in_threadpool(_resolve_principal, request)
+
+
+def _recently_resolved(request: Request) -> Principal | None:
+    """The cached principal of a well-formed bearer token, when the bearer backend comes first."""
+    backends: list[AuthBackend] = request.app.state.auth_backends
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not backends or backends[0] is not bearer_backend or scheme.lower() != "bearer" or not token.strip():
+        return None
+    return _token_cache(request).get(hash_token(token.strip()))
+
+
+def _resolve_principal(request: Request) -> Principal:
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
