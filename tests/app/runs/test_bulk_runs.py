@@ -3,27 +3,16 @@ each action, the role table with attacker accounts, all-or-nothing requests, val
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from apikit import STATS
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
-from teamkit import Team, build_team
+from teamkit import Team
 
-from app.main import create_app
 from app.models import Epoch, Run, RunEvent
 from app.runs.artifacts import CheckpointStore
 from app.settings import Settings
-
-
-@pytest.fixture
-def team(settings: Settings) -> Iterator[Team]:
-    app = create_app(settings)
-    app.state.enqueue = lambda run_id: None
-    with TestClient(app) as client:
-        yield build_team(client, app.state.db, settings.admin_email)
 
 
 def finished(team: Team, project: str = "team") -> int:

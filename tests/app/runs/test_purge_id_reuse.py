@@ -8,24 +8,11 @@ pinned reports. PostgreSQL sequences never reuse an id."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from fastapi.testclient import TestClient
-from teamkit import Team, build_team
+from teamkit import Team
 from test_bulk_runs import bulk, finished
 
-from app.main import create_app
 from app.runs.artifacts import CheckpointStore
-from app.settings import Settings
-
-
-@pytest.fixture
-def team(settings: Settings) -> Iterator[Team]:
-    app = create_app(settings)
-    app.state.enqueue = lambda run_id: None
-    with TestClient(app) as client:
-        yield build_team(client, app.state.db, settings.admin_email)
 
 
 def test_purged_run_id_is_never_given_to_a_new_run(team: Team) -> None:

@@ -9,23 +9,11 @@ project's members' and the runs page, whose demo cards filter by the ``demo`` ta
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from teamkit import PASSWORD, Team, build_team
+from teamkit import PASSWORD, Team
 from test_bulk_runs import bulk, finished
-
-from app.main import create_app
-from app.settings import Settings
-
-
-@pytest.fixture
-def team(settings: Settings) -> Iterator[Team]:
-    app = create_app(settings)
-    app.state.enqueue = lambda run_id: None
-    with TestClient(app) as client:
-        yield build_team(client, app.state.db, settings.admin_email)
 
 
 @pytest.mark.parametrize("tag", ["a\u0000b", "line\nbreak", "tab\there", "\u007f"])
