@@ -173,7 +173,8 @@ class RunFilter:
     lifecycle: Lifecycle = "live"  # archived and deleted runs only when asked (app.runs.visibility)
 
 
-def _has_tag(*, session: Session, tag: str) -> ColumnElement[bool]:
+def has_tag(*, session: Session, tag: str) -> ColumnElement[bool]:
+    """The run's tags hold ``tag`` (PostgreSQL: ``@>`` on jsonb, GIN-indexed by 0010; SQLite: json_each)."""
     if session.get_bind().dialect.name == "postgresql":
         return cast(Run.tags, JSONB).contains([tag])
     each = func.json_each(Run.tags).table_valued("value")
@@ -200,7 +201,7 @@ def _filtered(*, session: Session, filt: RunFilter) -> Select[Any]:
     if filt.kind:
         stmt = stmt.where(Run.kind == filt.kind)
     if filt.tag:
-        stmt = stmt.where(_has_tag(session=session, tag=filt.tag))
+        stmt = stmt.where(has_tag(session=session, tag=filt.tag))
     for key, value in filt.config:
         stmt = stmt.where(config_equals(key=key, value=value))
     return stmt

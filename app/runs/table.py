@@ -6,12 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, cast, exists, func, select, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
 from app.models import Project, Run
-from app.runs.store import config_equals
+from app.runs.store import config_equals, has_tag
 from app.runs.visibility import LIFECYCLES, lifecycle_clause
 from collapsewatch.contract import RunStatus
 
@@ -62,13 +61,6 @@ class TablePage:
     problems: dict[str, str] = field(default_factory=dict)
 
 
-def _has_tag(*, session: Session, tag: str) -> ColumnElement[bool]:
-    if session.get_bind().dialect.name == "postgresql":
-        return cast(Run.tags, JSONB).contains([tag])
-    each = func.json_each(Run.tags).table_valued("value")
-    return exists(select(text("1")).select_from(each).where(each.c.value == cast(tag, String)))
-
-
 def _filtered(*, session: Session, q: TableQuery, visible: list[int] | None) -> Select[Any]:
     stmt = select(Run).join(Run.project)
     shown = q.lifecycle if q.lifecycle in LIFECYCLES else "live"
@@ -86,7 +78,7 @@ def _filtered(*, session: Session, q: TableQuery, visible: list[int] | None) -> 
     if q.sweep:
         stmt = stmt.where(Run.sweep_id == q.sweep)
     if q.tag:
-        stmt = stmt.where(_has_tag(session=session, tag=q.tag))
+        stmt = stmt.where(has_tag(session=session, tag=q.tag))
     return stmt
 
 
