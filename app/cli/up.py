@@ -4,14 +4,16 @@ say in one line which one cannot be reached."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
 import socket
 import threading
 import time
+from typing import IO
 
-from app.cli.common import check_broker, describe_storage, reaching_database
+from app.cli.common import check_broker, describe_storage, reaching_database, sqlite_path
 from app.jobs.embedded import GRACEFUL_SHUTDOWN_S, WorkerProcess, worker_command
 from app.settings import Settings, get_settings
 from collapsewatch.cli import CommandError, redact_url
@@ -48,6 +50,26 @@ def default_public_url(host: str, port: int) -> None:
         get_settings.cache_clear()
 
 
+def hold_database(settings: Settings) -> IO[str] | None:
+    """One ``collapsewatch up`` per SQLite database: a second one (another port, the same folder) would
+    run a second embedded worker and maintenance loop on the same files. An advisory lock next to the
+    database, held while this process lives (the OS drops it when the process ends, however it ends).
+    None for PostgreSQL (team mode runs several web processes on purpose)."""
+    path = sqlite_path(settings.database_url)
+    if path is None or not path.parent.is_dir():
+        return None  # not SQLite, or a folder that does not exist (reaching_database says so next)
+    handle = open(path.with_name(f"{path.name}.up.lock"), "a+")  # noqa: SIM115 (held until exit)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise CommandError(
+            f"another `collapsewatch up` is already serving {path}: stop it, or give this one its own "
+            "folder with --data DIR"
+        ) from None
+    return handle
+
+
 def bind_listening_socket(host: str, port: int) -> socket.socket:
     """Bind ``host:port`` before anything starts, so a port in use is one clear error (not "is up"
     followed by uvicorn dying with the embedded worker already running)."""
@@ -76,6 +98,7 @@ def run_up(*, host: str, port: int, gpus: str, worker: bool = True) -> int:
     settings = get_settings()
     print(describe_storage(settings), flush=True)
     check_broker(settings.broker_url)
+    held = hold_database(settings)
     database = Database(settings)
     try:
         with reaching_database(settings):
@@ -114,6 +137,8 @@ def run_up(*, host: str, port: int, gpus: str, worker: bool = True) -> int:
         if embedded is not None:
             code = embedded.stop()
             log.info("embedded worker stopped (code %s) after %.0f s", code, time.monotonic() - started)
+        if held is not None:
+            held.close()  # the next `up` on this database may start
     return 0 if server.started else 1
 
 

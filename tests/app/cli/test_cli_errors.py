@@ -188,3 +188,17 @@ def test_up_when_port_is_taken_says_so_before_starting_anything_and_exits_1(tmp_
     line = _one_error_line(done.stderr)
     assert line.startswith("collapsewatch up: error: --port ") and str(port) in line, line
     assert "in use" in line, line
+
+
+def test_up_when_another_up_serves_the_same_database_says_so_and_exits_1(tmp_path: Path) -> None:
+    import fcntl
+
+    data = tmp_path / "data"
+    data.mkdir()
+    with open(data / "collapsewatch.db.up.lock", "a+") as held:  # what a running `up` holds
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        env = clean_env({"COLLAPSEWATCH_DATA_DIR": str(data)})
+        done = cli("up", "--port", str(free_port()), "--gpus", "none", env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 1 and "is up" not in done.stdout, done.stdout
+    line = _one_error_line(done.stderr)
+    assert "another `collapsewatch up` is already serving" in line and "--data DIR" in line, line
