@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from app.auth import roles
+from app.auth import roles, token_cache
+from app.auth.access_cache import AccessCache, key_of
 from app.db import Database
 from app.deps import PrincipalDep, RunId, SessionDep, UserDep, get_database
 
@@ -40,8 +42,27 @@ def can_write_run(run_id: RunId, session: SessionDep, actor: UserActorDep) -> in
     return roles.check_run(session=session, actor=actor, run_id=run_id, action="write")
 
 
-def can_ingest_run(run_id: RunId, session: SessionDep, actor: ActorDep) -> int:
-    return roles.check_run(session=session, actor=actor, run_id=run_id, action="ingest")
+async def can_ingest_run(run_id: RunId, request: Request, session: SessionDep, actor: ActorDep) -> int:
+    """The ingestion routes' check. A caller that passed it for this run a moment ago is answered in
+    the event loop (``app.auth.access_cache``: no query, no thread-pool trip); the write itself still
+    checks the run's state and the attempt."""
+    cache = _access_cache(request)
+    key = key_of(actor, run_id)
+    known = cache.get(key)
+    if known is not None:
+        return known
+    since = token_cache.generation()
+    check = partial(roles.check_run, session=session, actor=actor, run_id=run_id, action="ingest")
+    project_id = await run_in_threadpool(check)
+    cache.put(key, project_id, since=since)
+    return project_id
+
+
+def _access_cache(request: Request) -> AccessCache:
+    cache: AccessCache | None = getattr(request.app.state, "access_cache", None)
+    if cache is None:
+        cache = request.app.state.access_cache = AccessCache()
+    return cache
 
 
 def can_ingest_run_db(run_id: RunId, database: DatabaseDep, actor: ActorDep) -> int:

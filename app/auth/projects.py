@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.auth import token_cache
 from app.auth.api_tokens import NewToken, create_token, revoke_token
 from app.auth.models import TokenProject
 from app.auth.roles import RANK, Actor, check, effective_role, name_taken, visible_project_ids
@@ -114,6 +115,7 @@ def set_member(*, session: Session, actor: Actor, project_id: int, email: str, r
         ):
             raise Conflict("a project keeps at least one owner; make someone else owner first")
         member.role = role
+        token_cache.forget_all()  # remembered accesses (app.auth.access_cache) are checked again
     session.flush()
     return MemberRow(user.id, user.email, role)
 
@@ -132,6 +134,7 @@ def remove_member(*, session: Session, actor: Actor, project_id: int, user_id: i
     if member.role == "owner" and _owners(session=session, project_id=project_id) <= 1:
         raise Conflict("a project keeps at least one owner; make someone else owner first")
     session.delete(member)
+    token_cache.forget_all()  # remembered accesses (app.auth.access_cache) are checked again
     session.flush()
 
 

@@ -29,7 +29,8 @@ def generation() -> int:
 
 
 def forget_all() -> None:
-    """Drop every cached token of every cache in this process (a token was revoked)."""
+    """Drop every cached token and remembered access (``app.auth.access_cache``) of every cache in
+    this process (a token was revoked, a member's role changed or was removed)."""
     global _generation
     _generation += 1
 

@@ -120,16 +120,22 @@ def thread_hops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         yield hops
 
 
-def test_an_epoch_put_makes_three_thread_hops_and_leaves_no_connection_out(
+def test_an_epoch_put_makes_three_thread_hops_cold_and_one_warm_and_leaves_no_connection_out(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each hop waits for the GIL under load. The session opens and closes in the event loop (no
-    I/O: the route committed); the caller, the permission check and the route each take a thread."""
+    I/O: the route committed). Cold, the caller, the permission check and the route each take a
+    thread; a caller whose token was resolved and whose access to the run was checked a moment ago
+    (``app.auth.token_cache``, ``app.auth.access_cache``) is answered in the event loop: only the
+    route takes a thread."""
     run_id = api.sdk_run()["id"]
-    api.put_epoch(run_id, 0)
-    with thread_hops(monkeypatch) as hops:
-        assert api.put_epoch(run_id, 1).status_code == 200
-    assert len(hops) == 3, hops
+    with thread_hops(monkeypatch) as cold:
+        assert api.put_epoch(run_id, 0).status_code == 200  # also records the token's first use
+    assert len(cold) == 3, cold
+    api.put_epoch(run_id, 1)  # the token is resolved again, now without a write due: remembered
+    with thread_hops(monkeypatch) as warm:
+        assert api.put_epoch(run_id, 2).status_code == 200
+    assert len(warm) == 1, warm
     assert api.db.engine.pool.checkedout() == 0
 
 
