@@ -144,17 +144,17 @@ def bearer_backend(request: Request) -> Principal | None:
     header = request.headers.get("authorization")
     if not header:
         return None
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = _bearer_token(header)
+    if token is None:
         raise _unauthorized("the Authorization header must be 'Bearer <token>'")
     cache = _token_cache(request)
-    token_hash = hash_token(token.strip())
+    token_hash = hash_token(token)
     cached = cache.get(token_hash)
     if cached is not None:
         return cached
     since = token_cache.generation()
     with lookup_session(request) as session:
-        resolved = api_tokens.resolve_token(session=session, token=token.strip())
+        resolved = api_tokens.resolve_token(session=session, token=token)
     if resolved is None:
         raise _unauthorized("invalid or revoked token; create one with `collapsewatch token create`")
     if resolved.needs_touch and resolved.principal.token_id is not None:
@@ -209,11 +209,16 @@ async def get_principal(request: Request) -> Principal:
 def _recently_resolved(request: Request) -> Principal | None:
     """The cached principal of a well-formed bearer token, when the bearer backend comes first."""
     backends: list[AuthBackend] = request.app.state.auth_backends
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if not backends or backends[0] is not bearer_backend or scheme.lower() != "bearer" or not token.strip():
+    token = _bearer_token(request.headers.get("authorization", ""))
+    if not backends or backends[0] is not bearer_backend or token is None:
         return None
-    return _token_cache(request).get(hash_token(token.strip()))
+    return _token_cache(request).get(hash_token(token))
+
+
+def _bearer_token(header: str) -> str | None:
+    """The token of ``Bearer <token>``; None for any other header."""
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 def _resolve_principal(request: Request) -> Principal:

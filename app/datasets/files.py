@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 _STORED = re.compile(r"^[0-9a-f]{32}\.npz$")
 CHUNK = 1024 * 1024
@@ -64,11 +64,7 @@ class DatasetFiles:
         digest, size = hashlib.sha256(), 0
         with self._temporary() as (handle, path):
             async for chunk in chunks:
-                size += len(chunk)
-                if size > self.max_bytes:
-                    raise DatasetTooLarge(self.max_bytes)
-                digest.update(chunk)
-                handle.write(chunk)
+                size = self._append(handle, digest, size, chunk)
             handle.flush()
             os.fsync(handle.fileno())
         return Received(path, size, digest.hexdigest())
@@ -78,14 +74,19 @@ class DatasetFiles:
         digest, size = hashlib.sha256(), 0
         with self._temporary() as (handle, path):
             while chunk := source.read(CHUNK):
-                size += len(chunk)
-                if size > self.max_bytes:
-                    raise DatasetTooLarge(self.max_bytes)
-                digest.update(chunk)
-                handle.write(chunk)
+                size = self._append(handle, digest, size, chunk)
             handle.flush()
             os.fsync(handle.fileno())
         return Received(path, size, digest.hexdigest())
+
+    def _append(self, handle: BinaryIO, digest: Any, size: int, chunk: bytes) -> int:
+        """Write one chunk and hash it; the size so far, or :class:`DatasetTooLarge` past the limit."""
+        size += len(chunk)
+        if size > self.max_bytes:
+            raise DatasetTooLarge(self.max_bytes)
+        digest.update(chunk)
+        handle.write(chunk)
+        return size
 
     def keep(self, received: Received) -> str:
         """Move a checked upload to its generated name; returns that name (``storage_name``)."""
