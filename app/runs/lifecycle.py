@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict
 from app.models import Run, RunEvent, utcnow
-from app.runs.store import Written, check_attempt, get_run, status_event, writable_run
+from app.runs.fencing import check_attempt
+from app.runs.store import Written, get_run, status_event, writable_run
 from collapsewatch.contract import TERMINAL_STATUSES, FinishIn
 from collapsewatch.contract_sdk import ConfigUpdateIn
 

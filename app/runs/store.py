@@ -17,16 +17,15 @@ from sqlalchemy import (
     func,
     select,
     text,
-    update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, contains_eager, lazyload
-from sqlalchemy.orm.attributes import set_committed_value
 
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import InvalidInput, NotFound
 from app.models import Project, Run, RunEvent, utcnow
+from app.runs.fencing import check_writable
 from app.runs.visibility import Lifecycle, lifecycle_clause
-from collapsewatch.contract import TERMINAL_STATUSES, RunPublic
+from collapsewatch.contract import RunPublic
 
 SORTS: dict[str, Any] = {
     "created_at": Run.created_at,
@@ -103,27 +102,6 @@ _LOCKED_RUN = (
 )
 
 
-_UPDATES: dict[tuple[str, ...], Any] = {}
-
-
-def update_run(*, session: Session, run: Run, **values: Any) -> None:
-    """Write ``values`` (column: value) to the run's row with one Core UPDATE, built once per set of
-    columns, and into ``run`` as its committed state: no ORM flush (the unit of work cost more than
-    the statement on every ingestion request)."""
-    names = tuple(sorted(values))
-    stmt = _UPDATES.get(names)
-    if stmt is None:
-        table: Any = Run.__table__
-        stmt = _UPDATES[names] = (
-            update(table)
-            .where(table.c.id == bindparam("run_id_", type_=Integer))
-            .values({name: bindparam(f"{name}_", type_=table.c[name].type) for name in names})
-        )
-    session.execute(stmt, {"run_id_": run.id} | {f"{name}_": value for name, value in values.items()})
-    for name, value in values.items():
-        set_committed_value(run, name, value)
-
-
 def get_run(*, session: Session, run_id: int, lock: bool = False) -> Run:
     """The run, or NotFound. ``lock`` takes a row lock (PostgreSQL; SQLite writes are serialised)."""
     if lock:  # a write (every ingestion request): one statement, built once
@@ -136,29 +114,11 @@ def get_run(*, session: Session, run_id: int, lock: bool = False) -> Run:
 
 
 def writable_run(*, session: Session, run_id: int, attempt: int) -> Run:
-    """Lock the run for a write from ``attempt``: 404 unknown, 409 terminal or not the current attempt."""
+    """Lock the run for a write from ``attempt``: 404 unknown, 409 terminal or not the current attempt
+    (``app.runs.fencing.check_writable``; the ingestion routes read a lean row there instead)."""
     run = get_run(session=session, run_id=run_id, lock=True)
-    if run.status in TERMINAL_STATUSES:
-        raise Conflict(f"run {run_id} is {run.status}; it accepts no more writes")
-    check_attempt(run, attempt)
-    if run.status == "queued":
-        raise Conflict(
-            f"run {run_id} is queued again (the lease of attempt {attempt} expired); stop this attempt"
-            if attempt
-            else f"run {run_id} is queued; claim it before writing"
-        )
+    check_writable(run, attempt)
     return run
-
-
-def check_attempt(run: Run, attempt: int) -> None:
-    if attempt < run.attempt:
-        raise Conflict(
-            f"attempt {attempt} is stale: run {run.id} is on attempt {run.attempt}; stop this attempt"
-        )
-    if attempt > run.attempt:
-        raise Conflict(
-            f"attempt {attempt} of run {run.id} has not been claimed (current attempt: {run.attempt})"
-        )
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidInput
 from app.models import EPOCH_STAT_COLUMNS, Epoch, Run, utcnow
-from app.runs.store import Written, record_event, update_run, writable_run
+from app.runs.fencing import RunState, set_run_columns, writable_state
+from app.runs.store import Written, get_run, record_event
 from app.runs.upsert import dialect_insert
 from collapsewatch.contract import CollapseStatsIn, EpochIn, EpochPublic, StdHist
 
@@ -116,7 +117,7 @@ def _insert_statement(*, session: Session) -> Any:
     return stmt
 
 
-def _bumped_summary(run: Run, epoch: int, data: EpochIn) -> tuple[dict[str, Any], int]:
+def _bumped_summary(run: RunState, epoch: int, data: EpochIn) -> tuple[dict[str, Any], int]:
     """The run's summary and last epoch once this new epoch is counted (the run is left as is)."""
     summary = dict(run.summary)
     stats = data.stats
@@ -155,14 +156,15 @@ def put_epoch(*, session: Session, run_id: int, epoch: int, data: EpochIn) -> Ep
     if data.stats is not None and data.stats.dead_dims > MAX_DIMS:
         message = f"{data.stats.dead_dims} is not a dimension count (at most {MAX_DIMS})"
         raise InvalidInput(["body", "stats", "dead_dims"], message)
-    run = writable_run(session=session, run_id=run_id, attempt=data.attempt)
+    run = writable_state(session=session, run_id=run_id, attempt=data.attempt)
     values = _values(run_id, epoch, data)
     # a new epoch (the common case) in one statement; under the run's write lock nobody else writes
     # this (run, epoch) between the insert and the select below
     inserted = session.execute(_insert_statement(session=session), values).first() is not None
     if inserted:
         summary, last_epoch = _bumped_summary(run, epoch, data)
-        update_run(session=session, run=run, summary=summary, last_epoch=last_epoch, updated_at=utcnow())
+        changes = {"summary": summary, "last_epoch": last_epoch, "updated_at": utcnow()}
+        set_run_columns(session=session, run_id=run_id, **changes)
     else:
         where = (_EPOCHS.c.run_id == run_id, _EPOCHS.c.epoch == epoch)
         existing = session.execute(select(_EPOCHS.c.attempt).where(*where)).scalar_one()
@@ -172,8 +174,9 @@ def put_epoch(*, session: Session, run_id: int, epoch: int, data: EpochIn) -> Ep
         if existing > data.attempt:  # pragma: no cover - fenced above
             raise Conflict(f"epoch {epoch} was written by attempt {existing}; {data.attempt} is stale")
         session.execute(_upsert_statement(session=session), [values])
-        recompute_summary(session=session, run=run)
-        run.updated_at = utcnow()
+        locked = get_run(session=session, run_id=run_id)  # already locked by writable_state
+        recompute_summary(session=session, run=locked)
+        locked.updated_at = utcnow()
     record = EpochPublic(
         epoch=epoch,
         attempt=data.attempt,

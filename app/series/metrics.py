@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.models import utcnow
-from app.runs.store import update_run, writable_run
+from app.runs.fencing import set_run_columns, writable_state
 from app.series.chunks import Batch, as_batch, write_batch
 from collapsewatch.contract import MetricBatchIn
 
@@ -59,10 +59,10 @@ def store_batch(*, session: Session, run_id: int, batch: Batch, attempt: int) ->
 
 def write_metrics(*, session: Session, run_id: int, data: MetricBatchIn) -> int:
     """Upsert the batch (the last point wins for a repeated (key, step)); returns the rows written."""
-    run = writable_run(session=session, run_id=run_id, attempt=data.attempt)
+    writable_state(session=session, run_id=run_id, attempt=data.attempt)
     points = data.points
     keys, steps, values = [p.key for p in points], [p.step for p in points], [p.value for p in points]
     batch = as_batch(keys, steps, values)
     store_batch(session=session, run_id=run_id, batch=batch, attempt=data.attempt)
-    update_run(session=session, run=run, updated_at=utcnow())
+    set_run_columns(session=session, run_id=run_id, updated_at=utcnow())
     return len(batch.steps)
