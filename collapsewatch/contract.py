@@ -252,7 +252,9 @@ class StdHist(BaseModel):
 
 
 def _all_finite(values: list[float], name: str) -> list[float]:
-    for i, v in enumerate(values):
+    if math.isfinite(sum(values)):  # a NaN or an infinity makes the sum NaN or infinite (C speed)
+        return values
+    for i, v in enumerate(values):  # which one (or none: finite values whose sum overflowed)
         if not math.isfinite(v):
             raise ValueError(f"{name}[{i}] is {v}; only finite numbers are accepted")
     return values

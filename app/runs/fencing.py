@@ -81,7 +81,8 @@ def check_writable(run: Fenced, attempt: int) -> None:
 def writable_state(*, session: Session, run_id: int, attempt: int) -> RunState:
     """Lock the run for a write from ``attempt`` and return its :class:`RunState`: 404 unknown, 409 as
     :func:`check_writable` says (the lock is PostgreSQL's row lock; SQLite writes are serialised)."""
-    row = session.execute(_LOCKED_STATE, {"run_id": run_id}).first()
+    # on the session's connection: a Core statement needs none of the ORM's execute machinery
+    row = session.connection().execute(_LOCKED_STATE, {"run_id": run_id}).first()
     if row is None:
         raise NotFound(f"run {run_id} does not exist")
     state = RunState(row.id, row.status, row.attempt, row.summary or {}, row.last_epoch)
@@ -100,4 +101,5 @@ def set_run_columns(*, session: Session, run_id: int, **values: Any) -> None:
             .where(_RUNS.c.id == bindparam("run_id_", type_=Integer))
             .values({name: bindparam(f"{name}_", type_=_RUNS.c[name].type) for name in names})
         )
-    session.execute(stmt, {"run_id_": run_id} | {f"{name}_": value for name, value in values.items()})
+    params = {"run_id_": run_id} | {f"{name}_": value for name, value in values.items()}
+    session.connection().execute(stmt, params)

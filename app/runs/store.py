@@ -77,9 +77,10 @@ _INSERT_EVENT = _EVENTS.insert().returning(_EVENTS.c.id)
 
 
 def record_event(*, session: Session, run_id: int, type: str, payload: dict[str, Any]) -> RunEvent:
-    """Insert an event (Core INSERT … RETURNING: no ORM flush); returns it, detached, with its id."""
+    """Insert an event (Core INSERT … RETURNING: no ORM flush); returns it, transient, with its id."""
     values = {"run_id": run_id, "type": type, "payload": payload, "created_at": utcnow()}
-    event_id = session.execute(_INSERT_EVENT, values).scalar_one()
+    # on the session's connection (no ORM execute machinery); pending ORM changes flush at commit
+    event_id = session.connection().execute(_INSERT_EVENT, values).scalar_one()
     return RunEvent(id=event_id, **values)
 
 

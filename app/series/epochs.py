@@ -160,7 +160,7 @@ def put_epoch(*, session: Session, run_id: int, epoch: int, data: EpochIn) -> Ep
     values = _values(run_id, epoch, data)
     # a new epoch (the common case) in one statement; under the run's write lock nobody else writes
     # this (run, epoch) between the insert and the select below
-    inserted = session.execute(_insert_statement(session=session), values).first() is not None
+    inserted = session.connection().execute(_insert_statement(session=session), values).first() is not None
     if inserted:
         summary, last_epoch = _bumped_summary(run, epoch, data)
         changes = {"summary": summary, "last_epoch": last_epoch, "updated_at": utcnow()}
