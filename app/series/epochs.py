@@ -5,6 +5,8 @@ or null, where null means "not finite / not available" (the SDK turns NaN and +-
 Fencing: a write must carry the run's current attempt (an older one gets 409, a newer one 409 until it
 is claimed); a replay of the epoch by the attempt that already wrote it is a no-op; a newer attempt
 overwrites an epoch written by an older one; nothing can be written to a finished run.
+On PostgreSQL a new epoch from a request whose session has not started a transaction is written in
+one statement (``app.series.epoch_pg``); everything else, and SQLite, takes the path below.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidInput
@@ -20,13 +22,12 @@ from app.models import EPOCH_STAT_COLUMNS, Epoch, Run, utcnow
 from app.runs.fencing import RunState, set_run_columns, writable_state
 from app.runs.store import Written, get_run, record_event
 from app.runs.upsert import dialect_insert
+from app.series.epoch_pg import BEST_METRICS, FINAL_STATS, insert_new_epoch
 from collapsewatch.contract import CollapseStatsIn, EpochIn, EpochPublic, StdHist
 
 MAX_EPOCH = 2**31 - 1
 MAX_DIMS = 2**31 - 1
 SCALAR_STATS = EPOCH_STAT_COLUMNS
-FINAL_STATS = ("mean_sv", "sv_position", "effective_rank", "dead_dims")
-BEST_METRICS = ("val_acc", "recall_at_1")
 COLUMNS = (
     *SCALAR_STATS,
     "attempt",
@@ -156,8 +157,17 @@ def put_epoch(*, session: Session, run_id: int, epoch: int, data: EpochIn) -> Ep
     if data.stats is not None and data.stats.dead_dims > MAX_DIMS:
         message = f"{data.stats.dead_dims} is not a dimension count (at most {MAX_DIMS})"
         raise InvalidInput(["body", "stats", "dead_dims"], message)
+    record = EpochPublic(
+        epoch=epoch, attempt=data.attempt, metrics=data.metrics, stats=data.stats, recorded_at=utcnow(),
+        layers=data.layers,
+    )  # fmt: skip
+    bind = session.get_bind()
+    if isinstance(bind, Engine) and bind.dialect.name == "postgresql" and not session.in_transaction():
+        event = insert_new_epoch(engine=bind, run_id=run_id, epoch=epoch, data=data, now=record.recorded_at)
+        if event is not None:
+            return EpochWrite(record, changed=True, written=Written([event]))
     run = writable_state(session=session, run_id=run_id, attempt=data.attempt)
-    values = _values(run_id, epoch, data)
+    values = _values(run_id, epoch, data) | {"recorded_at": record.recorded_at}
     # a new epoch (the common case) in one statement; under the run's write lock nobody else writes
     # this (run, epoch) between the insert and the select below
     inserted = session.connection().execute(_insert_statement(session=session), values).first() is not None
@@ -177,14 +187,6 @@ def put_epoch(*, session: Session, run_id: int, epoch: int, data: EpochIn) -> Ep
         locked = get_run(session=session, run_id=run_id)  # already locked by writable_state
         recompute_summary(session=session, run=locked)
         locked.updated_at = utcnow()
-    record = EpochPublic(
-        epoch=epoch,
-        attempt=data.attempt,
-        metrics=data.metrics,
-        stats=data.stats,
-        recorded_at=values["recorded_at"],
-        layers=data.layers,
-    )
     event = record_event(
         session=session, run_id=run_id, type="epoch", payload={"epoch": epoch, "attempt": data.attempt}
     )

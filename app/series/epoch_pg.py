@@ -1,0 +1,117 @@
+"""A new epoch written in one PostgreSQL statement (issue 19: ingestion close to the database's speed).
+
+The usual path (``app.series.epochs.put_epoch``) takes six round trips on PostgreSQL: BEGIN, the run's
+row locked and checked, the epoch inserted, the run's summary updated, the event inserted, COMMIT.
+Here the common case, a new epoch from the run's current attempt, is one statement run in autocommit
+(so itself one transaction) on a connection of its own: data-modifying CTEs lock the run's row when it
+takes writes from this attempt, insert the epoch unless it exists, and only then bump the summary
+(the same rules as ``_bumped_summary``, in SQL) and insert the event. Nothing is written unless the
+epoch is: when the run is missing, finished, queued or on another attempt, or the epoch is already
+stored (a replay, a newer attempt superseding), the statement changes nothing and the usual path
+answers (the same 404/409 and replay answers as before).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from app.db import json_text
+from app.models import EPOCH_STAT_COLUMNS, RunEvent
+from collapsewatch.contract import TERMINAL_STATUSES, EpochIn
+
+FINAL_STATS = ("mean_sv", "sv_position", "effective_rank", "dead_dims")  # kept in the run's summary
+BEST_METRICS = ("val_acc", "recall_at_1")  # their best value is kept in the run's summary
+_NOT_WRITABLE = ", ".join(f"'{s}'" for s in sorted({*TERMINAL_STATUSES, "queued"}))
+_JSON_COLUMNS = ("metrics", "std_hist", "singular_values", "dim_std", "layers")
+_INT_COLUMNS = ("dead_dims",)
+
+
+def _typed(name: str) -> str:
+    kind = "json" if name in _JSON_COLUMNS else "integer" if name in _INT_COLUMNS else "float8"
+    return f"CAST(:{name} AS {kind})"
+
+
+def _best(key: str) -> str:
+    stored = f"(r.summary->>'best_{key}')"
+    value = f"CAST(:best_{key} AS float8)"
+    return (
+        f"CASE WHEN {value} IS NOT NULL AND ({stored} IS NULL OR {stored}::float8 < {value}) "
+        f"THEN jsonb_build_object('best_{key}', {value}) ELSE '{{}}'::jsonb END"
+    )
+
+
+_STAT_COLUMNS = (*EPOCH_STAT_COLUMNS, "std_hist", "singular_values", "dim_std")
+_INSERT_COLUMNS = ("metrics", *_STAT_COLUMNS, "layers")
+STATEMENT = text(
+    f"""
+WITH r AS (
+    SELECT id, summary::jsonb AS summary, last_epoch FROM runs
+    WHERE id = :run_id AND attempt = :attempt AND status NOT IN ({_NOT_WRITABLE})
+    FOR UPDATE
+), ins AS (
+    INSERT INTO epochs (run_id, epoch, attempt, recorded_at, {", ".join(_INSERT_COLUMNS)})
+    SELECT r.id, :epoch, :attempt, CAST(:now AS timestamptz), {", ".join(map(_typed, _INSERT_COLUMNS))}
+    FROM r
+    ON CONFLICT (run_id, epoch) DO NOTHING
+    RETURNING id
+), upd AS (
+    UPDATE runs SET
+        summary = (
+            r.summary
+            || CASE WHEN CAST(:final_stats AS jsonb) IS NOT NULL
+                         AND :epoch >= COALESCE((r.summary->>'stats_epoch')::integer, -1)
+                    THEN CAST(:final_stats AS jsonb) ELSE '{{}}'::jsonb END
+            || {" || ".join(_best(key) for key in BEST_METRICS)}
+        )::json,
+        last_epoch = GREATEST(r.last_epoch, :epoch),
+        updated_at = CAST(:now AS timestamptz)
+    FROM r
+    WHERE runs.id = r.id AND EXISTS (SELECT 1 FROM ins)
+    RETURNING runs.id
+), ev AS (
+    INSERT INTO run_events (run_id, type, payload, created_at)
+    SELECT :run_id, 'epoch', CAST(:event AS json), CAST(:now AS timestamptz) FROM ins
+    RETURNING id
+)
+SELECT (SELECT id FROM ins) AS epoch_id, (SELECT id FROM ev) AS event_id,
+       (SELECT count(*) FROM upd) AS updated
+"""
+)
+
+
+def _params(run_id: int, epoch: int, data: EpochIn, now: datetime) -> dict[str, Any]:
+    stats = data.stats
+    params: dict[str, Any] = {"run_id": run_id, "epoch": epoch, "attempt": data.attempt, "now": now}
+    params["metrics"] = json_text(data.metrics)
+    for name in EPOCH_STAT_COLUMNS:
+        params[name] = getattr(stats, name) if stats else None
+    params["std_hist"] = json_text(stats.std_hist.model_dump()) if stats else None
+    params["singular_values"] = json_text(stats.singular_values) if stats else None
+    params["dim_std"] = json_text(stats.dim_std) if stats else None
+    layers = {name: found.model_dump() for name, found in data.layers.items()}
+    params["layers"] = json_text(layers) if layers else None
+    final = {name: getattr(stats, name) for name in FINAL_STATS} | {"stats_epoch": epoch} if stats else None
+    params["final_stats"] = json_text(final) if final is not None else None
+    for key in BEST_METRICS:
+        params[f"best_{key}"] = data.metrics.get(key)
+    params["event"] = json_text({"epoch": epoch, "attempt": data.attempt})
+    return params
+
+
+def insert_new_epoch(
+    *, engine: Engine, run_id: int, epoch: int, data: EpochIn, now: datetime
+) -> RunEvent | None:
+    """Write a new epoch of a writable run in one autocommitted statement on a pooled connection of
+    ``engine``; its event (to publish), or None when it wrote nothing (the usual path then answers)."""
+    params = _params(run_id, epoch, data, now)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        row = conn.execute(STATEMENT, params).one()
+    if row.epoch_id is None:
+        return None
+    if row.event_id is None or row.updated != 1:  # pragma: no cover - one statement: all or nothing
+        raise RuntimeError(f"epoch {epoch} of run {run_id} was written without its event or summary")
+    payload = {"epoch": epoch, "attempt": data.attempt}
+    return RunEvent(id=int(row.event_id), run_id=run_id, type="epoch", payload=payload, created_at=now)
