@@ -9,7 +9,9 @@ at d = 128 and 28 ms at d = 512 where torch's MKL takes 2.3 and 56 (``python -m 
 Spectra through the smaller Gram matrix (DESIGN.md §3's "float64 Gram-eigenvalue route"):
 
 * Columns that are zero on every row (dead ReLU units) are dropped first: they add exact zero
-  singular values and nothing else. d' = the remaining columns.
+  singular values and nothing else. d' = the remaining columns. On the row route all-zero rows are
+  kept out of the eigenvalue problems for the same reason (they still count in the means and stds):
+  squared, an exact zero comes back as rounding noise of ~1e-16·λ_max, whose root is ~1e-8·s_max.
 * d' < b: ``Xcᵀ Xc`` (centred, d' x d') gives the stds' check, c(Z) and, plus ``b·μμᵀ``, the raw
   Gram ``XᵀX`` without cancellation; the normalised rows need their own ``NᵀN``.
 * b <= d': one row Gram ``X Xᵀ`` (b x b); the normalised rows' Gram is it scaled by 1/(‖x_i‖·‖x_j‖),
@@ -219,6 +221,13 @@ def _spectrum(
     return be.svdvals(matrix()), "svd"
 
 
+def _block(be: Backend, square: Any, keep: np.ndarray) -> Any:
+    """The rows and columns ``keep`` of a symmetric ``square`` (itself when every one is kept)."""
+    if keep.all():
+        return square
+    return be.columns(be.columns(square, keep).T, keep)
+
+
 def _padded(values: np.ndarray, k: int) -> np.ndarray:
     out = np.zeros(k)
     top = np.sort(values)[::-1][:k]
@@ -235,7 +244,8 @@ def compute(x: Any, be: Backend, method: str = "auto") -> Core:
     k = min(b, d)
     denom = max(b - 1, 1)
     floor = float(np.sqrt(b)) if k > 1 else 0.0  # k·L: the normalised rows' Σ s_i at rank 1
-    scale = (be.sq_sum(x, 1) ** 0.5).clip(min=NORMALIZE_EPS)
+    row_sq = be.sq_sum(x, 1)
+    scale = (row_sq**0.5).clip(min=NORMALIZE_EPS)
     live = be.numpy(be.sq_sum(x, 0)) > 0  # all-zero columns (dead ReLU units): zero singular values
     dz = int(live.sum())
     var, l2_var = np.zeros(d), np.zeros(d)
@@ -282,8 +292,9 @@ def compute(x: Any, be: Backend, method: str = "auto") -> Core:
         inv = 1.0 / scale
         work *= inv[:, None]
         work *= inv[None, :]
-        sv_n, route_n = _spectrum(be, work, lambda: normed + m, dz, SV_TOL, floor)
-        sv_r, route_r = _spectrum(be, raw, lambda: x + mu, dz, RAW_TOL)
+        rows = be.numpy(row_sq) > 0  # all-zero rows: exact zero singular values, kept out of the solves
+        sv_n, route_n = _spectrum(be, _block(be, work, rows), lambda: normed + m, dz, SV_TOL, floor)
+        sv_r, route_r = _spectrum(be, _block(be, raw, rows), lambda: x + mu, dz, RAW_TOL)
         routes = (route_n, route_r)
     l2_std = float(np.sqrt(l2_var).mean())
     return Core(_padded(sv_n, k), _padded(sv_r, k), np.sqrt(var), float(cov), l2_std, routes, (b, d))

@@ -245,3 +245,29 @@ def test_position_near_collapse_keeps_its_relative_accuracy(b: int, d: int, nois
     assert 0.0 < ref["sv_position"] < 0.1
     assert close(fast["sv_position"], ref["sv_position"], 1e-6, 0.0)
     assert close(fast["mean_sv"], ref["mean_sv"], 1e-6, 0.0)
+
+
+ZERO_ROWS = [(6, 6, (1, 4)), (12, 40, (0, 5, 11)), (30, 30, tuple(range(0, 30, 3)))]
+
+
+def _unit_rows(e: np.ndarray) -> np.ndarray:
+    return e / np.linalg.norm(e, axis=1, keepdims=True).clip(1e-12)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize(("b", "d", "zero_rows"), ZERO_ROWS)
+def test_all_zero_rows_on_the_row_route_give_exact_zero_singular_values(
+    backend: str, b: int, d: int, zero_rows: tuple[int, ...]
+) -> None:
+    e = make("random", b, d, seed=b + d)
+    e[list(zero_rows)] = 0.0
+    core, _ = collapse_core(e, backend=backend)  # type: ignore[arg-type]
+    assert core.routes == ("gram", "gram")
+    live = b - len(zero_rows)
+    for got, matrix in ((core.sv_raw, e), (core.sv_normed, _unit_rows(e))):
+        want = np.linalg.svd(matrix, compute_uv=False)
+        assert np.all(got[live:] == 0.0)  # exact zeros, not the root of rounding noise
+        np.testing.assert_allclose(got[:live], want[:live], rtol=1e-11)
+    stats, ref = collapse_stats(e, backend=backend), collapse_stats(e, method="svd")  # type: ignore[arg-type]
+    for key in ("mean_sv", "sv_position", "effective_rank"):
+        assert stats[key] == pytest.approx(ref[key], rel=1e-12, abs=1e-15), key
