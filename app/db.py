@@ -25,12 +25,13 @@ domain functions, which never create one.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pydantic_core import to_json
+from pydantic_core import PydanticSerializationError, to_json
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
@@ -44,8 +45,13 @@ _IDLE_SINCE = "cw_idle_since"
 
 
 def json_text(value: Any) -> str:
-    """A JSON column's text (``json.dumps`` compatible for JSON values; see the module docstring)."""
-    return to_json(value, inf_nan_mode="constants").decode()
+    """A JSON column's text (``json.dumps`` compatible for JSON values; see the module docstring).
+    A string pydantic-core cannot write (a lone surrogate, ``"\\ud800"`` in a request's JSON, which
+    is valid JSON and a valid Python str) goes through ``json.dumps``, which escapes it as before."""
+    try:
+        return to_json(value, inf_nan_mode="constants").decode()
+    except PydanticSerializationError:
+        return json.dumps(value)
 
 
 def make_engine(settings: Settings) -> Engine:

@@ -57,3 +57,24 @@ def test_json_columns_round_trip_through_the_database(database: Database) -> Non
         stored = session.execute(select(Run.config, Run.summary).where(Run.id == run_id)).one()
     assert stored.config == config
     assert stored.summary == summary
+
+
+def test_json_text_writes_lone_surrogates_escaped_as_json_dumps_did() -> None:
+    value = {"a": "\ud800", "\udfff": ["x\ud800y"]}
+    assert json_text(value) == json.dumps(value)
+
+
+def test_a_run_config_with_a_lone_surrogate_is_stored_not_a_500(database: Database) -> None:
+    if database.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's json type refuses a lone surrogate's escape (as it did with json.dumps)")
+    with database.transaction() as session:
+        project = Project(name="surrogates")
+        session.add(project)
+        session.flush()
+        run = Run(project_id=project.id, kind="sdk", status="running", config={"a": "\ud800"}, summary={})
+        run.created_at = run.updated_at = utcnow()
+        session.add(run)
+        session.flush()
+        run_id = run.id
+    with database.transaction() as session:
+        assert session.execute(select(Run.config).where(Run.id == run_id)).scalar_one() == {"a": "\ud800"}
