@@ -34,13 +34,47 @@ def _typed(name: str) -> str:
     return f"CAST(:{name} AS {kind})"
 
 
-def _best(key: str) -> str:
+def _change(pos: int, key: str, when: str) -> str:
+    """One row of the summary's changes: (its order, key, its JSON text from json_text, whether due)."""
+    return f"({pos}, '{key}', CAST(:sum_{key} AS json), {when})"
+
+
+_STATS_DUE = (
+    "CAST(:sum_stats_epoch AS json) IS NOT NULL "
+    "AND :epoch >= COALESCE((r.summary->>'stats_epoch')::integer, -1)"
+)
+
+
+def _better(key: str) -> str:
     stored = f"(r.summary->>'best_{key}')"
     value = f"CAST(:best_{key} AS float8)"
-    return (
-        f"CASE WHEN {value} IS NOT NULL AND ({stored} IS NULL OR {stored}::float8 < {value}) "
-        f"THEN jsonb_build_object('best_{key}', {value}) ELSE '{{}}'::jsonb END"
-    )
+    return f"{value} IS NOT NULL AND ({stored} IS NULL OR {stored}::float8 < {value})"
+
+
+# the summary's changes as rows, in the order _bumped_summary adds them (dict order)
+_DUE = [(name, _STATS_DUE) for name in (*FINAL_STATS, "stats_epoch")]
+_DUE += [(f"best_{key}", _better(key)) for key in BEST_METRICS]
+_CHANGES = ",\n                ".join(_change(pos, key, when) for pos, (key, when) in enumerate(_DUE, 1))
+# the run's summary with those changes merged, all in ``json``: every stored number keeps its text
+# (``jsonb`` would rewrite 1e+16 as 10000000000000000 and -0.0 as 0), existing keys keep their
+# place, new keys follow in order: what ``dict |=`` in _bumped_summary does
+_MERGED_SUMMARY = f"""(
+        WITH changes AS (
+            SELECT pos, key, value FROM (VALUES
+                {_CHANGES}
+            ) AS c(pos, key, value, due)
+            WHERE due
+        )
+        SELECT COALESCE(json_object_agg(key, value ORDER BY pos), '{{}}'::json) FROM (
+            SELECT old.key, COALESCE(changes.value, old.value) AS value, old.pos AS pos
+            FROM json_each(r.summary) WITH ORDINALITY AS old(key, value, pos)
+            LEFT JOIN changes ON changes.key = old.key
+            UNION ALL
+            SELECT changes.key, changes.value, 1000000 + changes.pos
+            FROM changes
+            WHERE NOT EXISTS (SELECT 1 FROM json_each(r.summary) AS o(key, value) WHERE o.key = changes.key)
+        ) AS merged
+    )"""
 
 
 _STAT_COLUMNS = (*EPOCH_STAT_COLUMNS, "std_hist", "singular_values", "dim_std")
@@ -48,7 +82,7 @@ _INSERT_COLUMNS = ("metrics", *_STAT_COLUMNS, "layers")
 STATEMENT = text(
     f"""
 WITH r AS (
-    SELECT id, summary::jsonb AS summary, last_epoch FROM runs
+    SELECT id, summary, last_epoch FROM runs
     WHERE id = :run_id AND attempt = :attempt AND status NOT IN ({_NOT_WRITABLE})
     FOR UPDATE
 ), ins AS (
@@ -59,13 +93,7 @@ WITH r AS (
     RETURNING id
 ), upd AS (
     UPDATE runs SET
-        summary = (
-            r.summary
-            || CASE WHEN CAST(:final_stats AS jsonb) IS NOT NULL
-                         AND :epoch >= COALESCE((r.summary->>'stats_epoch')::integer, -1)
-                    THEN CAST(:final_stats AS jsonb) ELSE '{{}}'::jsonb END
-            || {" || ".join(_best(key) for key in BEST_METRICS)}
-        )::json,
+        summary = {_MERGED_SUMMARY},
         last_epoch = GREATEST(r.last_epoch, :epoch),
         updated_at = CAST(:now AS timestamptz)
     FROM r
@@ -93,10 +121,13 @@ def _params(run_id: int, epoch: int, data: EpochIn, now: datetime) -> dict[str, 
     params["dim_std"] = json_text(stats.dim_std) if stats else None
     layers = {name: found.model_dump() for name, found in data.layers.items()}
     params["layers"] = json_text(layers) if layers else None
-    final = {name: getattr(stats, name) for name in FINAL_STATS} | {"stats_epoch": epoch} if stats else None
-    params["final_stats"] = json_text(final) if final is not None else None
+    final = {name: getattr(stats, name) for name in FINAL_STATS} | {"stats_epoch": epoch} if stats else {}
+    for name in (*FINAL_STATS, "stats_epoch"):
+        params[f"sum_{name}"] = json_text(final[name]) if stats else None
     for key in BEST_METRICS:
-        params[f"best_{key}"] = data.metrics.get(key)
+        value = data.metrics.get(key)
+        params[f"best_{key}"] = value
+        params[f"sum_best_{key}"] = json_text(value) if value is not None else None
     params["event"] = json_text({"epoch": epoch, "attempt": data.attempt})
     return params
 

@@ -137,6 +137,8 @@ def request_body_may_be_bad(request: Request, body: bytes) -> bool:
 def may_be_bad(body: bytes) -> bool:
     """False when the raw bytes cannot hold a non-finite number, a too-deep nesting or a surrogate
     escape (``\\ud800``: valid JSON, a valid Python str, but not text that UTF-8 can store)."""
+    if b"\x00" in body:  # UTF-16 or UTF-32 (json.loads reads them): the byte searches below would miss
+        return True
     if (b"N" in body and b"NaN" in body) or (b"I" in body and b"Infinity" in body):  # memchr first
         return True
     if b"\\" in body and (b"\\ud" in body or b"\\uD" in body):

@@ -48,3 +48,16 @@ def test_a_paired_surrogate_escape_is_text_and_is_stored(api: Api) -> None:
     response = api.client.post("/api/v1/runs", content=body, headers=api.user | JSON)
     assert response.status_code == 201, response.text
     assert response.json()["config"] == {"smile": "\U0001f600"}
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-16", "utf-32"])
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_a_non_finite_number_in_a_utf16_or_utf32_body_is_a_422_and_nothing_is_stored(
+    api: Api, encoding: str, value: str
+) -> None:
+    before = _runs(api)
+    body = ('{"project": "p", "config": {"x": ' + value + "}}").encode(encoding)
+    response = api.client.post("/api/v1/runs", content=body, headers=api.user | JSON)
+    assert response.status_code == 422, response.text
+    assert "body.config.x" in response.json()["message"] and "finite" in response.json()["message"]
+    assert _runs(api) == before
