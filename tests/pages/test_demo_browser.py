@@ -4,29 +4,25 @@ card follows the runs, and once they finish the page has the reports written and
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 from dashboard_fakes import Recorder, fake_stats
+from fastapi import FastAPI
 from sqlalchemy import select
 
 from app.auth.api_tokens import ensure_admin
 from app.auth.models import Report
 from app.db import Database
 from app.demo.experiments import experiments, run_count
-from app.main import create_app
 from app.migrate import upgrade
 from app.models import Run
 from app.runs import lifecycle
 from app.series import epochs
-from app.settings import Settings
 from collapsewatch.contract import EpochIn, FinishIn
+from tests.collapsewatch.sdk.livekit import LiveServer, server_settings
 
 pytestmark = pytest.mark.browser
 
@@ -44,35 +40,20 @@ class Site:
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'cw.db'}",
-        broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
-        artifact_dir=tmp_path / "artifacts",
-        secret_key="demo-secret",  # type: ignore[arg-type]
-        local_autologin=True,
-        maintenance_interval_seconds=0,
-        _env_file=None,  # type: ignore[call-arg]
-    )
-    app = create_app(settings)
+    settings = server_settings(tmp_path, secret_key="demo-secret", local_autologin=True)
     recorder = Recorder()
-    app.state.enqueue = recorder  # no worker here: the test finishes the runs itself
+
+    def no_worker(app: FastAPI) -> None:
+        app.state.enqueue = recorder  # no worker here: the test finishes the runs itself
+
     database = Database(settings)
     upgrade(database.engine)
     with database.transaction() as session:
         ensure_admin(session=session, email=settings.admin_email)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield Site(f"http://127.0.0.1:{port}", database, recorder)
-    server.should_exit = True
-    thread.join(timeout=30)
+    server = LiveServer(settings, configure=no_worker)
+    server.start()
+    yield Site(server.url, database, recorder)
+    server.stop()
     database.dispose()
 
 

@@ -4,9 +4,6 @@ uvicorn with runs seeded through the real services; a new epoch arrives over SSE
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,17 +11,15 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from dashboard_fakes import fake_stats
 
 from app.auth.api_tokens import create_token, ensure_admin
 from app.db import Database
-from app.main import create_app
 from app.migrate import upgrade
 from app.runs import lifecycle, submit
 from app.series import epochs
-from app.settings import Settings
 from collapsewatch.contract import EpochIn, JobSubmit
+from tests.collapsewatch.sdk.livekit import LiveServer, server_settings
 
 pytestmark = pytest.mark.browser
 
@@ -53,15 +48,7 @@ def _epoch(epoch: int) -> dict[str, Any]:
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'cw.db'}",
-        broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
-        artifact_dir=tmp_path / "artifacts",
-        secret_key="layers-secret",  # type: ignore[arg-type]
-        local_autologin=True,
-        maintenance_interval_seconds=0,
-        _env_file=None,  # type: ignore[call-arg]
-    )
+    settings = server_settings(tmp_path, secret_key="layers-secret", local_autologin=True)
     database = Database(settings)
     upgrade(database.engine)
     with database.transaction() as session:
@@ -76,21 +63,10 @@ def site(tmp_path: Path) -> Iterator[Site]:
             )
         run_id = run.id
     database.dispose()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield Site(f"http://127.0.0.1:{port}", worker, run_id)
-    server.should_exit = True
-    thread.join(timeout=30)
+    server = LiveServer(settings)
+    server.start()
+    yield Site(server.url, worker, run_id)
+    server.stop()
 
 
 def test_run_page_layer_selector_switches_the_charts_and_heatmap_follows_sse(site: Site) -> None:

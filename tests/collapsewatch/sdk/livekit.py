@@ -1,15 +1,17 @@
-"""A real collapsewatch server for SDK tests: ``create_app(settings)`` under uvicorn in a thread, on a
-free port of 127.0.0.1 with a SQLite file database, and an API token for its local admin."""
+"""A real collapsewatch server for tests (SDK, browser pages): ``create_app(settings)`` under uvicorn in
+a thread, on a free port of 127.0.0.1 with a SQLite file database, and an API token for its local admin."""
 
 from __future__ import annotations
 
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from app.auth.api_tokens import create_token, ensure_admin
 from app.db import Database
@@ -27,10 +29,12 @@ def free_port() -> int:
 
 class LiveServer:
     """``create_app(settings)`` under uvicorn in a thread; ``stop`` shuts it down, ``start`` serves a
-    fresh app on the same port and database."""
+    fresh app on the same port and database. ``configure`` is called with each new app before it
+    serves (e.g. to swap ``app.state.enqueue`` for a recorder)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, configure: Callable[[FastAPI], None] | None = None) -> None:
         self.settings = settings
+        self.configure = configure
         self.port = free_port()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -40,8 +44,11 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        app = create_app(self.settings)
+        if self.configure is not None:
+            self.configure(app)
         config = uvicorn.Config(
-            create_app(self.settings), host="127.0.0.1", port=self.port, log_level="warning",
+            app, host="127.0.0.1", port=self.port, log_level="warning",
             timeout_graceful_shutdown=2,
         )  # fmt: skip
         self._server = uvicorn.Server(config)

@@ -2,65 +2,27 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import uvicorn
 
-from app.auth.api_tokens import create_token, ensure_admin
-from app.db import Database
-from app.main import create_app
-from app.migrate import upgrade
-from app.settings import Settings
 from collapsewatch.sdk import Client, start_run
 from collapsewatch.stats import collapse_stats
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.collapsewatch.sdk.livekit import LiveServer, admin_token, server_settings
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """(url, user token) of the app under uvicorn in a thread."""
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'collapsewatch.db'}",
-        broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
-        artifact_dir=tmp_path / "artifacts",
-        secret_key="test-secret",
-        maintenance_interval_seconds=0,
-        _env_file=None,  # type: ignore[call-arg]
-    )
-    database = Database(settings)
-    try:
-        upgrade(database.engine)
-        with database.transaction() as session:
-            admin = ensure_admin(session=session, email=settings.admin_email)
-            token = create_token(session=session, user=admin, name="sdk layers").token
-    finally:
-        database.dispose()
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", token
-    server.should_exit = True
-    thread.join(timeout=30)
+    settings = server_settings(tmp_path)
+    token = admin_token(settings)
+    server = LiveServer(settings)
+    server.start()
+    yield server.url, token
+    server.stop()
 
 
 def _client(url: str, token: str, tmp_path: Path) -> Client:
