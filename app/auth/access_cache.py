@@ -10,14 +10,10 @@ elsewhere (another server process, SQL) takes effect within ``TTL_S`` seconds, a
 
 from __future__ import annotations
 
-import threading
-import time
-
 from app.auth import token_cache
 from app.auth.roles import Actor
 
 TTL_S = 5.0
-MAX_ENTRIES = 10_000
 Key = tuple[int, bool, int | None, int]
 
 
@@ -25,30 +21,10 @@ def key_of(actor: Actor, run_id: int) -> Key:
     return (actor.user_id, actor.is_admin, actor.worker_token_id, run_id)
 
 
-class AccessCache:
+class AccessCache(token_cache.GenerationalCache[Key, int]):
     """``(caller, run id) -> the run's project id`` for a few seconds (see the module docstring)."""
-
-    def __init__(self) -> None:
-        self._entries: dict[Key, tuple[int, float, int]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: Key) -> int | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        project_id, until, generation = entry
-        if generation != token_cache.generation() or time.monotonic() >= until:
-            with self._lock:
-                self._entries.pop(key, None)
-            return None
-        return project_id
 
     def put(self, key: Key, project_id: int, *, since: int) -> None:
         """Remember an allowed access; ``since``: :func:`token_cache.generation` before the check
         (a revoke or a role change in between wins)."""
-        if since != token_cache.generation():
-            return
-        with self._lock:
-            if len(self._entries) >= MAX_ENTRIES:
-                self._entries.clear()
-            self._entries[key] = (project_id, time.monotonic() + TTL_S, since)
+        self._keep(key, project_id, seconds=TTL_S, since=since)

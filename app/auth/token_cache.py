@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Generic, TypeVar
 
 from app.auth.tokens import Principal
 
 TTL_S = 5.0
 MAX_ENTRIES = 10_000
+K = TypeVar("K")
+V = TypeVar("V")
 _generation = 0  # bumped by forget_all: entries of an older generation are gone
 
 
@@ -35,31 +38,39 @@ def forget_all() -> None:
     _generation += 1
 
 
-class TokenCache:
-    """``token hash -> principal`` for a few seconds (see the module docstring)."""
+class GenerationalCache(Generic[K, V]):
+    """``key -> value`` for a few seconds, all of it dropped at once by :func:`forget_all`."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[Principal, float, int]] = {}
+        self._entries: dict[K, tuple[V, float, int]] = {}
         self._lock = threading.Lock()
 
-    def get(self, token_hash: str) -> Principal | None:
-        entry = self._entries.get(token_hash)
+    def get(self, key: K) -> V | None:
+        entry = self._entries.get(key)
         if entry is None:
             return None
-        principal, until, generation = entry
+        value, until, generation = entry
         if generation != _generation or time.monotonic() >= until:
             with self._lock:
-                self._entries.pop(token_hash, None)
+                self._entries.pop(key, None)
             return None
-        return principal
+        return value
 
-    def put(self, token_hash: str, principal: Principal, *, fresh_for_s: float, since: int) -> None:
-        """Keep ``principal`` for ``min(TTL_S, fresh_for_s)`` seconds (nothing when that is <= 0);
-        ``since``: :func:`generation` before the lookup (a token revoked since is not kept)."""
-        keep = min(TTL_S, fresh_for_s)
-        if keep <= 0 or since != _generation:
+    def _keep(self, key: K, value: V, *, seconds: float, since: int) -> None:
+        """Keep ``value`` for ``seconds`` (nothing when <= 0, or when :func:`forget_all` ran since
+        ``since``, the :func:`generation` read before the lookup that found it)."""
+        if seconds <= 0 or since != _generation:
             return
         with self._lock:
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()
-            self._entries[token_hash] = (principal, time.monotonic() + keep, since)
+            self._entries[key] = (value, time.monotonic() + seconds, since)
+
+
+class TokenCache(GenerationalCache[str, Principal]):
+    """``token hash -> principal`` for a few seconds (see the module docstring)."""
+
+    def put(self, token_hash: str, principal: Principal, *, fresh_for_s: float, since: int) -> None:
+        """Keep ``principal`` for ``min(TTL_S, fresh_for_s)`` seconds (nothing when that is <= 0);
+        ``since``: :func:`generation` before the lookup (a token revoked since is not kept)."""
+        self._keep(token_hash, principal, seconds=min(TTL_S, fresh_for_s), since=since)

@@ -61,7 +61,7 @@ def test_access_cache_keeps_an_entry_ttl_seconds_and_drops_it_on_a_revoke(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     now = [1000.0]
-    monkeypatch.setattr(access_cache.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(token_cache.time, "monotonic", lambda: now[0])  # the caches share one clock
     cache = AccessCache()
     key = access_cache.key_of(Actor(7), 42)
     cache.put(key, 3, since=token_cache.generation())
