@@ -31,8 +31,3 @@ def lifecycle_clause(lifecycle: Lifecycle = "live") -> ColumnElement[bool]:
     if lifecycle == "trash":
         return Run.deleted_at.is_not(None)
     return true()  # pragma: no cover - Literal
-
-
-def state_of(*, archived: bool, deleted: bool) -> str:
-    """How a run's lifecycle reads on pages and in reports."""
-    return "deleted" if deleted else "archived" if archived else "live"
