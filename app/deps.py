@@ -6,7 +6,7 @@ import asyncio
 import logging
 import math
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -60,6 +60,13 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     for the GIL under load. Only a transaction that the route left open (a read, a failed write) is
     rolled back on a thread, shielded from cancellation so that its connection goes back to the pool.
     """
+    async with request_scoped_session(request) as session:
+        yield session
+
+
+@asynccontextmanager
+async def request_scoped_session(request: Request) -> AsyncIterator[Session]:
+    """The body of :func:`get_session`, for a dependency that opens the request's session itself."""
     db = database_of(request)
     write = request.method not in READ_METHODS
     session = db.session(write=write)

@@ -3,6 +3,7 @@
 A route adds e.g. ``_: CanReadRun`` next to its ``run_id: RunId``: the dependency reads the same
 path parameter, checks the caller's role in the run's project and raises 404/403 before the
 route body runs. They share the request's session (FastAPI caches ``SessionDep`` per request).
+The ingestion routes take ``session: IngestSession`` instead: the session and the check in one.
 """
 
 from __future__ import annotations
@@ -13,12 +14,23 @@ from functools import partial
 from typing import Annotated
 
 from fastapi import Depends, Request
+from pydantic import Field, TypeAdapter, ValidationError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.auth import roles, token_cache
 from app.auth.access_cache import AccessCache, key_of
 from app.db import Database
-from app.deps import PrincipalDep, RunId, SessionDep, UserDep, get_database
+from app.deps import (
+    MAX_ID,
+    PrincipalDep,
+    RunId,
+    SessionDep,
+    UserDep,
+    get_database,
+    get_principal,
+    request_scoped_session,
+)
 
 
 async def get_actor(principal: PrincipalDep) -> roles.Actor:
@@ -42,10 +54,41 @@ def can_write_run(run_id: RunId, session: SessionDep, actor: UserActorDep) -> in
     return roles.check_run(session=session, actor=actor, run_id=run_id, action="write")
 
 
-async def can_ingest_run(run_id: RunId, request: Request, session: SessionDep, actor: ActorDep) -> int:
-    """The ingestion routes' check. A caller that passed it for this run a moment ago is answered in
-    the event loop (``app.auth.access_cache``: no query, no thread-pool trip); the write itself still
-    checks the run's state and the attempt."""
+async def ingest_session(request: Request) -> AsyncIterator[Session]:
+    """The request's session, for a caller that may ingest into the run in the path.
+
+    ``session: SessionDep`` and an ingestion access check as ONE dependency: epoch PUTs, metric
+    batches and heartbeats are most of the traffic, and FastAPI's work per dependency node (four
+    parameter passes and a cache key on every request) for the five nodes those two made was the
+    largest cost of an epoch PUT after the write itself (issue 19). Same order and answers as the
+    two: the session opens first (credential lookups share it, ``app.deps.lookup_session``), then
+    the caller is resolved (401, 429), then the caller's access to the run (404, 403). A path run
+    id that is not a valid ``RunId`` is not looked up: the route's own ``run_id: RunId`` answers 422.
+
+    A caller that passed the check for this run a moment ago is answered in the event loop
+    (``app.auth.access_cache``: no query, no thread-pool trip); the write itself still checks the
+    run's state and the attempt.
+    """
+    async with request_scoped_session(request) as session:
+        actor = roles.Actor.of(await get_principal(request))
+        run_id = _path_run_id(request)
+        if run_id is not None:
+            await _check_ingest(request, session, actor, run_id)
+        yield session
+
+
+_RUN_ID: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=1, le=MAX_ID)])
+
+
+def _path_run_id(request: Request) -> int | None:
+    """The path's run id when it is a valid ``RunId`` (the same constraints, the same lax parsing)."""
+    try:
+        return _RUN_ID.validate_python(request.path_params.get("run_id"))
+    except ValidationError:
+        return None
+
+
+async def _check_ingest(request: Request, session: Session, actor: roles.Actor, run_id: int) -> int:
     cache = _access_cache(request)
     key = key_of(actor, run_id)
     known = cache.get(key)
@@ -73,7 +116,7 @@ def can_ingest_run_db(run_id: RunId, database: DatabaseDep, actor: ActorDep) -> 
 
 CanReadRun = Annotated[int, Depends(can_read_run)]
 CanWriteRun = Annotated[int, Depends(can_write_run)]
-CanIngestRun = Annotated[int, Depends(can_ingest_run)]
+IngestSession = Annotated[Session, Depends(ingest_session)]
 CanIngestRunDb = Annotated[int, Depends(can_ingest_run_db)]
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from app.api.access import CanIngestRun, CanReadRun
+from app.api.access import CanReadRun, IngestSession
 from app.api.common import model_response
 from app.api.export import download
 from app.api.fast_body import FastBodyRoute
@@ -24,7 +24,7 @@ EpochPath = Annotated[int, Path(ge=0, le=MAX_EPOCH, description="epoch number, f
 
 @router.put("/runs/{run_id}/epochs/{epoch}", response_model=EpochPublic)
 def put_epoch(
-    run_id: RunId, epoch: EpochPath, data: EpochIn, request: Request, session: SessionDep, _c: CanIngestRun
+    run_id: RunId, epoch: EpochPath, data: EpochIn, request: Request, session: IngestSession
 ) -> Response:
     """Store collapse statistics + metrics for one epoch (see ``app.series.epochs`` for the rules).
 
@@ -38,7 +38,7 @@ def put_epoch(
 
 
 @router.post("/runs/{run_id}/metrics", response_model=MetricBatchPublic)
-def post_metrics(run_id: RunId, data: MetricBatchIn, session: SessionDep, _caller: CanIngestRun) -> Response:
+def post_metrics(run_id: RunId, data: MetricBatchIn, session: IngestSession) -> Response:
     """Upsert up to 1000 (key, step, value) points; values must be finite."""
     accepted = metrics.write_metrics(session=session, run_id=run_id, data=data)
     session.commit()

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from app.api.access import CanIngestRun, CanReadRun, UserActorDep
+from app.api.access import CanReadRun, IngestSession, UserActorDep
 from app.api.common import model_response
 from app.auth import roles
 from app.deps import RunId, SessionDep, SettingsDep, UserDep
@@ -57,9 +57,8 @@ def claim_run(
     run_id: RunId,
     data: ClaimIn,
     request: Request,
-    session: SessionDep,
+    session: IngestSession,
     settings: SettingsDep,
-    _caller: CanIngestRun,
 ) -> ClaimPublic:
     """Take the run for a new attempt (409 when someone else holds it or it is finished)."""
     worker = data.worker.model_dump(mode="json", exclude_none=True)
@@ -102,9 +101,8 @@ def heartbeat(
     run_id: RunId,
     data: AttemptIn,
     request: Request,
-    session: SessionDep,
+    session: IngestSession,
     settings: SettingsDep,
-    _caller: CanIngestRun,
 ) -> Response:
     """Extend the lease (a worker's job or an SDK run); read ``cancel_requested`` to stop cooperatively."""
     run, written = lifecycle.heartbeat(
@@ -117,9 +115,7 @@ def heartbeat(
 
 
 @router.post("/runs/{run_id}/finish", response_model=RunPublic)
-def finish_run(
-    run_id: RunId, data: FinishIn, request: Request, session: SessionDep, _caller: CanIngestRun
-) -> RunPublic:
+def finish_run(run_id: RunId, data: FinishIn, request: Request, session: IngestSession) -> RunPublic:
     run, written = lifecycle.finish(session=session, run_id=run_id, data=data)
     public = store.run_public(run)  # before the commit: its lazy load of the project would begin
     session.commit()  # a second write transaction on this session (on SQLite, the lock again)
@@ -129,7 +125,7 @@ def finish_run(
 
 @router.post("/runs/{run_id}/logs", status_code=201, response_model=list[LogLinePublic])
 def append_logs(
-    run_id: RunId, data: LogBatchIn, request: Request, session: SessionDep, _caller: CanIngestRun
+    run_id: RunId, data: LogBatchIn, request: Request, session: IngestSession
 ) -> list[LogLinePublic]:
     written = lifecycle.append_logs(session=session, run_id=run_id, attempt=data.attempt, lines=data.lines)
     session.commit()

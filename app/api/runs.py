@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from app.api.access import CanIngestRun, CanReadRun, CanWriteRun, UserActorDep
+from app.api.access import CanReadRun, CanWriteRun, IngestSession, UserActorDep
 from app.api.checkpoints import StoreDep
 from app.auth import roles
 from app.deps import RunId, SessionDep, SettingsDep, UserDep
@@ -47,9 +47,7 @@ def create_run(
 
 
 @router.post("/runs/{run_id}/config", response_model=RunPublic)
-def update_config(
-    run_id: RunId, data: ConfigUpdateIn, session: SessionDep, _caller: CanIngestRun
-) -> RunPublic:
+def update_config(run_id: RunId, data: ConfigUpdateIn, session: IngestSession) -> RunPublic:
     """Merge keys into an SDK run's config (from its current attempt; a job's config is fixed: 409)."""
     run = lifecycle.update_config(session=session, run_id=run_id, data=data)
     answer = store.run_public(run)  # before the commit: reading after it would begin a second transaction

@@ -75,3 +75,20 @@ def test_access_cache_keeps_an_entry_ttl_seconds_and_drops_it_on_a_revoke(
     token_cache.forget_all()
     cache.put(key, 3, since=stale)  # checked before a change that landed meanwhile: not kept
     assert cache.get(key) is None
+
+
+@pytest.mark.parametrize("route", ["metrics", "heartbeat", "config", "epochs/0"])
+def test_ingestion_routes_answer_in_the_order_of_the_checks(team: Team, route: str) -> None:
+    """``app.api.access.IngestSession`` (the session and the access check as one dependency) answers
+    as the two separate dependencies did: 401 before anything else, a malformed run id 422 (never a
+    lookup), a run of another project 404, a viewer 403, before the body is looked at."""
+    run_id = _editor_run(team)
+    method = "PUT" if route.startswith("epochs") else "POST"
+    body = {"attempt": 1, "points": []}  # not a valid body for most of them: the checks come first
+    no_token = team.client.request(method, f"/api/v1/runs/{run_id}/{route}", json=body)
+    assert no_token.status_code == 401
+    for bad in ("0", str(2**31)):
+        answer = team.call("editor", method, f"/api/v1/runs/{bad}/{route}", json=body)
+        assert answer.status_code == 422 and ["path", "run_id"] in [e["loc"] for e in answer.json()["detail"]]
+    assert team.call("outsider", method, f"/api/v1/runs/{run_id}/{route}", json=body).status_code == 404
+    assert team.call("viewer", method, f"/api/v1/runs/{run_id}/{route}", json=body).status_code == 403
