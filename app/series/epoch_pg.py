@@ -17,8 +17,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, text
+from sqlalchemy.dialects.postgresql import psycopg as sa_psycopg
 
-from app.db import json_text
+from app.db import autocommit_row, json_text
 from app.models import EPOCH_STAT_COLUMNS, RunEvent
 from collapsewatch.contract import TERMINAL_STATUSES, EpochIn
 
@@ -108,6 +109,8 @@ SELECT (SELECT id FROM ins) AS epoch_id, (SELECT id FROM ev) AS event_id,
        (SELECT count(*) FROM upd) AS updated
 """
 )
+# the statement in psycopg's own parameter style, run on the driver connection (app.db.autocommit_row)
+DRIVER_SQL = str(STATEMENT.compile(dialect=sa_psycopg.dialect()))
 
 
 def _params(run_id: int, epoch: int, data: EpochIn, now: datetime) -> dict[str, Any]:
@@ -137,12 +140,12 @@ def insert_new_epoch(
 ) -> RunEvent | None:
     """Write a new epoch of a writable run in one autocommitted statement on a pooled connection of
     ``engine``; its event (to publish), or None when it wrote nothing (the usual path then answers)."""
-    params = _params(run_id, epoch, data, now)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        row = conn.execute(STATEMENT, params).one()
-    if row.epoch_id is None:
+    row = autocommit_row(engine, DRIVER_SQL, _params(run_id, epoch, data, now))
+    assert row is not None  # the final SELECT always answers one row
+    epoch_id, event_id, updated = row
+    if epoch_id is None:
         return None
-    if row.event_id is None or row.updated != 1:  # pragma: no cover - one statement: all or nothing
+    if event_id is None or updated != 1:  # pragma: no cover - one statement: all or nothing
         raise RuntimeError(f"epoch {epoch} of run {run_id} was written without its event or summary")
     payload = {"epoch": epoch, "attempt": data.attempt}
-    return RunEvent(id=int(row.event_id), run_id=run_id, type="epoch", payload=payload, created_at=now)
+    return RunEvent(id=int(event_id), run_id=run_id, type="epoch", payload=payload, created_at=now)

@@ -1,20 +1,28 @@
 """PostgreSQL connections are pinged only after sitting idle (``app.db.ping_after_idle``), not at
-every checkout; a dead one is replaced, by the ping or, when it died in use, after one 503."""
+every checkout; a dead one is replaced, by the ping or, when it died in use, after one 503 (also on
+the one-statement epoch write, which runs on the driver connection)."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import psycopg
 import pytest
+from apikit import STATS
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
 import app.db
 from app.auth.api_tokens import create_token, ensure_admin
 from app.db import Database
 from app.main import create_app
+from app.models import Epoch, RunEvent
+from app.runs import lifecycle, submit
+from app.series import epoch_pg
 from app.settings import Settings
+from collapsewatch.contract import JobSubmit
 
 # PostgreSQL only (SQLite has no pool to ping): the app fixtures of conftest.py, on their postgres side.
 pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("database_url", ["postgres"], indirect=True)]
@@ -88,3 +96,49 @@ def test_a_connection_that_died_in_use_costs_one_503_then_the_pool_recovers(sett
         assert down.status_code == 503, down.text
         assert "database is unavailable" in down.json()["message"]
         assert client.get("/api/v1/runs", headers=headers).status_code == 200
+
+
+def test_an_epoch_write_on_a_lost_connection_costs_one_503_and_writes_nothing(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-statement epoch write runs on the driver connection (``app.db.autocommit_row``): a lost
+    connection must still be a 503 (not a 500), be dropped from the pool, and write nothing."""
+    application = create_app(settings)
+    db: Database = application.state.db
+    with db.transaction() as session:
+        admin = ensure_admin(session=session, email="a@b.c")
+        token = create_token(session=session, user=admin, name="w", kind="worker").token
+        [run], _ = submit.create_jobs(session=session, data=JobSubmit(), owner_id=None, max_attempts=3)
+        assert lifecycle.claim(session=session, run_id=run.id, worker={}, lease_seconds=60).run
+    calls: list[BaseException | None] = []
+    real = epoch_pg.autocommit_row
+
+    def spied(*args: Any, **kwargs: Any) -> Any:
+        try:
+            found = real(*args, **kwargs)
+        except BaseException as exc:
+            calls.append(exc)
+            raise
+        calls.append(None)
+        return found
+
+    monkeypatch.setattr(epoch_pg, "autocommit_row", spied)
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"attempt": 1, "metrics": {"val_acc": 0.5}, "stats": STATS}
+    with TestClient(application) as client:
+        for epoch in (0, 1, 2):  # the token and access caches warm up; then one statement
+            assert client.put(f"/api/v1/runs/{run.id}/epochs/{epoch}", json=body, headers=headers).is_success
+        assert calls == [None]
+        _terminate(settings.database_url, _backend_pid(db))  # the connection the statement ran on (LIFO)
+        down = client.put(f"/api/v1/runs/{run.id}/epochs/3", json=body, headers=headers)
+        assert down.status_code == 503, down.text
+        assert "database is unavailable" in down.json()["message"]
+        assert isinstance(calls[-1], psycopg.OperationalError | DBAPIError)
+        again = client.put(f"/api/v1/runs/{run.id}/epochs/3", json=body, headers=headers)
+        assert again.status_code == 200, again.text
+        assert calls[-1] is None  # on a new connection, still the one-statement path
+    with db.session(write=False) as session:
+        stored = session.scalars(select(Epoch.epoch).where(Epoch.run_id == run.id).order_by(Epoch.epoch))
+        assert list(stored) == [0, 1, 2, 3]
+        events = session.scalars(select(RunEvent).where(RunEvent.run_id == run.id, RunEvent.type == "epoch"))
+        assert sorted(e.payload["epoch"] for e in events) == [0, 1, 2, 3]
