@@ -33,13 +33,14 @@ from typing import Any
 
 from pydantic_core import PydanticSerializationError, to_json
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.settings import Settings
 
 WRITE_OPTION = "cw_write"
 PG_POOL_SIZE, PG_POOL_OVERFLOW = 40, 10  # kept open / extra under a spike (closed when returned)
+PG_ASYNC_POOL_SIZE = 8  # the event loop's own connections (app.driver_pool): one-statement writes
 PING_AFTER_IDLE_S = 5.0
 _IDLE_SINCE = "cw_idle_since"
 
@@ -107,42 +108,6 @@ def ping_after_idle(engine: Engine, idle_s: float) -> None:
             engine.dialect.do_ping(dbapi_connection)
         except Exception as exc:  # the driver's own error class: any failure means a dead connection
             raise DisconnectionError(f"a pooled connection idle for {idle_s:g} s failed its ping") from exc
-
-
-def autocommit_row(engine: Engine, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
-    """Run one statement in autocommit (itself one transaction) on a pooled connection's driver
-    connection; its first row. ``sql`` is in the driver's own parameter style (``%(name)s``).
-
-    For the hottest write (``app.series.epoch_pg``): SQLAlchemy's per-execution work (a Connection,
-    the execution context, the result object, the isolation level set and reset) is ~0.2 ms of CPU,
-    a third of what the statement costs the server. Everything around it stays SQLAlchemy's: the
-    pool (and its ping of an idle connection at checkout), and the errors: a driver error comes back
-    as SQLAlchemy's ``DBAPIError`` (``app.api.errors`` answers a lost connection 503), and a
-    connection that was lost is invalidated rather than returned to the pool.
-    """
-    pooled = engine.raw_connection()
-    driver: Any = pooled.driver_connection
-    try:
-        driver.autocommit = True
-        try:
-            row: tuple[Any, ...] | None = driver.execute(sql, params).fetchone()
-        finally:
-            driver.autocommit = False
-        return row
-    except engine.dialect.loaded_dbapi.Error as exc:
-        lost = engine.dialect.is_disconnect(exc, driver, None)
-        if lost:
-            pooled.invalidate(exc)
-        raise DBAPIError.instance(
-            sql,
-            params,
-            exc,
-            engine.dialect.loaded_dbapi.Error,
-            connection_invalidated=lost,
-            dialect=engine.dialect,
-        ) from exc
-    finally:
-        pooled.close()
 
 
 class Database:

@@ -13,8 +13,9 @@ from app.api import accounts as accounts_api
 from app.api import checkpoints, datasets, epochs, errors, events, export, jobs, reports, runs, series
 from app.api.openapi import install as install_openapi
 from app.auth.ratelimit import make_rate_limiter
-from app.db import Database
+from app.db import PG_ASYNC_POOL_SIZE, PING_AFTER_IDLE_S, Database
 from app.deps import bearer_backend
+from app.driver_pool import driver_pool_for
 from app.jobs.install import install as install_queue
 from app.live.pubsub import make_broker
 from app.pages import account, apidocs, auth, compare, run
@@ -88,6 +89,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         close = getattr(app.state.publisher, "aclose", None)  # the Redis listener, if any
         if close is not None:
             await close()
+        if app.state.driver_pool is not None:
+            await app.state.driver_pool.aclose()
         close_limiter = getattr(app.state.rate_limiter, "close", None)  # its Redis connection, if any
         if close_limiter is not None:
             close_limiter()
@@ -100,6 +103,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="collapsewatch", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.db = Database(settings)
+    # PostgreSQL: the event loop's own connections, for the one-statement epoch write (app.driver_pool)
+    app.state.driver_pool = driver_pool_for(
+        app.state.db.engine, size=PG_ASYNC_POOL_SIZE, ping_after_idle_s=PING_AFTER_IDLE_S
+    )
     # in-process, or Redis pub/sub (app.live.pubsub)
     app.state.publisher = make_broker(settings.redis_url, prefix=settings.redis_prefix)
     # per API token / user, in-process or shared in Redis (app.auth.ratelimit); None = no limit

@@ -5,17 +5,21 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.api.access import CanReadRun, IngestSession
+from app.api.bodies import MetricBatchIn
 from app.api.common import model_response
 from app.api.export import download
 from app.api.fast_body import FastBodyRoute
 from app.deps import RunId, SessionDep
+from app.driver_pool import AsyncDriverPool
 from app.runs import store
-from app.runs.events import publish
-from app.series import epochs, metrics
+from app.runs.events import publish, publish_from_loop
+from app.series import epoch_pg, epochs, metrics
 from app.series.epochs import MAX_EPOCH
-from collapsewatch.contract import EpochIn, EpochPublic, MetricBatchIn, MetricBatchPublic
+from collapsewatch.contract import EpochIn, EpochPublic, MetricBatchPublic
 
 # ingestion bodies: validated from their bytes in one pass when valid (app.api.fast_body)
 router = APIRouter(prefix="/api/v1", tags=["ingestion"], route_class=FastBodyRoute)
@@ -23,14 +27,30 @@ EpochPath = Annotated[int, Path(ge=0, le=MAX_EPOCH, description="epoch number, f
 
 
 @router.put("/runs/{run_id}/epochs/{epoch}", response_model=EpochPublic)
-def put_epoch(
+async def put_epoch(
     run_id: RunId, epoch: EpochPath, data: EpochIn, request: Request, session: IngestSession
 ) -> Response:
     """Store collapse statistics + metrics for one epoch (see ``app.series.epochs`` for the rules).
 
     A replay by the same attempt returns the stored record unchanged; a stale attempt gets 409.
     """
-    result = epochs.put_epoch(session=session, run_id=run_id, epoch=epoch, data=data)
+    record = epochs.epoch_record(epoch, data)
+    pool: AsyncDriverPool | None = getattr(request.app.state, "driver_pool", None)
+    if pool is not None and not session.in_transaction():  # PostgreSQL, access known: one statement
+        event = await epoch_pg.insert_new_epoch(
+            pool=pool, run_id=run_id, epoch=epoch, data=data, now=record.recorded_at
+        )
+        if event is not None:
+            await publish_from_loop(request, [event], payload=record.model_dump(mode="json"))
+            return model_response(record)
+    return await run_in_threadpool(_put_epoch, request, session, run_id, epoch, data, record)
+
+
+def _put_epoch(
+    request: Request, session: Session, run_id: int, epoch: int, data: EpochIn, record: EpochPublic
+) -> Response:
+    """Everything else (SQLite, a replay, a refusal, a caller's first write): in the request's session."""
+    result = epochs.put_epoch(session=session, run_id=run_id, epoch=epoch, data=data, record=record)
     session.commit()
     if result.changed:
         publish(request, result.written.events, payload=result.record.model_dump(mode="json"))
@@ -40,7 +60,15 @@ def put_epoch(
 @router.post("/runs/{run_id}/metrics", response_model=MetricBatchPublic)
 def post_metrics(run_id: RunId, data: MetricBatchIn, session: IngestSession) -> Response:
     """Upsert up to 1000 (key, step, value) points; values must be finite."""
-    accepted = metrics.write_metrics(session=session, run_id=run_id, data=data)
+    points = data.points  # plain dicts (app.api.bodies)
+    accepted = metrics.write_metrics(
+        session=session,
+        run_id=run_id,
+        attempt=data.attempt,
+        keys=[p["key"] for p in points],
+        steps=[p["step"] for p in points],
+        values=[p["value"] for p in points],
+    )
     session.commit()
     return model_response(MetricBatchPublic(run=run_id, accepted=accepted))
 

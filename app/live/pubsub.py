@@ -113,6 +113,8 @@ class _Hub:
 class InProcessBroker:
     """Fan-out inside one process (the embedded default)."""
 
+    blocks = False  # publish does no I/O: callable from the event loop (app.runs.events.publish_from_loop)
+
     def __init__(self) -> None:
         self.hub = _Hub()
 
@@ -147,6 +149,8 @@ def decode(raw: str | bytes) -> Event:
 
 class RedisBroker(InProcessBroker):
     """Redis pub/sub across processes; local fan-out through the in-process hub."""
+
+    blocks = True  # publish waits for Redis
 
     def __init__(
         self,

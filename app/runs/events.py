@@ -6,6 +6,7 @@ import logging
 from typing import Any, Protocol
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from app.models import RunEvent
 
@@ -34,3 +35,15 @@ def publish_events(
 def publish(request: Request, events: list[RunEvent], payload: dict[str, Any] | None = None) -> None:
     """:func:`publish_events` through the publisher of the request's app."""
     publish_events(request.app.state.publisher, events, payload)
+
+
+async def publish_from_loop(
+    request: Request, events: list[RunEvent], payload: dict[str, Any] | None = None
+) -> None:
+    """:func:`publish` from the event loop (an ``async`` route): in place for a publisher that does no
+    I/O (``blocks = False``: the in-process broker), on the thread pool for one that may wait (Redis)."""
+    publisher = request.app.state.publisher
+    if getattr(publisher, "blocks", True):
+        await run_in_threadpool(publish_events, publisher, events, payload)
+    else:
+        publish_events(publisher, events, payload)

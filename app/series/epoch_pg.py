@@ -3,7 +3,8 @@
 The usual path (``app.series.epochs.put_epoch``) takes six round trips on PostgreSQL: BEGIN, the run's
 row locked and checked, the epoch inserted, the run's summary updated, the event inserted, COMMIT.
 Here the common case, a new epoch from the run's current attempt, is one statement run in autocommit
-(so itself one transaction) on a connection of its own: data-modifying CTEs lock the run's row when it
+(so itself one transaction) by the event loop, on a connection of ``app.driver_pool`` (no trip to
+the thread pool): data-modifying CTEs lock the run's row when it
 takes writes from this attempt, insert the epoch unless it exists, and only then bump the summary
 (the same rules as ``_bumped_summary``, in SQL) and insert the event. Nothing is written unless the
 epoch is: when the run is missing, finished, queued or on another attempt, or the epoch is already
@@ -16,10 +17,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import psycopg as sa_psycopg
 
-from app.db import autocommit_row, json_text
+from app.db import json_text
+from app.driver_pool import AsyncDriverPool
 from app.models import EPOCH_STAT_COLUMNS, RunEvent
 from collapsewatch.contract import TERMINAL_STATUSES, EpochIn
 
@@ -109,7 +111,7 @@ SELECT (SELECT id FROM ins) AS epoch_id, (SELECT id FROM ev) AS event_id,
        (SELECT count(*) FROM upd) AS updated
 """
 )
-# the statement in psycopg's own parameter style, run on the driver connection (app.db.autocommit_row)
+# the statement in psycopg's own parameter style (app.driver_pool runs it)
 DRIVER_SQL = str(STATEMENT.compile(dialect=sa_psycopg.dialect()))
 
 
@@ -135,12 +137,12 @@ def _params(run_id: int, epoch: int, data: EpochIn, now: datetime) -> dict[str, 
     return params
 
 
-def insert_new_epoch(
-    *, engine: Engine, run_id: int, epoch: int, data: EpochIn, now: datetime
+async def insert_new_epoch(
+    *, pool: AsyncDriverPool, run_id: int, epoch: int, data: EpochIn, now: datetime
 ) -> RunEvent | None:
-    """Write a new epoch of a writable run in one autocommitted statement on a pooled connection of
-    ``engine``; its event (to publish), or None when it wrote nothing (the usual path then answers)."""
-    row = autocommit_row(engine, DRIVER_SQL, _params(run_id, epoch, data, now))
+    """Write a new epoch of a writable run in one autocommitted statement on a connection of
+    ``pool``; its event (to publish), or None when it wrote nothing (the usual path then answers)."""
+    row = await pool.first_row(DRIVER_SQL, _params(run_id, epoch, data, now))
     assert row is not None  # the final SELECT always answers one row
     epoch_id, event_id, updated = row
     if epoch_id is None:

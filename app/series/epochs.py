@@ -5,8 +5,9 @@ or null, where null means "not finite / not available" (the SDK turns NaN and +-
 Fencing: a write must carry the run's current attempt (an older one gets 409, a newer one 409 until it
 is claimed); a replay of the epoch by the attempt that already wrote it is a no-op; a newer attempt
 overwrites an epoch written by an older one; nothing can be written to a finished run.
-On PostgreSQL a new epoch from a request whose session has not started a transaction is written in
-one statement (``app.series.epoch_pg``); everything else, and SQLite, takes the path below.
+On PostgreSQL the epoch route first tries a new epoch as one statement from the event loop
+(``app.series.epoch_pg``, when the request's session has not started a transaction); everything
+else, and SQLite, takes :func:`put_epoch`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidInput
@@ -22,7 +23,7 @@ from app.models import EPOCH_STAT_COLUMNS, Epoch, Run, utcnow
 from app.runs.fencing import RunState, set_run_columns, writable_state
 from app.runs.store import Written, get_run, record_event
 from app.runs.upsert import dialect_insert
-from app.series.epoch_pg import BEST_METRICS, FINAL_STATS, insert_new_epoch
+from app.series.epoch_pg import BEST_METRICS, FINAL_STATS
 from collapsewatch.contract import CollapseStatsIn, EpochIn, EpochPublic, StdHist
 
 MAX_EPOCH = 2**31 - 1
@@ -152,20 +153,23 @@ def recompute_summary(*, session: Session, run: Run) -> None:
     run.last_epoch = rows[-1].epoch if rows else None
 
 
-def put_epoch(*, session: Session, run_id: int, epoch: int, data: EpochIn) -> EpochWrite:
-    """Store one epoch record (see the module docstring for the rules)."""
+def epoch_record(epoch: int, data: EpochIn) -> EpochPublic:
+    """The record a PUT of ``epoch`` stores and answers (422 for a dead-dimension count that is not one)."""
     if data.stats is not None and data.stats.dead_dims > MAX_DIMS:
         message = f"{data.stats.dead_dims} is not a dimension count (at most {MAX_DIMS})"
         raise InvalidInput(["body", "stats", "dead_dims"], message)
-    record = EpochPublic(
+    return EpochPublic(
         epoch=epoch, attempt=data.attempt, metrics=data.metrics, stats=data.stats, recorded_at=utcnow(),
         layers=data.layers,
     )  # fmt: skip
-    bind = session.get_bind()
-    if isinstance(bind, Engine) and bind.dialect.name == "postgresql" and not session.in_transaction():
-        event = insert_new_epoch(engine=bind, run_id=run_id, epoch=epoch, data=data, now=record.recorded_at)
-        if event is not None:
-            return EpochWrite(record, changed=True, written=Written([event]))
+
+
+def put_epoch(
+    *, session: Session, run_id: int, epoch: int, data: EpochIn, record: EpochPublic | None = None
+) -> EpochWrite:
+    """Store one epoch record (see the module docstring for the rules); ``record``: its
+    :func:`epoch_record`, when the caller made it already."""
+    record = record or epoch_record(epoch, data)
     run = writable_state(session=session, run_id=run_id, attempt=data.attempt)
     values = _values(run_id, epoch, data) | {"recorded_at": record.recorded_at}
     # a new epoch (the common case) in one statement; under the run's write lock nobody else writes

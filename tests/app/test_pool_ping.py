@@ -1,6 +1,6 @@
 """PostgreSQL connections are pinged only after sitting idle (``app.db.ping_after_idle``), not at
 every checkout; a dead one is replaced, by the ping or, when it died in use, after one 503 (also on
-the one-statement epoch write, which runs on the driver connection)."""
+the one-statement epoch write, which runs on the event loop's own connections)."""
 
 from __future__ import annotations
 
@@ -98,11 +98,21 @@ def test_a_connection_that_died_in_use_costs_one_503_then_the_pool_recovers(sett
         assert client.get("/api/v1/runs", headers=headers).status_code == 200
 
 
+def _terminate_all(url: str) -> None:
+    """Every other connection to the test database: the app's pool and its event loop's."""
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    time.sleep(0.2)
+
+
 def test_an_epoch_write_on_a_lost_connection_costs_one_503_and_writes_nothing(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The one-statement epoch write runs on the driver connection (``app.db.autocommit_row``): a lost
-    connection must still be a 503 (not a 500), be dropped from the pool, and write nothing."""
+    """The one-statement epoch write runs on the event loop's own connections (``app.driver_pool``):
+    a lost one must still be a 503 (not a 500), be dropped, and write nothing."""
     application = create_app(settings)
     db: Database = application.state.db
     with db.transaction() as session:
@@ -111,29 +121,29 @@ def test_an_epoch_write_on_a_lost_connection_costs_one_503_and_writes_nothing(
         [run], _ = submit.create_jobs(session=session, data=JobSubmit(), owner_id=None, max_attempts=3)
         assert lifecycle.claim(session=session, run_id=run.id, worker={}, lease_seconds=60).run
     calls: list[BaseException | None] = []
-    real = epoch_pg.autocommit_row
+    real = epoch_pg.insert_new_epoch
 
-    def spied(*args: Any, **kwargs: Any) -> Any:
+    async def spied(**kwargs: Any) -> Any:
         try:
-            found = real(*args, **kwargs)
+            found = await real(**kwargs)
         except BaseException as exc:
             calls.append(exc)
             raise
         calls.append(None)
         return found
 
-    monkeypatch.setattr(epoch_pg, "autocommit_row", spied)
+    monkeypatch.setattr(epoch_pg, "insert_new_epoch", spied)
     headers = {"Authorization": f"Bearer {token}"}
     body = {"attempt": 1, "metrics": {"val_acc": 0.5}, "stats": STATS}
     with TestClient(application) as client:
         for epoch in (0, 1, 2):  # the token and access caches warm up; then one statement
             assert client.put(f"/api/v1/runs/{run.id}/epochs/{epoch}", json=body, headers=headers).is_success
         assert calls == [None]
-        _terminate(settings.database_url, _backend_pid(db))  # the connection the statement ran on (LIFO)
+        _terminate_all(settings.database_url)
         down = client.put(f"/api/v1/runs/{run.id}/epochs/3", json=body, headers=headers)
         assert down.status_code == 503, down.text
         assert "database is unavailable" in down.json()["message"]
-        assert isinstance(calls[-1], psycopg.OperationalError | DBAPIError)
+        assert isinstance(calls[-1], DBAPIError) and calls[-1].connection_invalidated
         again = client.put(f"/api/v1/runs/{run.id}/epochs/3", json=body, headers=headers)
         assert again.status_code == 200, again.text
         assert calls[-1] is None  # on a new connection, still the one-statement path

@@ -1,15 +1,18 @@
 """PostgreSQL's one-statement epoch write (``app.series.epoch_pg``) stores what the usual path stores.
 
 Two runs get the same sequence of epoch writes — out of order, with and without statistics, with
-missing and non-improving metrics, replays and a superseding attempt — one through the one-statement
-path (a fresh session), one through the usual path (a session already in a transaction). Their epochs,
+missing and non-improving metrics, replays and a superseding attempt — one as the route does it (the
+one statement on the event loop's pool, ``app.driver_pool``, then the usual path when it wrote
+nothing), one through the usual path only (``epochs.put_epoch`` in a session). Their epochs,
 summaries, last epochs and events must be equal; and the one-statement path must write nothing at all
 where the usual path answers 404/409 or replays.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +20,8 @@ import pytest
 from apikit import STATS
 from sqlalchemy import func, select, text, update
 
-from app.db import Database
+from app.db import PING_AFTER_IDLE_S, Database
+from app.driver_pool import AsyncDriverPool, driver_pool_for
 from app.errors import Conflict, NotFound
 from app.models import Epoch, Run, RunEvent
 from app.runs import lifecycle, submit
@@ -34,6 +38,31 @@ def pg(database: Database) -> Database:
     if database.engine.dialect.name != "postgresql":
         pytest.skip("the one-statement path is PostgreSQL's")
     return database
+
+
+class Loop:
+    """An event loop that keeps running between calls, with the driver pool on it (as a server's)."""
+
+    def __init__(self, db: Database) -> None:
+        self.runner = asyncio.Runner()
+        pool = driver_pool_for(db.engine, size=2, ping_after_idle_s=PING_AFTER_IDLE_S)
+        assert pool is not None
+        self.pool: AsyncDriverPool = pool
+
+    def insert(self, run_id: int, epoch: int, data: EpochIn, now: datetime) -> RunEvent | None:
+        return self.runner.run(
+            insert_new_epoch(pool=self.pool, run_id=run_id, epoch=epoch, data=data, now=now)
+        )
+
+
+@pytest.fixture
+def loop(pg: Database) -> Iterator[Loop]:
+    found = Loop(pg)
+    try:
+        yield found
+    finally:
+        found.runner.run(found.pool.aclose())
+        found.runner.close()
 
 
 def _running_run(db: Database) -> int:
@@ -65,12 +94,15 @@ def _body(rng: random.Random, attempt: int, epoch: int) -> EpochIn:
     return EpochIn.model_validate(body)
 
 
-def _write(db: Database, run_id: int, epoch: int, data: EpochIn, *, usual: bool) -> str:
+def _write(db: Database, run_id: int, epoch: int, data: EpochIn, *, fast: Loop | None) -> str:
+    """As ``PUT /epochs`` does it: with ``fast``, the one statement first (on PostgreSQL, when the
+    caller's access is known); when that wrote nothing, or without ``fast``, the usual path."""
+    record = epochs.epoch_record(epoch, data)
+    if fast is not None and fast.insert(run_id, epoch, data, record.recorded_at) is not None:
+        return "written"
     try:
         with db.transaction() as session:
-            if usual:
-                session.execute(select(1))  # a transaction is open: put_epoch takes the usual path
-            result = epochs.put_epoch(session=session, run_id=run_id, epoch=epoch, data=data)
+            result = epochs.put_epoch(session=session, run_id=run_id, epoch=epoch, data=data, record=record)
     except Conflict:
         return "409"
     return "written" if result.changed else "replay"
@@ -93,7 +125,7 @@ def _state(db: Database, run_id: int) -> tuple[Any, ...]:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_one_statement_and_usual_path_store_the_same(pg: Database, seed: int) -> None:
+def test_one_statement_and_usual_path_store_the_same(pg: Database, loop: Loop, seed: int) -> None:
     fast, usual = _running_run(pg), _running_run(pg)
     rng = random.Random(seed)
     steps = [(rng.randrange(8), 1) for _ in range(20)]
@@ -103,7 +135,7 @@ def test_one_statement_and_usual_path_store_the_same(pg: Database, seed: int) ->
             _next_attempt(pg, fast)
             _next_attempt(pg, usual)
         data = _body(rng, attempt, epoch)
-        assert _write(pg, fast, epoch, data, usual=False) == _write(pg, usual, epoch, data, usual=True)
+        assert _write(pg, fast, epoch, data, fast=loop) == _write(pg, usual, epoch, data, fast=None)
         assert _state(pg, fast) == _state(pg, usual), f"after step {i}"  # a supersede recomputes all
     assert _state(pg, fast) == _state(pg, usual)
     summary, last_epoch, stored, events = _state(pg, fast)
@@ -122,7 +154,7 @@ def _count(db: Database, table: Any, run_id: int) -> int:
     "case", ["stale attempt", "unclaimed attempt", "finished", "queued", "missing", "exists"]
 )
 def test_one_statement_writes_nothing_where_the_usual_path_refuses_or_replays(
-    pg: Database, case: str
+    pg: Database, loop: Loop, case: str
 ) -> None:
     run_id = _running_run(pg)
     if case == "stale attempt":
@@ -134,26 +166,26 @@ def test_one_statement_writes_nothing_where_the_usual_path_refuses_or_replays(
             status = "succeeded" if case == "finished" else "queued"
             session.execute(update(Run).where(Run.id == run_id).values(status=status))
     if case == "exists":
-        assert _write(pg, run_id, 3, data, usual=True) == "written"
+        assert _write(pg, run_id, 3, data, fast=None) == "written"
     before = _state(pg, run_id)
     target = run_id + 1000 if case == "missing" else run_id
     now = datetime.now(UTC)
-    assert insert_new_epoch(engine=pg.engine, run_id=target, epoch=3, data=data, now=now) is None
+    assert loop.insert(target, 3, data, now) is None
     assert _state(pg, run_id) == before
     assert _count(pg, Epoch.__table__, run_id) == (1 if case == "exists" else 0)
     if case == "missing":
         with pytest.raises(NotFound):
-            _write(pg, target, 3, data, usual=False)
+            _write(pg, target, 3, data, fast=loop)
     elif case == "exists":
-        assert _write(pg, run_id, 3, data, usual=False) == "replay"
+        assert _write(pg, run_id, 3, data, fast=loop) == "replay"
     else:
-        assert _write(pg, run_id, 3, data, usual=False) == "409"
+        assert _write(pg, run_id, 3, data, fast=loop) == "409"
 
 
-def test_the_statement_runs_in_autocommit_and_leaves_no_transaction_open(pg: Database) -> None:
+def test_the_statement_runs_in_autocommit_and_leaves_no_transaction_open(pg: Database, loop: Loop) -> None:
     run_id = _running_run(pg)
     data = EpochIn.model_validate({"attempt": 1, "metrics": {}, "stats": STATS})
-    event = insert_new_epoch(engine=pg.engine, run_id=run_id, epoch=0, data=data, now=datetime.now(UTC))
+    event = loop.insert(run_id, 0, data, datetime.now(UTC))
     assert event is not None and event.run_id == run_id and event.payload == {"epoch": 0, "attempt": 1}
     with pg.engine.connect() as conn:  # seen committed from another connection at once
         stored = conn.execute(text("SELECT count(*) FROM epochs WHERE run_id = :r"), {"r": run_id}).scalar()

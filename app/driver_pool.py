@@ -1,0 +1,110 @@
+"""A few psycopg async connections, for the one statement that the event loop runs itself.
+
+An epoch PUT (``app.series.epoch_pg``) is one autocommitted statement on PostgreSQL. Run on the
+SQLAlchemy pool it needs the thread pool (the route is a plain ``def``), and the trip there and back
+was the largest cost of the request after the statement itself (issue 19). Here the event loop sends
+it on an ``AsyncConnection`` and does other work until PostgreSQL answers: no thread, no GIL hand-off.
+
+The same rules as the SQLAlchemy pool of ``app.db``:
+
+- at most ``size`` connections, opened when needed, kept, most recently used first; a caller waits
+  (in the event loop) for a free one rather than opening more;
+- one that sat idle for ``ping_after_idle_s`` or longer is pinged first and replaced when dead;
+- a driver error comes back as SQLAlchemy's ``DBAPIError`` (``app.api.errors`` answers a lost
+  connection 503, with Retry-After); a connection that failed is closed, never handed out again;
+- ``aclose`` (the app's shutdown) closes them. Connections belong to the event loop that opened
+  them: the first use in another loop (a test client started again) drops the old ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import psycopg
+from sqlalchemy import Engine
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+
+
+class AsyncDriverPool:
+    def __init__(self, conninfo: str, dialect: Dialect, *, size: int, ping_after_idle_s: float) -> None:
+        self.conninfo = conninfo
+        self.dialect = dialect
+        self.size = size
+        self.ping_after_idle_s = ping_after_idle_s
+        self._idle: list[tuple[psycopg.AsyncConnection[Any], float]] = []  # (connection, idle since)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots = asyncio.Semaphore(size)
+
+    async def first_row(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """Run ``sql`` (psycopg's ``%(name)s`` style) in autocommit; its first row."""
+        self._in_this_loop()
+        async with self._slots:  # no wait while fewer than ``size`` are in use
+            conn = await self._checkout()
+            try:
+                cursor = await conn.execute(sql, params)
+                row: tuple[Any, ...] | None = await cursor.fetchone()
+            except psycopg.Error as exc:
+                lost = conn.closed or conn.broken
+                await self._checkin(conn, discard=lost)
+                raise DBAPIError.instance(
+                    sql, params, exc, psycopg.Error, connection_invalidated=lost, dialect=self.dialect
+                ) from exc
+            except BaseException:  # cancelled mid-statement: the connection's state is unknown
+                await self._checkin(conn, discard=True)
+                raise
+            await self._checkin(conn, discard=False)
+            return row
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            await conn.close()
+
+    @property
+    def idle_connections(self) -> int:
+        return len(self._idle)
+
+    async def _checkout(self) -> psycopg.AsyncConnection[Any]:
+        while self._idle:
+            conn, since = self._idle.pop()
+            if time.monotonic() - since < self.ping_after_idle_s or await _alive(conn):
+                return conn
+            await conn.close()  # dead while idle: replaced, no error for the caller
+        try:
+            return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        except psycopg.Error as exc:
+            raise DBAPIError.instance(
+                None, None, exc, psycopg.Error, connection_invalidated=True, dialect=self.dialect
+            ) from exc
+
+    async def _checkin(self, conn: psycopg.AsyncConnection[Any], *, discard: bool) -> None:
+        if discard or conn.closed or conn.broken:
+            await conn.close()
+        else:
+            self._idle.append((conn, time.monotonic()))
+
+    def _in_this_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            for conn, _ in self._idle:  # opened in a loop that is gone: close the sockets, no I/O
+                conn.pgconn.finish()
+            self._idle, self._loop, self._slots = [], loop, asyncio.Semaphore(self.size)
+
+
+async def _alive(conn: psycopg.AsyncConnection[Any]) -> bool:
+    try:
+        await conn.execute("SELECT 1")
+    except psycopg.Error:
+        return False
+    return True
+
+
+def driver_pool_for(engine: Engine, *, size: int, ping_after_idle_s: float) -> AsyncDriverPool | None:
+    """A pool on ``engine``'s PostgreSQL database (its URL, libpq style); None for SQLite."""
+    if engine.dialect.name != "postgresql":
+        return None
+    conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return AsyncDriverPool(conninfo, engine.dialect, size=size, ping_after_idle_s=ping_after_idle_s)

@@ -1,0 +1,113 @@
+"""The event loop's own PostgreSQL connections (``app.driver_pool``): bounded, reused most recent
+first, pinged after sitting idle, a lost one answered as SQLAlchemy's disconnect error and replaced,
+a failed statement leaves its connection usable, a new event loop starts afresh."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import psycopg
+import pytest
+from sqlalchemy.exc import DBAPIError
+
+from app.db import Database
+from app.driver_pool import AsyncDriverPool, driver_pool_for
+from app.settings import Settings
+
+pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("database_url", ["postgres"], indirect=True)]
+PID = "SELECT pg_backend_pid()"
+
+
+def _pool(settings: Settings, *, size: int = 2, ping_after_idle_s: float = 60.0) -> AsyncDriverPool:
+    db = Database(settings)
+    try:
+        pool = driver_pool_for(db.engine, size=size, ping_after_idle_s=ping_after_idle_s)
+    finally:
+        db.dispose()
+    assert pool is not None
+    return pool
+
+
+def _terminate(settings: Settings, pid: int) -> None:
+    url = settings.database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    time.sleep(0.2)
+
+
+async def _pid(pool: AsyncDriverPool) -> int:
+    row = await pool.first_row(PID, {})
+    assert row is not None
+    return int(row[0])
+
+
+def test_driver_pool_opens_at_most_size_connections_and_reuses_them(settings: Settings) -> None:
+    pool = _pool(settings, size=2)
+
+    async def main() -> tuple[set[int], int]:
+        rows = await asyncio.gather(
+            *(pool.first_row("SELECT pg_backend_pid(), pg_sleep(0.05)", {}) for _ in range(6))
+        )
+        pids = {int(row[0]) for row in rows if row is not None}
+        again = await _pid(pool)
+        await pool.aclose()
+        return pids, again
+
+    pids, again = asyncio.run(main())
+    assert len(pids) == 2  # six statements at once, on two connections (the rest waited)
+    assert again in pids
+    assert pool.idle_connections == 0  # closed
+
+
+def test_driver_pool_answers_a_lost_connection_as_a_disconnect_then_recovers(settings: Settings) -> None:
+    pool = _pool(settings, size=1)
+
+    async def main() -> None:
+        first = await _pid(pool)
+        _terminate(settings, first)
+        with pytest.raises(DBAPIError) as lost:
+            await _pid(pool)
+        assert lost.value.connection_invalidated
+        assert await _pid(pool) != first  # a new connection
+        await pool.aclose()
+
+    asyncio.run(main())
+
+
+def test_driver_pool_pings_an_idle_connection_and_replaces_a_dead_one_silently(settings: Settings) -> None:
+    pool = _pool(settings, size=1, ping_after_idle_s=0.1)
+
+    async def main() -> None:
+        first = await _pid(pool)
+        await asyncio.sleep(0.15)
+        assert await _pid(pool) == first  # pinged, alive, kept
+        _terminate(settings, first)
+        await asyncio.sleep(0.15)
+        assert await _pid(pool) != first  # no error: the ping found it dead
+        await pool.aclose()
+
+    asyncio.run(main())
+
+
+def test_driver_pool_keeps_a_connection_whose_statement_failed(settings: Settings) -> None:
+    pool = _pool(settings, size=1)
+
+    async def main() -> None:
+        first = await _pid(pool)
+        with pytest.raises(DBAPIError) as failed:
+            await pool.first_row("SELECT 1 / %(zero)s", {"zero": 0})
+        assert not failed.value.connection_invalidated
+        assert "division by zero" in str(failed.value)
+        assert await _pid(pool) == first  # autocommit: nothing to roll back, still usable
+        await pool.aclose()
+
+    asyncio.run(main())
+
+
+def test_driver_pool_starts_afresh_in_a_new_event_loop(settings: Settings) -> None:
+    pool = _pool(settings, size=1)
+    first = asyncio.run(_pid(pool))  # its loop is closed with the connection idle in the pool
+    second = asyncio.run(_pid(pool))
+    assert second != first
+    asyncio.run(pool.aclose())
