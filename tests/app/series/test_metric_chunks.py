@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -12,6 +13,7 @@ from sqlalchemy import func, select
 from app.db import Database
 from app.migrate import downgrade, upgrade
 from app.models import Metric, MetricChunk, Project, Run
+from app.series import metrics
 from app.series.chunks import CHUNK, CHUNK_BITS, as_batch, load_chunks, merge, rebuild_chunks
 from app.series.downsample import downsample
 from app.series.metrics import store_points
@@ -75,6 +77,24 @@ def test_store_points_when_batches_replayed_or_overwritten_chunks_equal_rows_and
     lo_hi = {"lo": expected[0][0], "hi": expected[-1][0]} if expected else {}
     assert series.total == len(finite)
     assert series.points == (downsample(xs, ys, max_points, **lo_hi) if finite else [])
+
+
+def test_store_points_beyond_one_statement_stores_every_point(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite writes SQLITE_ROWS points per INSERT: a batch of several statements, with a short last
+    one, an overwrite across their edges and NULLs, stores exactly the points given."""
+    monkeypatch.setattr(metrics, "SQLITE_ROWS", 7)
+    run_id = _new_run(database)
+    rng = np.random.default_rng(3)
+    first: Points = {(k, int(s)): float(rng.normal()) for k in ("loss", "acc") for s in range(0, 61, 3)}
+    second: Points = {("loss", s): (None if s % 4 == 0 else float(s)) for s in range(30, 90)}
+    for batch in (first, second):
+        with database.transaction() as session:
+            store_points(session=session, run_id=run_id, points=batch, attempt=1)
+    model = first | second
+    for key in ("loss", "acc"):
+        assert _stored(database, run_id, key) == sorted((s, v) for (k, s), v in model.items() if k == key)
 
 
 def test_rebuild_chunks_when_recomputed_from_rows_equals_incremental_chunks(database: Database) -> None:

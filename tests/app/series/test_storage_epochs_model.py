@@ -74,10 +74,14 @@ class EpochMachine(RuleBasedStateMachine):
         attempt = max(1, self.attempt + offset)
         batch = MetricBatchIn(
             attempt=attempt, points=[MetricPoint(key=key, step=s, value=value) for s in steps]
-        )
+        )  # the SDK's shape, checked by the contract, then written as the route writes it
         try:
             with self.db.transaction() as session:
-                metrics.write_metrics(session=session, run_id=self.run_id, data=batch)
+                metrics.write_metrics(
+                    session=session, run_id=self.run_id, attempt=batch.attempt,
+                    keys=[p.key for p in batch.points], steps=[p.step for p in batch.points],
+                    values=[p.value for p in batch.points],
+                )  # fmt: skip
         except Conflict:
             assert not self._expect_write(attempt)
             return
