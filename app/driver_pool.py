@@ -7,11 +7,13 @@ it on an ``AsyncConnection`` and does other work until PostgreSQL answers: no th
 
 The same rules as the SQLAlchemy pool of ``app.db``:
 
-- at most ``size`` connections, opened when needed, kept, most recently used first; a caller waits
-  (in the event loop) for a free one rather than opening more;
+- at most ``size`` connections, opened when needed, kept, most recently used first. When all are in
+  use :class:`PoolBusy` is raised at once, never waited for: the caller then takes its usual path (a
+  few statements waiting on one run's row lock must not hold up every other run's writes);
 - one that sat idle for ``ping_after_idle_s`` or longer is pinged first and replaced when dead;
 - a driver error comes back as SQLAlchemy's ``DBAPIError`` (``app.api.errors`` answers a lost
-  connection 503, with Retry-After); a connection that failed is closed, never handed out again;
+  connection 503, with Retry-After); a connection that failed is closed, never handed out again, and
+  a lost one takes the idle ones with it (opened before the failure: a restart killed them too);
 - ``aclose`` (the app's shutdown) closes them. Connections belong to the event loop that opened
   them: the first use in another loop (a test client started again) drops the old ones.
 """
@@ -28,6 +30,10 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
 
+class PoolBusy(Exception):
+    """Every connection of the pool is in use: run the statement some other way."""
+
+
 class AsyncDriverPool:
     def __init__(self, conninfo: str, dialect: Dialect, *, size: int, ping_after_idle_s: float) -> None:
         self.conninfo = conninfo
@@ -39,9 +45,12 @@ class AsyncDriverPool:
         self._slots = asyncio.Semaphore(size)
 
     async def first_row(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
-        """Run ``sql`` (psycopg's ``%(name)s`` style) in autocommit; its first row."""
+        """Run ``sql`` (psycopg's ``%(name)s`` style) in autocommit; its first row. :class:`PoolBusy`
+        when all ``size`` connections are in use."""
         self._in_this_loop()
-        async with self._slots:  # no wait while fewer than ``size`` are in use
+        if self._slots.locked():
+            raise PoolBusy(f"all {self.size} connections are in use")
+        async with self._slots:  # free: taken without waiting
             conn = await self._checkout()
             try:
                 cursor = await conn.execute(sql, params)
@@ -49,6 +58,8 @@ class AsyncDriverPool:
             except psycopg.Error as exc:
                 lost = conn.closed or conn.broken
                 await self._checkin(conn, discard=lost)
+                if lost:
+                    await self.aclose()
                 raise DBAPIError.instance(
                     sql, params, exc, psycopg.Error, connection_invalidated=lost, dialect=self.dialect
                 ) from exc
@@ -59,6 +70,8 @@ class AsyncDriverPool:
             return row
 
     async def aclose(self) -> None:
+        """Close the idle connections (at shutdown, and after a lost one); those in use close when
+        they come back broken, or are kept when they come back well."""
         idle, self._idle = self._idle, []
         for conn, _ in idle:
             await conn.close()

@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import psycopg as sa_psycopg
 
 from app.db import json_text
-from app.driver_pool import AsyncDriverPool
+from app.driver_pool import AsyncDriverPool, PoolBusy
 from app.models import EPOCH_STAT_COLUMNS, RunEvent
 from collapsewatch.contract import TERMINAL_STATUSES, EpochIn
 
@@ -141,8 +141,12 @@ async def insert_new_epoch(
     *, pool: AsyncDriverPool, run_id: int, epoch: int, data: EpochIn, now: datetime
 ) -> RunEvent | None:
     """Write a new epoch of a writable run in one autocommitted statement on a connection of
-    ``pool``; its event (to publish), or None when it wrote nothing (the usual path then answers)."""
-    row = await pool.first_row(DRIVER_SQL, _params(run_id, epoch, data, now))
+    ``pool``; its event (to publish), or None when it wrote nothing (the usual path then answers),
+    which includes when every connection of ``pool`` is busy."""
+    try:
+        row = await pool.first_row(DRIVER_SQL, _params(run_id, epoch, data, now))
+    except PoolBusy:
+        return None
     assert row is not None  # the final SELECT always answers one row
     epoch_id, event_id, updated = row
     if epoch_id is None:

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 
 from app.db import Database
-from app.driver_pool import AsyncDriverPool, driver_pool_for
+from app.driver_pool import AsyncDriverPool, PoolBusy, driver_pool_for
 from app.settings import Settings
 
 pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("database_url", ["postgres"], indirect=True)]
@@ -42,21 +42,26 @@ async def _pid(pool: AsyncDriverPool) -> int:
     return int(row[0])
 
 
-def test_driver_pool_opens_at_most_size_connections_and_reuses_them(settings: Settings) -> None:
+def test_driver_pool_opens_at_most_size_connections_refuses_more_at_once_and_reuses_them(
+    settings: Settings,
+) -> None:
     pool = _pool(settings, size=2)
 
-    async def main() -> tuple[set[int], int]:
-        rows = await asyncio.gather(
-            *(pool.first_row("SELECT pg_backend_pid(), pg_sleep(0.05)", {}) for _ in range(6))
+    async def main() -> tuple[list[object], int]:
+        answers = await asyncio.gather(
+            *(pool.first_row("SELECT pg_backend_pid(), pg_sleep(0.2)", {}) for _ in range(6)),
+            return_exceptions=True,
         )
-        pids = {int(row[0]) for row in rows if row is not None}
         again = await _pid(pool)
         await pool.aclose()
-        return pids, again
+        return answers, again
 
-    pids, again = asyncio.run(main())
-    assert len(pids) == 2  # six statements at once, on two connections (the rest waited)
-    assert again in pids
+    started = time.monotonic()
+    answers, again = asyncio.run(main())
+    rows = [a for a in answers if isinstance(a, tuple)]
+    assert len(rows) == 2 and all(isinstance(a, PoolBusy) for a in answers if a not in rows)
+    assert time.monotonic() - started < 1.0  # the other four were refused at once, not queued
+    assert again in {int(row[0]) for row in rows}
     assert pool.idle_connections == 0  # closed
 
 
@@ -73,6 +78,33 @@ def test_driver_pool_answers_a_lost_connection_as_a_disconnect_then_recovers(set
         await pool.aclose()
 
     asyncio.run(main())
+
+
+def test_driver_pool_drops_its_idle_connections_with_a_lost_one(settings: Settings) -> None:
+    """After a restart every pooled connection is dead: one 503, not one per pooled connection."""
+    pool = _pool(settings, size=3)
+
+    async def main() -> list[str]:
+        await asyncio.gather(*(pool.first_row("SELECT pg_sleep(0.05)", {}) for _ in range(3)))
+        assert pool.idle_connections == 3
+        url = settings.database_url.replace("postgresql+psycopg://", "postgresql://")
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        await asyncio.sleep(0.2)
+        seen = []
+        for _ in range(4):
+            try:
+                await _pid(pool)
+                seen.append("ok")
+            except DBAPIError as exc:
+                seen.append("lost" if exc.connection_invalidated else "error")
+        await pool.aclose()
+        return seen
+
+    assert asyncio.run(main()) == ["lost", "ok", "ok", "ok"]
 
 
 def test_driver_pool_pings_an_idle_connection_and_replaces_a_dead_one_silently(settings: Settings) -> None:

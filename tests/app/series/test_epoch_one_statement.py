@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -194,3 +195,27 @@ def test_the_statement_runs_in_autocommit_and_leaves_no_transaction_open(pg: Dat
                  "AND state LIKE 'idle in transaction%'")
         ).scalar()  # fmt: skip
     assert stored == 1 and idle == 0
+
+
+def test_a_busy_pool_leaves_a_new_epoch_to_the_usual_path_at_once(pg: Database) -> None:
+    """All of the event loop's connections in use (e.g. waiting on a locked run): the write is not
+    queued behind them; it goes the usual way (here: written by ``epochs.put_epoch``)."""
+    run_id = _running_run(pg)
+    data = EpochIn.model_validate({"attempt": 1, "metrics": {}, "stats": STATS})
+    pool = driver_pool_for(pg.engine, size=1, ping_after_idle_s=PING_AFTER_IDLE_S)
+    assert pool is not None
+
+    async def main() -> tuple[RunEvent | None, float]:
+        holder = asyncio.create_task(pool.first_row("SELECT pg_sleep(0.5)", {}))
+        await asyncio.sleep(0.1)  # the only connection is busy
+        started = time.monotonic()
+        event = await insert_new_epoch(pool=pool, run_id=run_id, epoch=0, data=data, now=datetime.now(UTC))
+        waited = time.monotonic() - started
+        await holder
+        await pool.aclose()
+        return event, waited
+
+    event, waited = asyncio.run(main())
+    assert event is None and waited < 0.3
+    assert _count(pg, Epoch.__table__, run_id) == 0
+    assert _write(pg, run_id, 0, data, fast=None) == "written"
