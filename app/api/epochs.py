@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.api.access import CanReadRun, IngestSession
-from app.api.bodies import MetricBatchIn
+from app.api.bodies import metric_columns
 from app.api.common import model_response
 from app.api.export import download
 from app.api.fast_body import FastBodyRoute
@@ -19,7 +19,7 @@ from app.runs import store
 from app.runs.events import publish, publish_from_loop
 from app.series import epoch_pg, epochs, metrics
 from app.series.epochs import MAX_EPOCH
-from collapsewatch.contract import EpochIn, EpochPublic, MetricBatchPublic
+from collapsewatch.contract import EpochIn, EpochPublic, MetricBatchIn, MetricBatchPublic
 
 # ingestion bodies: validated from their bytes in one pass when valid (app.api.fast_body)
 router = APIRouter(prefix="/api/v1", tags=["ingestion"], route_class=FastBodyRoute)
@@ -60,14 +60,9 @@ def _put_epoch(
 @router.post("/runs/{run_id}/metrics", response_model=MetricBatchPublic)
 def post_metrics(run_id: RunId, data: MetricBatchIn, session: IngestSession) -> Response:
     """Upsert up to 1000 (key, step, value) points; values must be finite."""
-    points = data.points  # plain dicts (app.api.bodies)
+    keys, steps, values = metric_columns(data)  # points as dicts or models (app.api.bodies)
     accepted = metrics.write_metrics(
-        session=session,
-        run_id=run_id,
-        attempt=data.attempt,
-        keys=[p["key"] for p in points],
-        steps=[p["step"] for p in points],
-        values=[p["value"] for p in points],
+        session=session, run_id=run_id, attempt=data.attempt, keys=keys, steps=steps, values=values
     )
     session.commit()
     return model_response(MetricBatchPublic(run=run_id, accepted=accepted))
