@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 from sqlalchemy import Engine
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -43,6 +44,7 @@ class AsyncDriverPool:
         self._idle: list[tuple[psycopg.AsyncConnection[Any], float]] = []  # (connection, idle since)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots = asyncio.Semaphore(size)
+        self._generation = 0  # bumped by aclose: a connection out at the time is closed on its return
 
     async def first_row(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
         """Run ``sql`` (psycopg's ``%(name)s`` style) in autocommit; its first row. :class:`PoolBusy`
@@ -51,13 +53,14 @@ class AsyncDriverPool:
         if self._slots.locked():
             raise PoolBusy(f"all {self.size} connections are in use")
         async with self._slots:  # free: taken without waiting
+            generation = self._generation
             conn = await self._checkout()
             try:
                 cursor = await conn.execute(sql, params)
                 row: tuple[Any, ...] | None = await cursor.fetchone()
             except psycopg.Error as exc:
                 lost = conn.closed or conn.broken
-                await self._checkin(conn, discard=lost)
+                await self._checkin(conn, discard=lost or generation != self._generation)
                 if lost:
                     await self.aclose()
                 raise DBAPIError.instance(
@@ -66,12 +69,13 @@ class AsyncDriverPool:
             except BaseException:  # cancelled mid-statement: the connection's state is unknown
                 await self._checkin(conn, discard=True)
                 raise
-            await self._checkin(conn, discard=False)
+            await self._checkin(conn, discard=generation != self._generation)
             return row
 
     async def aclose(self) -> None:
         """Close the idle connections (at shutdown, and after a lost one); those in use close when
         they come back broken, or are kept when they come back well."""
+        self._generation += 1
         idle, self._idle = self._idle, []
         for conn, _ in idle:
             await conn.close()
@@ -83,9 +87,13 @@ class AsyncDriverPool:
     async def _checkout(self) -> psycopg.AsyncConnection[Any]:
         while self._idle:
             conn, since = self._idle.pop()
-            if time.monotonic() - since < self.ping_after_idle_s or await _alive(conn):
-                return conn
-            await conn.close()  # dead while idle: replaced, no error for the caller
+            try:
+                if time.monotonic() - since < self.ping_after_idle_s or await _alive(conn):
+                    return conn
+            except BaseException:  # cancelled during the ping: not handed out, not leaked
+                conn.pgconn.finish()
+                raise
+            conn.pgconn.finish()  # dead while idle: replaced, no error for the caller (no I/O to await)
         try:
             return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
         except psycopg.Error as exc:
@@ -116,8 +124,12 @@ async def _alive(conn: psycopg.AsyncConnection[Any]) -> bool:
 
 
 def driver_pool_for(engine: Engine, *, size: int, ping_after_idle_s: float) -> AsyncDriverPool | None:
-    """A pool on ``engine``'s PostgreSQL database (its URL, libpq style); None for SQLite."""
+    """A pool on ``engine``'s PostgreSQL database; None for SQLite. The connection parameters are the
+    ones SQLAlchemy's psycopg dialect gives the driver for the same URL (escaped characters in the
+    password, several hosts, ``?host=`` and the other query options alike)."""
     if engine.dialect.name != "postgresql":
         return None
-    conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    _, params = engine.dialect.create_connect_args(engine.url)
+    options = {k: v for k, v in params.items() if isinstance(v, str | int)}  # not its adapters
+    conninfo = make_conninfo("", **options)
     return AsyncDriverPool(conninfo, engine.dialect, size=size, ping_after_idle_s=ping_after_idle_s)

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import psycopg
 import pytest
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import DBAPIError
 
 from app.db import Database
@@ -143,3 +145,54 @@ def test_driver_pool_starts_afresh_in_a_new_event_loop(settings: Settings) -> No
     second = asyncio.run(_pid(pool))
     assert second != first
     asyncio.run(pool.aclose())
+
+
+def test_driver_pool_connects_wherever_the_engine_does(settings: Settings) -> None:
+    """The pool's connection parameters are the dialect's for the same URL: a password with an escaped
+    space and the ``?host=h:port`` form (both refused by libpq when the URL was rendered back)."""
+    url = make_url(settings.database_url)
+    variants = [
+        url.set(password="pa ss"),  # trust auth: any password; written as pa%20ss in DATABASE_URL
+        url.set(host=None, port=None).update_query_dict({"host": f"{url.host}:{url.port or 5432}"}),
+    ]
+    for variant in variants:
+        engine = create_engine(variant)
+        try:
+            with engine.connect() as conn:
+                assert conn.execute(text("SELECT 1")).scalar() == 1
+            pool = driver_pool_for(engine, size=1, ping_after_idle_s=60)
+            assert pool is not None
+
+            async def main(pool: AsyncDriverPool = pool) -> tuple[Any, ...] | None:
+                try:
+                    return await pool.first_row("SELECT 1", {})
+                finally:
+                    await pool.aclose()
+
+            assert asyncio.run(main()) == (1,), variant.render_as_string(hide_password=False)
+        finally:
+            engine.dispose()
+
+
+def test_driver_pool_closes_what_comes_back_after_aclose_and_a_connection_cancelled_in_its_ping(
+    settings: Settings,
+) -> None:
+    pool = _pool(settings, size=2, ping_after_idle_s=0)
+
+    async def main() -> None:
+        slow = asyncio.create_task(pool.first_row("SELECT pg_sleep(0.3)", {}))
+        await asyncio.sleep(0.1)
+        await pool.aclose()  # shutdown while a statement is out
+        await slow
+        assert pool.idle_connections == 0  # closed on its return, not kept
+        await _pid(pool)  # one idle connection, pinged at its next use (idle limit 0)
+        pinging = asyncio.create_task(_pid(pool))
+        await asyncio.sleep(0)  # in the ping
+        pinging.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await pinging
+        assert pool.idle_connections == 0
+        assert await _pid(pool) > 0  # the slot came back
+        await pool.aclose()
+
+    asyncio.run(main())
