@@ -1,8 +1,8 @@
 """A few psycopg async connections, for the one statement that the event loop runs itself.
 
 An epoch PUT (``app.series.epoch_pg``) is one autocommitted statement on PostgreSQL. Run on the
-SQLAlchemy pool it needs the thread pool (the route is a plain ``def``), and the trip there and back
-was the largest cost of the request after the statement itself (issue 19). Here the event loop sends
+SQLAlchemy pool it needed the thread pool (a plain ``def`` route), and the trip there and back was
+the largest cost of the request after the statement itself (issue 19). Here the event loop sends
 it on an ``AsyncConnection`` and does other work until PostgreSQL answers: no thread, no GIL hand-off.
 
 The same rules as the SQLAlchemy pool of ``app.db``:
@@ -14,8 +14,9 @@ The same rules as the SQLAlchemy pool of ``app.db``:
 - a driver error comes back as SQLAlchemy's ``DBAPIError`` (``app.api.errors`` answers a lost
   connection 503, with Retry-After); a connection that failed is closed, never handed out again, and
   a lost one takes the idle ones with it (opened before the failure: a restart killed them too);
-- ``aclose`` (the app's shutdown) closes them. Connections belong to the event loop that opened
-  them: the first use in another loop (a test client started again) drops the old ones.
+- ``aclose`` (the app's shutdown) closes them; one in use at the time is closed when it comes back.
+  Connections belong to the event loop that opened them: the first use in another loop (a test
+  client started again) drops the old ones.
 """
 
 from __future__ import annotations
@@ -73,8 +74,8 @@ class AsyncDriverPool:
             return row
 
     async def aclose(self) -> None:
-        """Close the idle connections (at shutdown, and after a lost one); those in use close when
-        they come back broken, or are kept when they come back well."""
+        """Close the idle connections (at shutdown, and after a lost one); those in use are closed when
+        they come back."""
         self._generation += 1
         idle, self._idle = self._idle, []
         for conn, _ in idle:
