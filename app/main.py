@@ -18,6 +18,7 @@ from app.deps import bearer_backend
 from app.driver_pool import driver_pool_for
 from app.jobs.install import install as install_queue
 from app.live.pubsub import make_broker
+from app.loop_sqlite import loop_sqlite_for
 from app.pages import account, apidocs, auth, compare, run
 from app.pages import jobs as jobs_page
 from app.pages import projects as projects_page
@@ -91,6 +92,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await close()
         if app.state.driver_pool is not None:
             await app.state.driver_pool.aclose()
+        if app.state.loop_sqlite is not None:
+            app.state.loop_sqlite.close()
         close_limiter = getattr(app.state.rate_limiter, "close", None)  # its Redis connection, if any
         if close_limiter is not None:
             close_limiter()
@@ -107,6 +110,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.driver_pool = driver_pool_for(
         app.state.db.engine, size=PG_ASYNC_POOL_SIZE, ping_after_idle_s=PING_AFTER_IDLE_S
     )
+    # SQLite: the event loop's own connection, for the same write in one transaction (app.loop_sqlite)
+    app.state.loop_sqlite = loop_sqlite_for(app.state.db.engine)
     # in-process, or Redis pub/sub (app.live.pubsub)
     app.state.publisher = make_broker(settings.redis_url, prefix=settings.redis_prefix)
     # per API token / user, in-process or shared in Redis (app.auth.ratelimit); None = no limit

@@ -15,9 +15,11 @@ from app.api.export import download
 from app.api.fast_body import FastBodyRoute
 from app.deps import RunId, SessionDep
 from app.driver_pool import AsyncDriverPool
+from app.loop_sqlite import LoopSqlite
+from app.models import RunEvent
 from app.runs import store
 from app.runs.events import publish, publish_from_loop
-from app.series import epoch_pg, epochs, metrics
+from app.series import epoch_pg, epoch_sqlite, epochs, metrics
 from app.series.epochs import MAX_EPOCH
 from collapsewatch.contract import EpochIn, EpochPublic, MetricBatchIn, MetricBatchPublic
 
@@ -35,21 +37,34 @@ async def put_epoch(
     A replay by the same attempt returns the stored record unchanged; a stale attempt gets 409.
     """
     record = epochs.epoch_record(epoch, data)
-    pool: AsyncDriverPool | None = getattr(request.app.state, "driver_pool", None)
-    if pool is not None and not session.in_transaction():  # PostgreSQL, access known: one statement
-        event = await epoch_pg.insert_new_epoch(
-            pool=pool, run_id=run_id, epoch=epoch, data=data, now=record.recorded_at
-        )
+    if not session.in_transaction():  # the caller's access is known: a new epoch without a thread
+        event = await _new_epoch(request, run_id, epoch, data, record)
         if event is not None:
             await publish_from_loop(request, [event], payload=record.model_dump(mode="json"))
             return model_response(record)
     return await run_in_threadpool(_put_epoch, request, session, run_id, epoch, data, record)
 
 
+async def _new_epoch(
+    request: Request, run_id: int, epoch: int, data: EpochIn, record: EpochPublic
+) -> RunEvent | None:
+    """A new epoch written by the event loop (PostgreSQL: one statement on its own connections;
+    SQLite: one transaction on its own connection); None when it wrote nothing."""
+    now = record.recorded_at
+    pool: AsyncDriverPool | None = getattr(request.app.state, "driver_pool", None)
+    if pool is not None:
+        return await epoch_pg.insert_new_epoch(pool=pool, run_id=run_id, epoch=epoch, data=data, now=now)
+    loop_db: LoopSqlite | None = getattr(request.app.state, "loop_sqlite", None)
+    if loop_db is not None:
+        return epoch_sqlite.insert_new_epoch(db=loop_db, run_id=run_id, epoch=epoch, data=data, now=now)
+    return None
+
+
 def _put_epoch(
     request: Request, session: Session, run_id: int, epoch: int, data: EpochIn, record: EpochPublic
 ) -> Response:
-    """Everything else (SQLite, a replay, a refusal, a caller's first write): in the request's session."""
+    """Everything else (a replay, a refusal, a caller's first write, a write lock held elsewhere): in
+    the request's session."""
     result = epochs.put_epoch(session=session, run_id=run_id, epoch=epoch, data=data, record=record)
     session.commit()
     if result.changed:

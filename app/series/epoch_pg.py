@@ -6,7 +6,7 @@ Here the common case, a new epoch from the run's current attempt, is one stateme
 (so itself one transaction) by the event loop, on a connection of ``app.driver_pool`` (no trip to
 the thread pool): data-modifying CTEs lock the run's row when it
 takes writes from this attempt, insert the epoch unless it exists, and only then bump the summary
-(the same rules as ``_bumped_summary``, in SQL) and insert the event. Nothing is written unless the
+(the same rules as ``bumped_summary``, in SQL) and insert the event. Nothing is written unless the
 epoch is: when the run is missing, finished, queued or on another attempt, or the epoch is already
 stored (a replay, a newer attempt superseding), the statement changes nothing and the usual path
 answers (the same 404/409 and replay answers as before).
@@ -54,13 +54,13 @@ def _better(key: str) -> str:
     return f"{value} IS NOT NULL AND ({stored} IS NULL OR {stored}::float8 < {value})"
 
 
-# the summary's changes as rows, in the order _bumped_summary adds them (dict order)
+# the summary's changes as rows, in the order bumped_summary adds them (dict order)
 _DUE = [(name, _STATS_DUE) for name in (*FINAL_STATS, "stats_epoch")]
 _DUE += [(f"best_{key}", _better(key)) for key in BEST_METRICS]
 _CHANGES = ",\n                ".join(_change(pos, key, when) for pos, (key, when) in enumerate(_DUE, 1))
 # the run's summary with those changes merged, all in ``json``: every stored number keeps its text
 # (``jsonb`` would rewrite 1e+16 as 10000000000000000 and -0.0 as 0), existing keys keep their
-# place, new keys follow in order: what ``dict |=`` in _bumped_summary does
+# place, new keys follow in order: what ``dict |=`` in bumped_summary does
 _MERGED_SUMMARY = f"""(
         WITH changes AS (
             SELECT pos, key, value FROM (VALUES

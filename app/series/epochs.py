@@ -5,9 +5,10 @@ or null, where null means "not finite / not available" (the SDK turns NaN and +-
 Fencing: a write must carry the run's current attempt (an older one gets 409, a newer one 409 until it
 is claimed); a replay of the epoch by the attempt that already wrote it is a no-op; a newer attempt
 overwrites an epoch written by an older one; nothing can be written to a finished run.
-On PostgreSQL the epoch route first tries a new epoch as one statement from the event loop
-(``app.series.epoch_pg``, when the request's session has not started a transaction); everything
-else, and SQLite, takes :func:`put_epoch`.
+When the request's session has not started a transaction (the caller's access is cached), the
+epoch route first tries a new epoch from the event loop itself: one statement on PostgreSQL
+(``app.series.epoch_pg``), one transaction on SQLite's loop connection (``app.series.epoch_sqlite``);
+everything else takes :func:`put_epoch`.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def epoch_public(row: Epoch) -> EpochPublic:
     )
 
 
-def _values(run_id: int, epoch: int, data: EpochIn) -> dict[str, Any]:
+def epoch_values(run_id: int, epoch: int, data: EpochIn) -> dict[str, Any]:
     values: dict[str, Any] = {
         "run_id": run_id,
         "epoch": epoch,
@@ -119,7 +120,7 @@ def _insert_statement(*, session: Session) -> Any:
     return stmt
 
 
-def _bumped_summary(run: RunState, epoch: int, data: EpochIn) -> tuple[dict[str, Any], int]:
+def bumped_summary(run: RunState, epoch: int, data: EpochIn) -> tuple[dict[str, Any], int]:
     """The run's summary and last epoch once this new epoch is counted (the run is left as is)."""
     summary = dict(run.summary)
     stats = data.stats
@@ -171,12 +172,12 @@ def put_epoch(
     :func:`epoch_record`, when the caller made it already."""
     record = record or epoch_record(epoch, data)
     run = writable_state(session=session, run_id=run_id, attempt=data.attempt)
-    values = _values(run_id, epoch, data) | {"recorded_at": record.recorded_at}
+    values = epoch_values(run_id, epoch, data) | {"recorded_at": record.recorded_at}
     # a new epoch (the common case) in one statement; under the run's write lock nobody else writes
     # this (run, epoch) between the insert and the select below
     inserted = session.connection().execute(_insert_statement(session=session), values).first() is not None
     if inserted:
-        summary, last_epoch = _bumped_summary(run, epoch, data)
+        summary, last_epoch = bumped_summary(run, epoch, data)
         changes = {"summary": summary, "last_epoch": last_epoch, "updated_at": utcnow()}
         set_run_columns(session=session, run_id=run_id, **changes)
     else:

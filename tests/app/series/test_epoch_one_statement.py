@@ -1,17 +1,19 @@
-"""PostgreSQL's one-statement epoch write (``app.series.epoch_pg``) stores what the usual path stores.
+"""The event loop's own epoch write stores what the usual path stores: PostgreSQL's one statement
+(``app.series.epoch_pg``) and SQLite's one transaction (``app.series.epoch_sqlite``).
 
 Two runs get the same sequence of epoch writes — out of order, with and without statistics, with
 missing and non-improving metrics, replays and a superseding attempt — one as the route does it (the
-one statement on the event loop's pool, ``app.driver_pool``, then the usual path when it wrote
+event loop's write, on ``app.driver_pool`` or ``app.loop_sqlite``, then the usual path when it wrote
 nothing), one through the usual path only (``epochs.put_epoch`` in a session). Their epochs,
-summaries, last epochs and events must be equal; and the one-statement path must write nothing at all
-where the usual path answers 404/409 or replays.
+summaries, last epochs and events must be equal (on SQLite, their stored bytes too); and the event
+loop's write must write nothing at all where the usual path answers 404/409 or replays.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -24,9 +26,10 @@ from sqlalchemy import func, select, text, update
 from app.db import PING_AFTER_IDLE_S, Database
 from app.driver_pool import AsyncDriverPool, driver_pool_for
 from app.errors import Conflict, NotFound
+from app.loop_sqlite import LoopSqlite, loop_sqlite_for
 from app.models import Epoch, Run, RunEvent
 from app.runs import lifecycle, submit
-from app.series import epochs
+from app.series import epoch_sqlite, epochs
 from app.series.epoch_pg import insert_new_epoch
 from collapsewatch.contract import EpochIn, JobSubmit
 
@@ -42,28 +45,41 @@ def pg(database: Database) -> Database:
 
 
 class Loop:
-    """An event loop that keeps running between calls, with the driver pool on it (as a server's)."""
+    """An event loop that keeps running between calls, with the event loop's own connections on it
+    (as a server's): PostgreSQL's driver pool, or SQLite's loop connection."""
 
     def __init__(self, db: Database) -> None:
         self.runner = asyncio.Runner()
-        pool = driver_pool_for(db.engine, size=2, ping_after_idle_s=PING_AFTER_IDLE_S)
-        assert pool is not None
-        self.pool: AsyncDriverPool = pool
+        self.pool: AsyncDriverPool | None = driver_pool_for(
+            db.engine, size=2, ping_after_idle_s=PING_AFTER_IDLE_S
+        )
+        self.sqlite: LoopSqlite | None = loop_sqlite_for(db.engine)
+        assert (self.pool is None) != (self.sqlite is None)
 
     def insert(self, run_id: int, epoch: int, data: EpochIn, now: datetime) -> RunEvent | None:
+        if self.sqlite is not None:
+            db = self.sqlite
+            return epoch_sqlite.insert_new_epoch(db=db, run_id=run_id, epoch=epoch, data=data, now=now)
+        assert self.pool is not None
         return self.runner.run(
             insert_new_epoch(pool=self.pool, run_id=run_id, epoch=epoch, data=data, now=now)
         )
 
+    def close(self) -> None:
+        if self.pool is not None:
+            self.runner.run(self.pool.aclose())
+        if self.sqlite is not None:
+            self.sqlite.close()
+        self.runner.close()
+
 
 @pytest.fixture
-def loop(pg: Database) -> Iterator[Loop]:
-    found = Loop(pg)
+def loop(database: Database) -> Iterator[Loop]:
+    found = Loop(database)
     try:
         yield found
     finally:
-        found.runner.run(found.pool.aclose())
-        found.runner.close()
+        found.close()
 
 
 def _running_run(db: Database) -> int:
@@ -122,11 +138,27 @@ def _state(db: Database, run_id: int) -> tuple[Any, ...]:
         ).all()
         # the summary as its items with their reprs: order, int/float and -0.0 all count
         summary = [(key, repr(value)) for key, value in run.summary.items()]
-        return summary, run.last_epoch, stored, list(events)
+        return summary, run.last_epoch, stored, list(events), _stored_text(db, run_id)
+
+
+def _stored_text(db: Database, run_id: int) -> tuple[Any, ...]:
+    """SQLite: the rows as stored (JSON text, JSON null or SQL NULL), but for ids and times."""
+    if db.engine.dialect.name != "sqlite":
+        return ()
+    with db.engine.connect() as conn:
+        columns = ", ".join(c for c in epoch_sqlite._EPOCH_COLUMNS if c not in ("run_id", "recorded_at"))
+        query = f"SELECT {columns} FROM epochs WHERE run_id = ? ORDER BY epoch"
+        rows = conn.exec_driver_sql(query, (run_id,))
+        run = conn.exec_driver_sql("SELECT summary, last_epoch FROM runs WHERE id = ?", (run_id,))
+        events = conn.exec_driver_sql(
+            "SELECT type, payload FROM run_events WHERE run_id = ? ORDER BY id", (run_id,)
+        )
+        return tuple(map(tuple, rows)), tuple(run.one()), tuple(map(tuple, events))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_one_statement_and_usual_path_store_the_same(pg: Database, loop: Loop, seed: int) -> None:
+def test_the_loop_write_and_usual_path_store_the_same(database: Database, loop: Loop, seed: int) -> None:
+    pg = database
     fast, usual = _running_run(pg), _running_run(pg)
     rng = random.Random(seed)
     steps = [(rng.randrange(8), 1) for _ in range(20)]
@@ -139,7 +171,7 @@ def test_one_statement_and_usual_path_store_the_same(pg: Database, loop: Loop, s
         assert _write(pg, fast, epoch, data, fast=loop) == _write(pg, usual, epoch, data, fast=None)
         assert _state(pg, fast) == _state(pg, usual), f"after step {i}"  # a supersede recomputes all
     assert _state(pg, fast) == _state(pg, usual)
-    summary, last_epoch, stored, events = _state(pg, fast)
+    summary, last_epoch, stored, events, _ = _state(pg, fast)
     assert last_epoch == max(e for e, _ in steps) and len(stored) == len({e for e, _ in steps})
     assert len(events) >= len(stored) and {"stats_epoch", "best_val_acc"} <= dict(summary).keys()
 
@@ -154,9 +186,10 @@ def _count(db: Database, table: Any, run_id: int) -> int:
 @pytest.mark.parametrize(
     "case", ["stale attempt", "unclaimed attempt", "finished", "queued", "missing", "exists"]
 )
-def test_one_statement_writes_nothing_where_the_usual_path_refuses_or_replays(
-    pg: Database, loop: Loop, case: str
+def test_the_loop_write_writes_nothing_where_the_usual_path_refuses_or_replays(
+    database: Database, loop: Loop, case: str
 ) -> None:
+    pg = database
     run_id = _running_run(pg)
     if case == "stale attempt":
         _next_attempt(pg, run_id)  # the run is on attempt 2; the write comes from 1
@@ -219,3 +252,77 @@ def test_a_busy_pool_leaves_a_new_epoch_to_the_usual_path_at_once(pg: Database) 
     assert event is None and waited < 0.3
     assert _count(pg, Epoch.__table__, run_id) == 0
     assert _write(pg, run_id, 0, data, fast=None) == "written"
+
+
+@pytest.fixture
+def lite(database: Database) -> Database:
+    if database.engine.dialect.name != "sqlite":
+        pytest.skip("the event loop's own connection is SQLite's")
+    return database
+
+
+def test_sqlite_loop_write_leaves_no_transaction_open_and_is_seen_at_once(lite: Database, loop: Loop) -> None:
+    run_id = _running_run(lite)
+    data = EpochIn.model_validate({"attempt": 1, "metrics": {}, "stats": STATS})
+    event = loop.insert(run_id, 0, data, datetime.now(UTC))
+    assert event is not None and event.run_id == run_id and event.payload == {"epoch": 0, "attempt": 1}
+    assert loop.sqlite is not None and loop.sqlite._conn is not None and not loop.sqlite._conn.in_transaction
+    with lite.transaction() as session:  # another connection writes at once: no lock left behind
+        assert epochs.put_epoch(session=session, run_id=run_id, epoch=1, data=data).changed
+    assert _count(lite, Epoch.__table__, run_id) == 2
+
+
+def test_sqlite_loop_write_never_waits_for_a_lock_held_elsewhere(lite: Database, loop: Loop) -> None:
+    """Another connection holds the write lock (a metrics batch in a thread): the event loop does not
+    sleep on it; the write goes the usual way, which waits its turn."""
+    run_id = _running_run(lite)
+    data = EpochIn.model_validate({"attempt": 1, "metrics": {}, "stats": STATS})
+    holder = sqlite3.connect(str(lite.engine.url.database), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        assert loop.insert(run_id, 0, data, datetime.now(UTC)) is None
+        assert time.monotonic() - started < 0.2  # the engine's busy timeout is seconds
+        holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+    assert _count(lite, Epoch.__table__, run_id) == 0
+    assert loop.insert(run_id, 0, data, datetime.now(UTC)) is not None  # the lock is free again
+    assert _count(lite, Epoch.__table__, run_id) == 1
+
+
+def test_sqlite_loop_write_rolls_back_on_a_driver_error_and_goes_on(lite: Database, loop: Loop) -> None:
+    from sqlalchemy.exc import DBAPIError, IntegrityError
+
+    run_id = _running_run(lite)
+    assert loop.sqlite is not None
+
+    def half_then_fail(conn: Any) -> int:
+        conn.execute("UPDATE runs SET name = 'half-written' WHERE id = ?", (run_id,))
+        insert = (
+            "INSERT INTO epochs (run_id, epoch, attempt, metrics, recorded_at) VALUES (?, 0, 1, '{}', '')"
+        )
+        conn.execute(insert, (run_id + 1000,))  # no such run: a foreign-key violation
+        return 1
+
+    with pytest.raises(IntegrityError) as raised:
+        loop.sqlite.write(half_then_fail)
+    assert isinstance(raised.value, DBAPIError) and "FOREIGN KEY" in str(raised.value)
+    with lite.transaction() as session:
+        run = session.get(Run, run_id)
+        assert run is not None and run.name != "half-written"
+    data = EpochIn.model_validate({"attempt": 1, "metrics": {}, "stats": STATS})
+    assert loop.insert(run_id, 0, data, datetime.now(UTC)) is not None
+
+
+def test_sqlite_loop_connection_is_only_for_a_database_file(lite: Database) -> None:
+    from sqlalchemy import create_engine
+
+    for url in ("sqlite://", "sqlite:///:memory:", "sqlite:///file:shared?mode=memory&cache=shared&uri=true"):
+        engine = create_engine(url)
+        try:
+            assert loop_sqlite_for(engine) is None, url
+        finally:
+            engine.dispose()
+    found = loop_sqlite_for(lite.engine)
+    assert found is not None and driver_pool_for(lite.engine, size=1, ping_after_idle_s=1) is None

@@ -1,0 +1,118 @@
+"""One SQLite connection for the event loop's own short writes: SQLite's counterpart of ``app.driver_pool``.
+
+On SQLite an epoch PUT went to the thread pool for a write of a few hundred microseconds, and the
+trip there and back, with the session machinery around the statements, cost more than the write
+(issue 19). Here the event loop runs such a write itself, in one go, with no ``await`` inside the
+transaction:
+
+- the connection never waits for a lock: its busy timeout is 0. When another connection holds the
+  database's write lock (a metrics batch in a thread, the embedded worker), ``BEGIN IMMEDIATE``
+  fails at once and :class:`LoopBusy` sends the caller to its usual path in a thread, which waits on
+  the busy timeout as before. The event loop never sleeps on SQLite;
+- in WAL mode with ``synchronous=NORMAL`` (``app.db``'s pragmas) a commit appends to the WAL without
+  an fsync; a checkpoint, now and then, is the one write to the database file;
+- the work decides: a result commits, None rolls back (nothing written). A driver error rolls back
+  and comes back as SQLAlchemy's ``DBAPIError``, as the session would raise it;
+- one connection per process (opened at first use: a forked server process opens its own), used by
+  one caller at a time: a second caller meanwhile (another thread's event loop) gets ``LoopBusy``.
+
+Not for an in-memory database: another connection would open another, empty database.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+
+T = TypeVar("T")
+PRAGMAS = ("PRAGMA busy_timeout=0", "PRAGMA foreign_keys=ON", "PRAGMA synchronous=NORMAL")
+_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+class LoopBusy(Exception):
+    """The database's write lock (or this connection) is taken: write some other way."""
+
+
+class LoopSqlite:
+    def __init__(
+        self, connect_args: tuple[Any, ...], connect_kwargs: dict[str, Any], dialect: Dialect
+    ) -> None:
+        self.connect_args = connect_args
+        self.connect_kwargs = connect_kwargs
+        self.dialect = dialect
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+
+    def write(self, work: Callable[[sqlite3.Connection], T | None]) -> T | None:
+        """``work(connection)`` inside ``BEGIN IMMEDIATE``: committed when it returns a value, rolled
+        back when it returns None. :class:`LoopBusy` when the write lock is held elsewhere."""
+        if not self._lock.acquire(blocking=False):
+            raise LoopBusy("the event loop's SQLite connection is in use")
+        try:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                result = work(conn)
+                conn.execute("COMMIT" if result is not None else "ROLLBACK")
+                return result
+            except BaseException as exc:
+                self._rollback(conn)
+                if isinstance(exc, sqlite3.OperationalError) and _busy(exc):
+                    raise LoopBusy("another connection holds the database's write lock") from exc
+                if isinstance(exc, sqlite3.Error):
+                    raise DBAPIError.instance(None, None, exc, sqlite3.Error, dialect=self.dialect) from exc
+                raise
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None or self._pid != os.getpid():
+            own = {"timeout": 0, "isolation_level": None, "check_same_thread": False}
+            conn = sqlite3.connect(*self.connect_args, **(self.connect_kwargs | own))
+            for pragma in PRAGMAS:
+                conn.execute(pragma)
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        if not conn.in_transaction:
+            return
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:  # the connection's state is unknown: the next write opens another
+            conn.close()
+            self._conn = None
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _BUSY_CODES  # extended codes (SQLITE_BUSY_SNAPSHOT …) keep the primary
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def loop_sqlite_for(engine: Engine) -> LoopSqlite | None:
+    """A loop connection to ``engine``'s SQLite database file, opened with the arguments SQLAlchemy's
+    pysqlite dialect gives the driver for the same URL; None for PostgreSQL and in-memory databases."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database or ""
+    in_memory = database in ("", ":memory:") or "mode=memory" in (str(engine.url) + database)
+    if in_memory:
+        return None
+    args, kwargs = engine.dialect.create_connect_args(engine.url)
+    return LoopSqlite(tuple(args), dict(kwargs), engine.dialect)

@@ -1,0 +1,74 @@
+"""The epoch PUT on SQLite: a new epoch is written by the event loop itself (``app.series.epoch_sqlite``)
+once the caller's access is known, and a write lock held elsewhere sends it the usual way, which
+waits its turn instead of failing or stalling the event loop."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from typing import Any
+
+import pytest
+from apikit import Api
+from sqlalchemy import select
+
+from app.models import Epoch
+from app.series import epoch_sqlite
+
+
+@pytest.fixture
+def spied(api: Api, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    if api.db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's event-loop write")
+    calls: list[Any] = []
+    real = epoch_sqlite.insert_new_epoch
+
+    def spy(**kwargs: Any) -> Any:
+        found = real(**kwargs)
+        calls.append(found)
+        return found
+
+    monkeypatch.setattr(epoch_sqlite, "insert_new_epoch", spy)
+    return calls
+
+
+def _stored(api: Api, run_id: int) -> list[int]:
+    with api.db.session(write=False) as session:
+        return list(session.scalars(select(Epoch.epoch).where(Epoch.run_id == run_id).order_by(Epoch.epoch)))
+
+
+def test_new_epochs_are_written_by_the_event_loop_once_access_is_known(api: Api, spied: list[Any]) -> None:
+    run = api.sdk_run()
+    for epoch in (0, 1, 2, 3):  # the token and access caches warm up on the first ones
+        assert api.put_epoch(run["id"], epoch).status_code == 200
+    assert len(spied) >= 2 and all(event is not None for event in spied)
+    replay = api.put_epoch(run["id"], 3)
+    assert replay.status_code == 200 and spied[-1] is None  # stored already: answered the usual way
+    assert replay.json()["epoch"] == 3
+    assert _stored(api, run["id"]) == [0, 1, 2, 3]
+    published = [payload["epoch"] for _, kind, payload in api.recorder.published if kind == "epoch"]
+    assert published == [0, 1, 2, 3]
+
+
+def test_an_epoch_put_while_another_connection_holds_the_write_lock_waits_its_turn(
+    api: Api, spied: list[Any]
+) -> None:
+    run = api.sdk_run()
+    for epoch in (0, 1, 2):
+        assert api.put_epoch(run["id"], epoch).status_code == 200
+    assert spied and spied[-1] is not None  # warm: new epochs go to the event loop's connection
+    holder = sqlite3.connect(str(api.db.engine.url.database), isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.5, lambda: holder.execute("ROLLBACK"))
+    release.start()
+    try:
+        started = time.monotonic()
+        response = api.put_epoch(run["id"], 3)
+        waited = time.monotonic() - started
+    finally:
+        release.join()
+        holder.close()
+    assert response.status_code == 200, response.text
+    assert spied[-1] is None and waited >= 0.4  # not by the event loop: in a thread, after the lock
+    assert _stored(api, run["id"]) == [0, 1, 2, 3]
