@@ -23,9 +23,9 @@ The server imports this checkout (``BENCH_SERVER_ROOT=/path/to/other/checkout`` 
 e.g. the code before a change, under the same load; the loop and the client stay the same).
 
 Targets (issue 19): scalars >= 150,000 points/s and >= 25% of the loop on SQLite, >= 25% of the loop
-on PostgreSQL; epochs >= 400/s. Wall times depend on the machine's load (client, server and
-database share it); the "server CPU" rows (uvicorn process plus, on PostgreSQL, the bench database's
-backends, from /proc) do not.
+on PostgreSQL; epochs >= 400/s on SQLite, >= 25% of the loop on PostgreSQL. Wall times depend on the
+machine's load (client, server and database share it); the "server CPU" rows (uvicorn process plus,
+on PostgreSQL, the bench database's backends, from /proc) do not.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.
 METRIC_KEYS = ["train_loss", "val_acc", "knn_acc", "recall_at_1", "lr", "seconds", "m0", "m1"]
 DIMS = 128
 BATCH = 1000
-SCALAR_TARGET, SCALAR_RATIO_TARGET, EPOCH_TARGET = 150_000, 0.25, 400
+SCALAR_TARGET, SCALAR_RATIO_TARGET, EPOCH_TARGET, EPOCH_RATIO_TARGET = 150_000, 0.25, 400, 0.25
 
 
 @dataclass(frozen=True)
@@ -328,13 +328,16 @@ def bench_backend(name: str, database_url: str, loop: Callable[[], Any], work: W
     epoch_ratio = med(r.epoch_loop_s / r.epoch_s for r in reps)
     scalar_ok = scalar_ratio >= SCALAR_RATIO_TARGET and (not sqlite or scalar >= SCALAR_TARGET)
     scalar_goal = (f">= {SCALAR_TARGET:,} & " if sqlite else "") + f">= {SCALAR_RATIO_TARGET:.0%} of loop"
+    # issue 19: epochs >= 400/s on SQLite; on PostgreSQL, >= 25% of its own loop
+    epoch_ok = epoch >= EPOCH_TARGET if sqlite else epoch_ratio >= EPOCH_RATIO_TARGET
+    epoch_goal = f">= {EPOCH_TARGET}" if sqlite else f">= {EPOCH_RATIO_TARGET:.0%} of loop"
     return [
         Row(name, "scalars POST x1000, fresh conn, points/s", scalar, "1/s", scalar_loop, scalar_ratio,
             scalar_goal, verdict(scalar_ok)),
         Row(name, "scalars, server CPU per 1,000 points", 1e6 * med(r.scalar_cpu for r in reps) / points,
             "ms"),
         Row(name, f"epochs PUT d={DIMS}, fresh conn, epochs/s", epoch, "1/s", epoch_loop, epoch_ratio,
-            f">= {EPOCH_TARGET}", verdict(epoch >= EPOCH_TARGET)),
+            epoch_goal, verdict(epoch_ok)),
         Row(name, "epochs, server CPU per epoch", 1000 * med(r.epoch_cpu for r in reps) / epochs, "ms"),
         Row(name, f"series {work.runs}x{work.steps} -> 1000 pts, cold p50", series_ms, "ms", series_loop_ms,
             None, "< 100", verdict(series_ms < 100)),

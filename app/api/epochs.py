@@ -56,7 +56,7 @@ async def _new_epoch(
         return await epoch_pg.insert_new_epoch(pool=pool, run_id=run_id, epoch=epoch, data=data, now=now)
     loop_db: LoopSqlite | None = getattr(request.app.state, "loop_sqlite", None)
     if loop_db is not None:
-        return epoch_sqlite.insert_new_epoch(db=loop_db, run_id=run_id, epoch=epoch, data=data, now=now)
+        return await epoch_sqlite.insert_new_epoch(db=loop_db, run_id=run_id, epoch=epoch, data=data, now=now)
     return None
 
 

@@ -71,7 +71,7 @@ def _codecs(dialect: Dialect) -> _Codecs:
     return _Codecs(dialect)
 
 
-def insert_new_epoch(
+async def insert_new_epoch(
     *, db: LoopSqlite, run_id: int, epoch: int, data: EpochIn, now: datetime
 ) -> RunEvent | None:
     """Write a new epoch of a writable run in one transaction on the event loop's connection; its
@@ -95,7 +95,7 @@ def insert_new_epoch(
         return event_id
 
     try:
-        event_id = db.write(write)
+        event_id = await db.write(write)
     except LoopBusy:
         return None
     if event_id is None:

@@ -24,8 +24,8 @@ def spied(api: Api, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     calls: list[Any] = []
     real = epoch_sqlite.insert_new_epoch
 
-    def spy(**kwargs: Any) -> Any:
-        found = real(**kwargs)
+    async def spy(**kwargs: Any) -> Any:
+        found = await real(**kwargs)
         calls.append(found)
         return found
 

@@ -59,7 +59,9 @@ class Loop:
     def insert(self, run_id: int, epoch: int, data: EpochIn, now: datetime) -> RunEvent | None:
         if self.sqlite is not None:
             db = self.sqlite
-            return epoch_sqlite.insert_new_epoch(db=db, run_id=run_id, epoch=epoch, data=data, now=now)
+            return self.runner.run(
+                epoch_sqlite.insert_new_epoch(db=db, run_id=run_id, epoch=epoch, data=data, now=now)
+            )
         assert self.pool is not None
         return self.runner.run(
             insert_new_epoch(pool=self.pool, run_id=run_id, epoch=epoch, data=data, now=now)
@@ -306,7 +308,7 @@ def test_sqlite_loop_write_rolls_back_on_a_driver_error_and_goes_on(lite: Databa
         return 1
 
     with pytest.raises(IntegrityError) as raised:
-        loop.sqlite.write(half_then_fail)
+        loop.runner.run(loop.sqlite.write(half_then_fail))
     assert isinstance(raised.value, DBAPIError) and "FOREIGN KEY" in str(raised.value)
     with lite.transaction() as session:
         run = session.get(Run, run_id)
@@ -326,3 +328,29 @@ def test_sqlite_loop_connection_is_only_for_a_database_file(lite: Database) -> N
             engine.dispose()
     found = loop_sqlite_for(lite.engine)
     assert found is not None and driver_pool_for(lite.engine, size=1, ping_after_idle_s=1) is None
+
+
+def test_sqlite_loop_connection_leaves_checkpoints_to_a_thread_and_the_wal_starts_over(
+    lite: Database, loop: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop's commits never checkpoint (an fsync on the event loop); every ``CHECKPOINT_EVERY``
+    of them a checkpoint runs in a thread before the write answers, so one epoch after another
+    keeps the WAL from growing."""
+    from pathlib import Path
+
+    from app import loop_sqlite
+
+    monkeypatch.setattr(loop_sqlite, "CHECKPOINT_EVERY", 20)
+    run_id = _running_run(lite)
+    data = EpochIn.model_validate({"attempt": 1, "metrics": {}, "stats": STATS | {"dim_std": [0.5] * 2000}})
+    wal = Path(f"{lite.engine.url.database}-wal")
+    sizes = []
+    for epoch in range(120):
+        assert loop.insert(run_id, epoch, data, datetime.now(UTC)) is not None
+        if epoch == 19:
+            sizes.append(wal.stat().st_size)
+    sizes.append(wal.stat().st_size)
+    assert loop.sqlite is not None and loop.sqlite._conn is not None
+    assert loop.sqlite._conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+    assert sizes[1] < 1.5 * sizes[0], sizes  # without the checkpoints: six times as large
+    assert _count(lite, Epoch.__table__, run_id) == 120
