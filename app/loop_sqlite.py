@@ -32,6 +32,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import anyio
 import anyio.to_thread
 from sqlalchemy import Engine
 from sqlalchemy.engine import Dialect
@@ -68,8 +69,9 @@ class LoopSqlite:
         result = self._write(work)
         if result is not None:
             self._commits += 1
-            if self._commits >= CHECKPOINT_EVERY:
-                await anyio.to_thread.run_sync(self.checkpoint)
+            if self._commits >= CHECKPOINT_EVERY:  # shielded: what follows a commit is not cancelled
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self.checkpoint)
         return result
 
     def checkpoint(self) -> bool:
