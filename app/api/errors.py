@@ -22,6 +22,9 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 UNPARSABLE_BODY = "the body could not be read as UTF-8 JSON; send a JSON object encoded as UTF-8"
 DB_RETRY_AFTER_S = 2
 CONNECTION_MARKERS = ("connect", "server closed", "terminating", "shutting down", "starting up")
+# a statement given up while it waited (SQLite's busy timeout; PostgreSQL: a cancel, a lock or
+# statement timeout, a deadlock): nothing was written, the same request succeeds later
+BUSY_MARKERS = ("database is locked", "canceling statement", "deadlock detected")
 
 
 TITLES = {400: "Bad request", 401: "Sign in needed", 403: "Not allowed", 404: "Not found",
@@ -145,28 +148,42 @@ async def out_of_range(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def database_unavailable(request: Request, exc: Exception) -> JSONResponse | HTMLResponse:
-    """The database cannot be reached (restart, failover): 503 + Retry-After, never a 500.
+    """The database cannot be reached (restart, failover) or gave a statement up while it waited
+    (:func:`is_busy_error`): 503 + Retry-After, never a 500.
 
-    Only connection-level failures (``connection_invalidated`` or an OperationalError/InterfaceError
-    raised while connecting); any other database error is a bug and is re-raised.
+    Only those (``connection_invalidated``, or an OperationalError/InterfaceError raised while
+    connecting or waiting); any other database error is a bug and is re-raised.
     """
     assert isinstance(exc, DBAPIError)
-    if not is_connection_error(exc):
+    if is_connection_error(exc):
+        message = f"the database is unavailable (restarting?); retry in {DB_RETRY_AFTER_S} s"
+    elif is_busy_error(exc):
+        message = f"the database is busy (a statement waited too long); retry in {DB_RETRY_AFTER_S} s"
+    else:
         raise exc
-    message = f"the database is unavailable (restarting?); retry in {DB_RETRY_AFTER_S} s"
     headers = {"Retry-After": str(DB_RETRY_AFTER_S)}
     return answer(request, {"detail": message, "message": message}, 503, headers)
 
 
 def is_connection_error(exc: DBAPIError) -> bool:
-    from sqlalchemy.exc import InterfaceError, OperationalError
-
     if exc.connection_invalidated:
         return True
+    return _operational(exc, CONNECTION_MARKERS)
+
+
+def is_busy_error(exc: DBAPIError) -> bool:
+    """A statement given up while it waited for a lock or its turn: SQLite's busy timeout,
+    PostgreSQL's cancel, lock or statement timeout, or deadlock (its transaction was rolled back)."""
+    return _operational(exc, BUSY_MARKERS)
+
+
+def _operational(exc: DBAPIError, markers: tuple[str, ...]) -> bool:
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
     if not isinstance(exc, OperationalError | InterfaceError):
         return False
     text = str(exc.orig).lower()
-    return any(marker in text for marker in CONNECTION_MARKERS)
+    return any(marker in text for marker in markers)
 
 
 async def store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
