@@ -95,6 +95,14 @@ class Run:
         return f"Run(id={self.id}, attempt={self.attempt}, mode={self.mode!r}, url={url!r})"
 
     @property
+    def label(self) -> str:
+        """How log messages name this run: ``run 12`` online, its directory offline."""
+        if self.id is not None:
+            return f"run {self.id}"
+        where = getattr(self, "dir", None)
+        return f"offline run {where}" if where is not None else f"{self.mode} run"
+
+    @property
     def pending(self) -> int:
         """Writes not yet delivered (buffered scalars count as one)."""
         return self._sink.pending + int(bool(self._buffer))
@@ -126,9 +134,9 @@ class Run:
         if dropped is not None and not self._warned_nonfinite:
             self._warned_nonfinite = True
             log.warning(
-                "run %s: %s=%s at step %d dropped; only finite scalars are stored "
+                "%s: %s=%s at step %d dropped; only finite scalars are stored "
                 "(further non-finite values are dropped silently)",
-                self.id, dropped, data[dropped], step,
+                self.label, dropped, data[dropped], step,
             )  # fmt: skip
         with self._lock:
             self._last_step = max(self._last_step, step)
@@ -210,7 +218,7 @@ class Run:
             embeddings, hist_edges=hist_edges, dead_threshold=dead_threshold, what=what
         )
         if stats is None:
-            log.warning("run %s epoch %d: %s are not finite; logged without statistics", self.id, epoch, what)
+            log.warning("%s epoch %d: %s are not finite; logged without statistics", self.label, epoch, what)
         return stats
 
     def update_config(self, config: Mapping[str, Any]) -> None:
@@ -277,7 +285,7 @@ class Run:
         try:
             self.finish(status, error=text)
         except Exception:
-            log.exception("run %s: finishing after an error failed", self.id)
+            log.exception("%s: finishing after an error failed", self.label)
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -304,7 +312,7 @@ class Run:
 
     def _check_open(self) -> None:
         if self.finished:
-            raise RuntimeError(f"run {self.id} is finished; start a new run to log more")
+            raise RuntimeError(f"{self.label} is finished; start a new run to log more")
         if self._fatal is not None:
             raise self._fatal
 
@@ -316,7 +324,7 @@ class Run:
     def _at_exit(self) -> None:
         """At exit without ``finish``: deliver (or spool) what is buffered; the server marks the run
         ``crashed`` once its heartbeats stop."""
-        log.warning("run %s was not finished; call run.finish() or use `with`", self.id)
+        log.warning("%s was not finished; call run.finish() or use `with`", self.label)
         self._flush_scalars()
         self._sink.close(min(5.0, self._finish_timeout))
         if self._heartbeat is not None:

@@ -245,3 +245,16 @@ def test_sync_of_an_offline_run_still_being_written_skips_it(env: dict[str, str]
     finally:
         run.finish()
     assert cli_main(["sync", str(run.dir), "--quiet"]) == 0
+
+
+def test_an_offline_run_names_its_directory_in_its_warnings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLLAPSEWATCH_MODE", "offline")
+    monkeypatch.delenv("COLLAPSEWATCH_DIR", raising=False)
+    with cw.init(project="p") as run, caplog.at_level("WARNING"):
+        run.log({"bad": float("nan")}, step=1)
+    [message] = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert message.startswith(f"offline run {offline_run_dir(tmp_path / 'collapsewatch')}: bad=nan at step 1")
+    assert "None" not in message
