@@ -11,16 +11,22 @@ transaction:
   the busy timeout as before. The event loop never sleeps on SQLite;
 - in WAL mode with ``synchronous=NORMAL`` (``app.db``'s pragmas) a commit appends to the WAL without
   an fsync. Checkpoints (the WAL copied back into the database file, with an fsync: up to 10 ms on
-  this machine) are not left to this connection's commits (``wal_autocheckpoint=0``): after every
-  ``CHECKPOINT_EVERY`` of them, the write that was last awaits a passive checkpoint in a thread
-  before it answers, as a session's commit runs SQLite's own checkpoint before it returns (a client
-  that writes one epoch after another then lets the checkpoint finish, and the WAL starts over);
+  this machine) are not left to this connection's commits (``wal_autocheckpoint=0``): once the WAL
+  holds ``WAL_LIMIT_BYTES`` (SQLite's own default: 1,000 pages) or ``CHECKPOINT_EVERY`` commits
+  since the last one, the write that got there awaits a passive checkpoint in a thread before it
+  answers, as a session's commit runs SQLite's own checkpoint before it returns. A client that
+  writes one epoch after another lets it finish, the WAL starts over, and ``journal_size_limit``
+  cuts the file back to the limit;
+- only small bodies (``MAX_BODY_BYTES``; an epoch at d = 128 is ~7 KB) are written here: a 660 KB
+  epoch held the event loop 3 to 6 ms, so a bigger one takes the usual path in a thread;
 - the work decides: a result commits, None rolls back (nothing written). A driver error rolls back
   and comes back as SQLAlchemy's ``DBAPIError``, as the session would raise it;
 - one connection per process (opened at first use: a forked server process opens its own), used by
   one caller at a time: a second caller meanwhile (another thread's event loop) gets ``LoopBusy``.
 
-Not for an in-memory database: another connection would open another, empty database.
+Not for an in-memory database (another connection would open another, empty one): the URL's
+in-memory forms get no loop connection, and one that opens a database with no file (a URI form
+missed) is closed and never used.
 """
 
 from __future__ import annotations
@@ -40,9 +46,11 @@ from sqlalchemy.exc import DBAPIError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+WAL_LIMIT_BYTES = 4 * 1024 * 1024  # a checkpoint is due at this much WAL (SQLite's: 1,000 4 KB pages)
 PRAGMAS = ("PRAGMA busy_timeout=0", "PRAGMA foreign_keys=ON", "PRAGMA synchronous=NORMAL",
            "PRAGMA wal_autocheckpoint=0")  # fmt: skip
-CHECKPOINT_EVERY = 100  # commits (SQLite's own default: at 1,000 pages of WAL, about 120 epochs)
+CHECKPOINT_EVERY = 100  # commits, whatever the WAL's size
+MAX_BODY_BYTES = 64 * 1024  # bigger requests write in a thread
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
@@ -61,6 +69,8 @@ class LoopSqlite:
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self._commits = 0  # since the last checkpoint
+        self._wal = ""  # the WAL file's path, once connected
+        self._disabled = False  # connected to a database with no file (in memory): never used
 
     async def write(self, work: Callable[[sqlite3.Connection], T | None]) -> T | None:
         """``work(connection)`` inside ``BEGIN IMMEDIATE``, run at once (no ``await`` inside the
@@ -69,10 +79,18 @@ class LoopSqlite:
         result = self._write(work)
         if result is not None:
             self._commits += 1
-            if self._commits >= CHECKPOINT_EVERY:  # shielded: what follows a commit is not cancelled
+            if self.checkpoint_due():  # shielded: what follows a commit is not cancelled
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(self.checkpoint)
         return result
+
+    def checkpoint_due(self) -> bool:
+        if self._commits >= CHECKPOINT_EVERY:
+            return True
+        try:
+            return os.stat(self._wal).st_size > WAL_LIMIT_BYTES
+        except OSError:  # no WAL file (not in WAL mode): SQLite has nothing to checkpoint
+            return False
 
     def checkpoint(self) -> bool:
         """A passive checkpoint on this connection (False when the connection is in use)."""
@@ -115,12 +133,19 @@ class LoopSqlite:
             self._conn = None
 
     def _connection(self) -> sqlite3.Connection:
+        if self._disabled:
+            raise LoopBusy("the database has no file (in memory): no connection of the event loop's")
         if self._conn is None or self._pid != os.getpid():
             own = {"timeout": 0, "isolation_level": None, "check_same_thread": False}
             conn = sqlite3.connect(*self.connect_args, **(self.connect_kwargs | own))
-            for pragma in PRAGMAS:
+            path = conn.execute("PRAGMA database_list").fetchone()[2]  # (seq, name, file) of main
+            if not path:
+                conn.close()
+                self._disabled = True
+                raise LoopBusy("the database has no file (in memory): no connection of the event loop's")
+            for pragma in (*PRAGMAS, f"PRAGMA journal_size_limit={int(WAL_LIMIT_BYTES)}"):
                 conn.execute(pragma)
-            self._conn, self._pid = conn, os.getpid()
+            self._conn, self._pid, self._wal = conn, os.getpid(), f"{path}-wal"
         return self._conn
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
@@ -146,7 +171,8 @@ def loop_sqlite_for(engine: Engine) -> LoopSqlite | None:
     if engine.dialect.name != "sqlite":
         return None
     database = engine.url.database or ""
-    in_memory = database in ("", ":memory:") or "mode=memory" in (str(engine.url) + database)
+    in_memory = not database or ":memory:" in database or "mode=memory" in database
+    in_memory = in_memory or engine.url.query.get("mode") == "memory"
     if in_memory:
         return None
     args, kwargs = engine.dialect.create_connect_args(engine.url)

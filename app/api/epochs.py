@@ -15,6 +15,7 @@ from app.api.export import download
 from app.api.fast_body import FastBodyRoute
 from app.deps import RunId, SessionDep
 from app.driver_pool import AsyncDriverPool
+from app.loop_sqlite import MAX_BODY_BYTES as MAX_LOOP_BODY_BYTES
 from app.loop_sqlite import LoopSqlite
 from app.models import RunEvent
 from app.runs import store
@@ -55,9 +56,15 @@ async def _new_epoch(
     if pool is not None:
         return await epoch_pg.insert_new_epoch(pool=pool, run_id=run_id, epoch=epoch, data=data, now=now)
     loop_db: LoopSqlite | None = getattr(request.app.state, "loop_sqlite", None)
-    if loop_db is not None:
+    if loop_db is not None and _declared_size(request) <= MAX_LOOP_BODY_BYTES:
         return await epoch_sqlite.insert_new_epoch(db=loop_db, run_id=run_id, epoch=epoch, data=data, now=now)
     return None
+
+
+def _declared_size(request: Request) -> int:
+    """The body's Content-Length (a chunked body counts as too big for the event loop)."""
+    declared = request.headers.get("content-length", "")
+    return int(declared) if declared.isdigit() else MAX_LOOP_BODY_BYTES + 1
 
 
 def _put_epoch(

@@ -45,7 +45,9 @@ Codec = Callable[[Any], Any]
 
 
 def _bind(column: ColumnElement[Any], dialect: Dialect) -> Codec:
-    found: Codec | None = column.type.bind_processor(dialect)
+    """The column's bind processor as SQLAlchemy runs it on ``dialect`` (the type adapted to the
+    dialect first: a DateTime's SQLite text format belongs to the adapted type)."""
+    found: Codec | None = column.type.dialect_impl(dialect).bind_processor(dialect)
     return found or (lambda value: value)
 
 
@@ -59,7 +61,7 @@ class _Codecs:
         self.updated_at = _bind(runs.updated_at, dialect)
         self.payload = _bind(events.payload, dialect)
         self.created_at = _bind(events.created_at, dialect)
-        read: Codec | None = runs.summary.type.result_processor(dialect, None)
+        read: Codec | None = runs.summary.type.dialect_impl(dialect).result_processor(dialect, None)
         self.read_summary = read or (lambda value: value)
 
     def epoch_row(self, values: dict[str, Any]) -> list[Any]:

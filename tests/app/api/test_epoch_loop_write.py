@@ -72,3 +72,22 @@ def test_an_epoch_put_while_another_connection_holds_the_write_lock_waits_its_tu
     assert response.status_code == 200, response.text
     assert spied[-1] is None and waited >= 0.4  # not by the event loop: in a thread, after the lock
     assert _stored(api, run["id"]) == [0, 1, 2, 3]
+
+
+def test_a_big_epoch_is_written_in_a_thread_not_by_the_event_loop(api: Api, spied: list[Any]) -> None:
+    """Over ``MAX_BODY_BYTES`` (wide layers, say) the write would hold the event loop for
+    milliseconds: it takes the usual path, and stores the same."""
+    from apikit import STATS
+
+    from app.loop_sqlite import MAX_BODY_BYTES
+
+    run = api.sdk_run()
+    for epoch in (0, 1, 2):
+        assert api.put_epoch(run["id"], epoch).status_code == 200
+    calls = len(spied)
+    wide = STATS | {"dim_std": [0.123456789] * 6000}
+    response = api.put_epoch(run["id"], 3, stats=wide)
+    assert len(response.request.content) > MAX_BODY_BYTES
+    assert response.status_code == 200 and len(spied) == calls  # not tried on the event loop
+    assert _stored(api, run["id"]) == [0, 1, 2, 3]
+    assert api.put_epoch(run["id"], 4).status_code == 200 and len(spied) == calls + 1

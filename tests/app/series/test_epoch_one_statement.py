@@ -320,7 +320,9 @@ def test_sqlite_loop_write_rolls_back_on_a_driver_error_and_goes_on(lite: Databa
 def test_sqlite_loop_connection_is_only_for_a_database_file(lite: Database) -> None:
     from sqlalchemy import create_engine
 
-    for url in ("sqlite://", "sqlite:///:memory:", "sqlite:///file:shared?mode=memory&cache=shared&uri=true"):
+    memory = ("sqlite://", "sqlite:///:memory:", "sqlite:///file:shared?mode=memory&cache=shared&uri=true",
+              "sqlite:///file::memory:?uri=true")  # fmt: skip
+    for url in memory:
         engine = create_engine(url)
         try:
             assert loop_sqlite_for(engine) is None, url
@@ -354,3 +356,58 @@ def test_sqlite_loop_connection_leaves_checkpoints_to_a_thread_and_the_wal_start
     assert loop.sqlite._conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
     assert sizes[1] < 1.5 * sizes[0], sizes  # without the checkpoints: six times as large
     assert _count(lite, Epoch.__table__, run_id) == 120
+
+
+def test_sqlite_loop_connection_checkpoints_by_the_wal_size_too(
+    lite: Database, loop: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Big epochs fill the WAL long before a hundred commits: its size alone makes a checkpoint due."""
+    from pathlib import Path
+
+    from app import loop_sqlite
+
+    monkeypatch.setattr(loop_sqlite, "CHECKPOINT_EVERY", 10**9)
+    monkeypatch.setattr(loop_sqlite, "WAL_LIMIT_BYTES", 256 * 1024)
+    run_id = _running_run(lite)
+    wide = [0.123456789] * 3000  # ~36 KB of JSON per list
+    data = EpochIn.model_validate({"attempt": 1, "metrics": {}, "stats": STATS | {"dim_std": wide}})
+    wal = Path(f"{lite.engine.url.database}-wal")
+    peak = 0
+    for epoch in range(80):  # ~3 MB of epochs
+        assert loop.insert(run_id, epoch, data, datetime.now(UTC)) is not None
+        peak = max(peak, wal.stat().st_size)
+    assert peak < 1024 * 1024, peak  # without: the whole 3 MB and more
+    assert _count(lite, Epoch.__table__, run_id) == 80
+
+
+def test_sqlite_loop_write_stores_timestamps_in_the_sessions_text_format(lite: Database, loop: Loop) -> None:
+    """SQLAlchemy writes SQLite datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff', microseconds always: text
+    comparisons (``recorded_at >= :since``) depend on it, also at a whole second."""
+    import re
+
+    run_id = _running_run(lite)
+    data = EpochIn.model_validate({"attempt": 1, "metrics": {}, "stats": STATS})
+    whole_second = datetime(2026, 12, 8, 1, 2, 3, tzinfo=UTC)
+    assert loop.insert(run_id, 0, data, whole_second) is not None
+    with lite.engine.connect() as conn:
+        stored = [
+            conn.exec_driver_sql("SELECT recorded_at FROM epochs WHERE run_id = ?", (run_id,)).scalar_one(),
+            conn.exec_driver_sql("SELECT updated_at FROM runs WHERE id = ?", (run_id,)).scalar_one(),
+            conn.exec_driver_sql(
+                "SELECT created_at FROM run_events WHERE run_id = ? AND type = 'epoch'", (run_id,)
+            ).scalar_one(),
+        ]
+    assert stored == ["2026-12-08 01:02:03.000000"] * 3
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", text) for text in stored)
+
+
+def test_sqlite_loop_connection_to_a_database_in_memory_is_never_used(lite: Database) -> None:
+    """A URI form of an in-memory database that the URL check misses: the connection finds no file
+    behind its database, closes, and every write goes the usual way."""
+    from app.loop_sqlite import LoopBusy
+
+    found = LoopSqlite(("file:cw-test-mem?mode=memory&cache=shared",), {"uri": True}, lite.engine.dialect)
+    for _ in range(2):
+        with pytest.raises(LoopBusy):
+            asyncio.run(found.write(lambda conn: 1))
+    assert found._conn is None and found._disabled
