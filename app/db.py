@@ -42,6 +42,9 @@ WRITE_OPTION = "cw_write"
 PG_POOL_SIZE, PG_POOL_OVERFLOW = 40, 10  # kept open / extra under a spike (closed when returned)
 PG_ASYNC_POOL_SIZE = 8  # the event loop's own connections (app.driver_pool): one-statement writes
 PING_AFTER_IDLE_S = 5.0
+# SQLite: the WAL file is cut back to this size when a connection starts it over (every connection:
+# app.loop_sqlite reads the file's size to know when a checkpoint is due)
+SQLITE_WAL_LIMIT_BYTES = 4 * 1024 * 1024
 _IDLE_SINCE = "cw_idle_since"
 
 
@@ -81,6 +84,7 @@ def make_engine(settings: Settings) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_LIMIT_BYTES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

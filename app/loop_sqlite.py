@@ -13,10 +13,11 @@ transaction:
   an fsync. Checkpoints (the WAL copied back into the database file, with an fsync: up to 10 ms on
   this machine) are not left to this connection's commits (``wal_autocheckpoint=0``): once the WAL
   holds ``WAL_LIMIT_BYTES`` (SQLite's own default: 1,000 pages) or ``CHECKPOINT_EVERY`` commits
-  since the last one, the write that got there awaits a passive checkpoint in a thread before it
-  answers, as a session's commit runs SQLite's own checkpoint before it returns. A client that
-  writes one epoch after another lets it finish, the WAL starts over, and ``journal_size_limit``
-  cuts the file back to the limit;
+  since the last one, the caller awaits a passive checkpoint in a thread (:meth:`checkpoint_if_due`)
+  before it answers, as a session's commit runs SQLite's own checkpoint before it returns. A client
+  that writes one epoch after another lets it finish, the WAL starts over, and ``journal_size_limit``
+  (set on every connection, ``app.db``'s too) cuts the file back to the limit: the file grows past
+  it only with that much new WAL;
 - only small bodies (``MAX_BODY_BYTES``; an epoch at d = 128 is ~7 KB) are written here: a 660 KB
   epoch held the event loop 3 to 6 ms, so a bigger one takes the usual path in a thread;
 - the work decides: a result commits, None rolls back (nothing written). A driver error rolls back
@@ -38,15 +39,16 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import anyio
 import anyio.to_thread
 from sqlalchemy import Engine
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
+from app.db import SQLITE_WAL_LIMIT_BYTES
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-WAL_LIMIT_BYTES = 4 * 1024 * 1024  # a checkpoint is due at this much WAL (SQLite's: 1,000 4 KB pages)
+WAL_LIMIT_BYTES = SQLITE_WAL_LIMIT_BYTES  # a checkpoint is due past this (SQLite's own: 1,000 4 KB pages)
 PRAGMAS = ("PRAGMA busy_timeout=0", "PRAGMA foreign_keys=ON", "PRAGMA synchronous=NORMAL",
            "PRAGMA wal_autocheckpoint=0")  # fmt: skip
 CHECKPOINT_EVERY = 100  # commits, whatever the WAL's size
@@ -72,17 +74,20 @@ class LoopSqlite:
         self._wal = ""  # the WAL file's path, once connected
         self._disabled = False  # connected to a database with no file (in memory): never used
 
-    async def write(self, work: Callable[[sqlite3.Connection], T | None]) -> T | None:
-        """``work(connection)`` inside ``BEGIN IMMEDIATE``, run at once (no ``await`` inside the
-        transaction): committed when it returns a value, rolled back when it returns None.
-        :class:`LoopBusy` when the write lock is held elsewhere."""
+    def write(self, work: Callable[[sqlite3.Connection], T | None]) -> T | None:
+        """``work(connection)`` inside ``BEGIN IMMEDIATE``, run at once (the event loop waits for
+        nothing in between): committed when it returns a value, rolled back when it returns None.
+        :class:`LoopBusy` when the write lock is held elsewhere. Then, once the caller has done what
+        follows the commit (its answer, its events), :meth:`checkpoint_if_due`."""
         result = self._write(work)
         if result is not None:
             self._commits += 1
-            if self.checkpoint_due():  # shielded: what follows a commit is not cancelled
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(self.checkpoint)
         return result
+
+    async def checkpoint_if_due(self) -> None:
+        """A passive checkpoint in a thread, awaited, when :meth:`checkpoint_due`."""
+        if self.checkpoint_due():
+            await anyio.to_thread.run_sync(self.checkpoint)
 
     def checkpoint_due(self) -> bool:
         if self._commits >= CHECKPOINT_EVERY:
@@ -110,7 +115,10 @@ class LoopSqlite:
         if not self._lock.acquire(blocking=False):
             raise LoopBusy("the event loop's SQLite connection is in use")
         try:
-            conn = self._connection()
+            try:
+                conn = self._connection()
+            except sqlite3.Error as exc:
+                raise _translated(exc, self.dialect) from exc
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 result = work(conn)
@@ -118,10 +126,8 @@ class LoopSqlite:
                 return result
             except BaseException as exc:
                 self._rollback(conn)
-                if isinstance(exc, sqlite3.OperationalError) and _busy(exc):
-                    raise LoopBusy("another connection holds the database's write lock") from exc
                 if isinstance(exc, sqlite3.Error):
-                    raise DBAPIError.instance(None, None, exc, sqlite3.Error, dialect=self.dialect) from exc
+                    raise _translated(exc, self.dialect) from exc
                 raise
         finally:
             self._lock.release()
@@ -138,13 +144,16 @@ class LoopSqlite:
         if self._conn is None or self._pid != os.getpid():
             own = {"timeout": 0, "isolation_level": None, "check_same_thread": False}
             conn = sqlite3.connect(*self.connect_args, **(self.connect_kwargs | own))
-            path = conn.execute("PRAGMA database_list").fetchone()[2]  # (seq, name, file) of main
-            if not path:
+            try:
+                path = conn.execute("PRAGMA database_list").fetchone()[2]  # (seq, name, file) of main
+                if not path:
+                    self._disabled = True
+                    raise LoopBusy("the database has no file (in memory): no connection of the event loop's")
+                for pragma in (*PRAGMAS, f"PRAGMA journal_size_limit={int(WAL_LIMIT_BYTES)}"):
+                    conn.execute(pragma)
+            except BaseException:
                 conn.close()
-                self._disabled = True
-                raise LoopBusy("the database has no file (in memory): no connection of the event loop's")
-            for pragma in (*PRAGMAS, f"PRAGMA journal_size_limit={int(WAL_LIMIT_BYTES)}"):
-                conn.execute(pragma)
+                raise
             self._conn, self._pid, self._wal = conn, os.getpid(), f"{path}-wal"
         return self._conn
 
@@ -156,6 +165,13 @@ class LoopSqlite:
         except sqlite3.Error:  # the connection's state is unknown: the next write opens another
             conn.close()
             self._conn = None
+
+
+def _translated(exc: sqlite3.Error, dialect: Dialect) -> Exception:
+    """:class:`LoopBusy` for a lock held elsewhere, else the error as SQLAlchemy's ``DBAPIError``."""
+    if isinstance(exc, sqlite3.OperationalError) and _busy(exc):
+        return LoopBusy("another connection holds the database's lock")
+    return DBAPIError.instance(None, None, exc, sqlite3.Error, dialect=dialect)
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:

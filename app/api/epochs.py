@@ -42,6 +42,9 @@ async def put_epoch(
         event = await _new_epoch(request, run_id, epoch, data, record)
         if event is not None:
             await publish_from_loop(request, [event], payload=record.model_dump(mode="json"))
+            loop_db: LoopSqlite | None = getattr(request.app.state, "loop_sqlite", None)
+            if loop_db is not None:  # upkeep after the publish: a WAL checkpoint in a thread, when due
+                await loop_db.checkpoint_if_due()
             return model_response(record)
     return await run_in_threadpool(_put_epoch, request, session, run_id, epoch, data, record)
 
@@ -57,7 +60,7 @@ async def _new_epoch(
         return await epoch_pg.insert_new_epoch(pool=pool, run_id=run_id, epoch=epoch, data=data, now=now)
     loop_db: LoopSqlite | None = getattr(request.app.state, "loop_sqlite", None)
     if loop_db is not None and _declared_size(request) <= MAX_LOOP_BODY_BYTES:
-        return await epoch_sqlite.insert_new_epoch(db=loop_db, run_id=run_id, epoch=epoch, data=data, now=now)
+        return epoch_sqlite.insert_new_epoch(db=loop_db, run_id=run_id, epoch=epoch, data=data, now=now)
     return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -17,6 +18,7 @@ from app.runs.storage import StoreError
 from app.web.input_guard import TOO_DEEP, check_input
 from app.web.templating import templates
 
+log = logging.getLogger(__name__)
 MAX_INPUT_REPR = 80
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 UNPARSABLE_BODY = "the body could not be read as UTF-8 JSON; send a JSON object encoded as UTF-8"
@@ -161,6 +163,8 @@ async def database_unavailable(request: Request, exc: Exception) -> JSONResponse
         message = f"the database is busy (a statement waited too long); retry in {DB_RETRY_AFTER_S} s"
     else:
         raise exc
+    # answered, not raised: logged here, so that a lock that never clears leaves a trace
+    log.warning("%s %s answered 503: %s", request.method, request.url.path, str(exc.orig).strip())
     headers = {"Retry-After": str(DB_RETRY_AFTER_S)}
     return answer(request, {"detail": message, "message": message}, 503, headers)
 

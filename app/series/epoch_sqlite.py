@@ -73,12 +73,12 @@ def _codecs(dialect: Dialect) -> _Codecs:
     return _Codecs(dialect)
 
 
-async def insert_new_epoch(
+def insert_new_epoch(
     *, db: LoopSqlite, run_id: int, epoch: int, data: EpochIn, now: datetime
 ) -> RunEvent | None:
     """Write a new epoch of a writable run in one transaction on the event loop's connection; its
     event (to publish), or None when it wrote nothing (the usual path then answers), which includes
-    when another connection holds the write lock."""
+    when another connection holds the write lock. The caller then awaits ``db.checkpoint_if_due()``."""
     codecs = _codecs(db.dialect)
     payload = {"epoch": epoch, "attempt": data.attempt}
 
@@ -97,7 +97,7 @@ async def insert_new_epoch(
         return event_id
 
     try:
-        event_id = await db.write(write)
+        event_id = db.write(write)
     except LoopBusy:
         return None
     if event_id is None:

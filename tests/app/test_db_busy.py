@@ -72,27 +72,43 @@ def _busy(response: Any) -> None:
     assert "database is busy" in response.json()["message"]
 
 
-def test_sqlite_write_lock_held_past_the_busy_timeout_is_a_503(ingest: Ingest) -> None:
+def _logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Each 503 left a warning naming the request and the database's own words (a lock that never
+    clears must show in the logs: before, the 500's traceback did)."""
+    answered = [r.getMessage() for r in caplog.records if "answered 503" in r.getMessage()]
+    assert len(answered) == 2, answered
+    assert any("/epochs/3 answered 503" in m for m in answered)
+    assert all(("locked" in m) or ("canceling statement" in m) for m in answered), answered
+
+
+def test_sqlite_write_lock_held_past_the_busy_timeout_is_a_503(
+    ingest: Ingest, caplog: pytest.LogCaptureFixture
+) -> None:
     if ingest.db.engine.dialect.name != "sqlite":
         pytest.skip("SQLite's busy timeout")
     holder = sqlite3.connect(str(ingest.db.engine.url.database), isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")
-        _busy(ingest.epoch(3))
-        _busy(ingest.metrics(0))
+        with caplog.at_level("WARNING", logger="app.api.errors"):
+            _busy(ingest.epoch(3))
+            _busy(ingest.metrics(0))
         holder.execute("ROLLBACK")
     finally:
         holder.close()
+    _logged(caplog)
     assert ingest.stored() == ([0, 1, 2], [])
     assert ingest.epoch(3).status_code == 200 and ingest.metrics(0).status_code == 200
     assert ingest.stored() == ([0, 1, 2, 3], [0])
 
 
-def test_postgres_statement_cancelled_while_it_waits_for_the_run_is_a_503(ingest: Ingest) -> None:
+def test_postgres_statement_cancelled_while_it_waits_for_the_run_is_a_503(
+    ingest: Ingest, caplog: pytest.LogCaptureFixture
+) -> None:
     if ingest.db.engine.dialect.name != "postgresql":
         pytest.skip("PostgreSQL's cancel")
     url = str(ingest.db.engine.url.render_as_string(hide_password=False)).replace("+psycopg", "")
     answers: list[Any] = []
+    caplog.set_level("WARNING", logger="app.api.errors")
     with psycopg.connect(url) as holder, psycopg.connect(url, autocommit=True) as admin:
         holder.execute("SELECT id FROM runs WHERE id = %s FOR UPDATE", (ingest.run_id,))  # the run's row lock
         for request in (lambda: ingest.epoch(3), lambda: ingest.metrics(0)):
@@ -113,6 +129,7 @@ def test_postgres_statement_cancelled_while_it_waits_for_the_run_is_a_503(ingest
     assert len(answers) == 2  # a 500 would have raised in its thread (the test client re-raises)
     for answer in answers:
         _busy(answer)
+    _logged(caplog)
     assert ingest.stored() == ([0, 1, 2], [])
     assert ingest.epoch(3).status_code == 200 and ingest.metrics(0).status_code == 200
     assert ingest.stored() == ([0, 1, 2, 3], [0])

@@ -24,8 +24,8 @@ def spied(api: Api, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     calls: list[Any] = []
     real = epoch_sqlite.insert_new_epoch
 
-    async def spy(**kwargs: Any) -> Any:
-        found = await real(**kwargs)
+    def spy(**kwargs: Any) -> Any:
+        found = real(**kwargs)
         calls.append(found)
         return found
 
@@ -91,3 +91,47 @@ def test_a_big_epoch_is_written_in_a_thread_not_by_the_event_loop(api: Api, spie
     assert response.status_code == 200 and len(spied) == calls  # not tried on the event loop
     assert _stored(api, run["id"]) == [0, 1, 2, 3]
     assert api.put_epoch(run["id"], 4).status_code == 200 and len(spied) == calls + 1
+
+
+def test_a_chunked_epoch_body_is_written_in_a_thread(api: Api, spied: list[Any]) -> None:
+    """No Content-Length: its size is unknown until read, so it is not the event loop's to write."""
+    import json
+
+    run = api.sdk_run()
+    for epoch in (0, 1, 2):
+        assert api.put_epoch(run["id"], epoch).status_code == 200
+    calls = len(spied)
+    body = json.dumps({"attempt": 1, "metrics": {"val_acc": 0.5}}).encode()
+    response = api.client.put(
+        f"/api/v1/runs/{run['id']}/epochs/3",
+        content=iter([body[:10], body[10:]]),  # a generator: sent chunked
+        headers=api.worker | {"content-type": "application/json"},
+    )
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 200, response.text
+    assert len(spied) == calls and _stored(api, run["id"]) == [0, 1, 2, 3]
+
+
+def test_the_epoch_is_published_before_a_due_checkpoint_runs(
+    api: Api, spied: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Upkeep comes last: whatever happens to the request while it waits for the checkpoint (a
+    shutdown cancelling it), its committed epoch has been announced."""
+    from app import loop_sqlite
+
+    monkeypatch.setattr(loop_sqlite, "CHECKPOINT_EVERY", 1)
+    seen: list[list[int]] = []
+    real = loop_sqlite.LoopSqlite.checkpoint
+
+    def checkpoint(self: Any) -> bool:
+        seen.append([payload["epoch"] for _, kind, payload in api.recorder.published if kind == "epoch"])
+        return real(self)
+
+    monkeypatch.setattr(loop_sqlite.LoopSqlite, "checkpoint", checkpoint)
+    run = api.sdk_run()
+    for epoch in range(5):
+        assert api.put_epoch(run["id"], epoch).status_code == 200
+    loop_written = sum(event is not None for event in spied)
+    assert loop_written >= 2 and len(seen) == loop_written
+    assert all(published and published[-1] == len(published) - 1 for published in seen)
+    assert seen[-1] == [0, 1, 2, 3, 4]

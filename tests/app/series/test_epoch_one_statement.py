@@ -17,12 +17,14 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from apikit import STATS
 from sqlalchemy import func, select, text, update
 
+from app import loop_sqlite
 from app.db import PING_AFTER_IDLE_S, Database
 from app.driver_pool import AsyncDriverPool, driver_pool_for
 from app.errors import Conflict, NotFound
@@ -58,10 +60,10 @@ class Loop:
 
     def insert(self, run_id: int, epoch: int, data: EpochIn, now: datetime) -> RunEvent | None:
         if self.sqlite is not None:
-            db = self.sqlite
-            return self.runner.run(
-                epoch_sqlite.insert_new_epoch(db=db, run_id=run_id, epoch=epoch, data=data, now=now)
-            )
+            db = self.sqlite  # as the route: the write, then the checkpoint when one is due
+            event = epoch_sqlite.insert_new_epoch(db=db, run_id=run_id, epoch=epoch, data=data, now=now)
+            self.runner.run(db.checkpoint_if_due())
+            return event
         assert self.pool is not None
         return self.runner.run(
             insert_new_epoch(pool=self.pool, run_id=run_id, epoch=epoch, data=data, now=now)
@@ -308,7 +310,7 @@ def test_sqlite_loop_write_rolls_back_on_a_driver_error_and_goes_on(lite: Databa
         return 1
 
     with pytest.raises(IntegrityError) as raised:
-        loop.runner.run(loop.sqlite.write(half_then_fail))
+        loop.sqlite.write(half_then_fail)
     assert isinstance(raised.value, DBAPIError) and "FOREIGN KEY" in str(raised.value)
     with lite.transaction() as session:
         run = session.get(Run, run_id)
@@ -338,10 +340,6 @@ def test_sqlite_loop_connection_leaves_checkpoints_to_a_thread_and_the_wal_start
     """The loop's commits never checkpoint (an fsync on the event loop); every ``CHECKPOINT_EVERY``
     of them a checkpoint runs in a thread before the write answers, so one epoch after another
     keeps the WAL from growing."""
-    from pathlib import Path
-
-    from app import loop_sqlite
-
     monkeypatch.setattr(loop_sqlite, "CHECKPOINT_EVERY", 20)
     run_id = _running_run(lite)
     data = EpochIn.model_validate({"attempt": 1, "metrics": {}, "stats": STATS | {"dim_std": [0.5] * 2000}})
@@ -362,10 +360,6 @@ def test_sqlite_loop_connection_checkpoints_by_the_wal_size_too(
     lite: Database, loop: Loop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Big epochs fill the WAL long before a hundred commits: its size alone makes a checkpoint due."""
-    from pathlib import Path
-
-    from app import loop_sqlite
-
     monkeypatch.setattr(loop_sqlite, "CHECKPOINT_EVERY", 10**9)
     monkeypatch.setattr(loop_sqlite, "WAL_LIMIT_BYTES", 256 * 1024)
     run_id = _running_run(lite)
@@ -409,5 +403,66 @@ def test_sqlite_loop_connection_to_a_database_in_memory_is_never_used(lite: Data
     found = LoopSqlite(("file:cw-test-mem?mode=memory&cache=shared",), {"uri": True}, lite.engine.dialect)
     for _ in range(2):
         with pytest.raises(LoopBusy):
-            asyncio.run(found.write(lambda conn: 1))
+            found.write(lambda conn: 1)
     assert found._conn is None and found._disabled
+
+
+def test_sqlite_wal_cut_back_by_any_connection_keeps_small_loop_writes_free_of_checkpoints(
+    lite: Database, loop: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big write through a session leaves the WAL file past the limit; the session's connections
+    cut it back when they start the WAL over (``journal_size_limit`` on every connection), so the
+    loop's small writes that follow are not each held for a checkpoint (they were: 40 of 40)."""
+    assert loop.sqlite is not None
+    checkpoints: list[int] = []
+    real = loop.sqlite.checkpoint
+
+    def counted() -> bool:
+        checkpoints.append(1)
+        return real()
+
+    monkeypatch.setattr(loop.sqlite, "checkpoint", counted)
+    run_id = _running_run(lite)
+    small = EpochIn.model_validate({"attempt": 1, "metrics": {}, "stats": STATS})
+    assert loop.insert(run_id, 0, small, datetime.now(UTC)) is not None
+    with lite.transaction() as session:  # 5 MB through a session: the WAL file passes 4 MB
+        session.execute(update(Run).where(Run.id == run_id).values(error="x" * 5_000_000))
+    with lite.transaction() as session:
+        session.execute(update(Run).where(Run.id == run_id).values(error=None))
+    for epoch in range(1, 41):
+        with lite.transaction() as session:  # a session write between loop writes (a metrics batch)
+            epochs.set_run_columns(session=session, run_id=run_id, updated_at=datetime.now(UTC))
+        assert loop.insert(run_id, epoch, small, datetime.now(UTC)) is not None
+    assert len(checkpoints) <= 2, len(checkpoints)
+    assert Path(f"{lite.engine.url.database}-wal").stat().st_size <= loop_sqlite.WAL_LIMIT_BYTES
+
+
+def test_sqlite_loop_connection_opened_under_a_lock_held_elsewhere_falls_back(lite: Database) -> None:
+    """An exclusive lock held by another program while the loop connection is opened: the write is
+    refused as busy (the usual path waits), not a bare driver error; nothing is left open."""
+    from sqlalchemy import create_engine
+
+    from app.loop_sqlite import LoopBusy
+
+    path = str(Path(str(lite.engine.url.database)).with_name("other.db"))  # no other connection to it
+    setup = sqlite3.connect(path, isolation_level=None)
+    setup.executescript(
+        "PRAGMA journal_mode=WAL; CREATE TABLE runs (name TEXT); INSERT INTO runs VALUES ('a');"
+    )
+    setup.close()
+    engine = create_engine(f"sqlite:///{path}")
+    found = loop_sqlite_for(engine)
+    assert found is not None
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+        holder.execute("BEGIN IMMEDIATE")
+        holder.execute("UPDATE runs SET name = name")
+        with pytest.raises(LoopBusy):
+            found.write(lambda conn: 1)
+        assert found._conn is None and not found._lock.locked()
+    finally:
+        holder.close()
+    assert found.write(lambda conn: conn.execute("SELECT 1").fetchone()[0]) == 1
+    found.close()
+    engine.dispose()
