@@ -45,6 +45,8 @@ PING_AFTER_IDLE_S = 5.0
 # SQLite: the WAL file is cut back to this size when a connection starts it over (every connection:
 # app.loop_sqlite reads the file's size to know when a checkpoint is due)
 SQLITE_WAL_LIMIT_BYTES = 4 * 1024 * 1024
+# every SQLite connection's settings (app.loop_sqlite's connection too, with its own busy handling)
+SQLITE_PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA synchronous=NORMAL")
 _IDLE_SINCE = "cw_idle_since"
 
 
@@ -82,8 +84,8 @@ def make_engine(settings: Settings) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
         cursor.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_LIMIT_BYTES}")
         cursor.close()
 

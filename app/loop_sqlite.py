@@ -44,13 +44,12 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
-from app.db import SQLITE_WAL_LIMIT_BYTES
+from app.db import SQLITE_PRAGMAS, SQLITE_WAL_LIMIT_BYTES
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 WAL_LIMIT_BYTES = SQLITE_WAL_LIMIT_BYTES  # a checkpoint is due past this (SQLite's own: 1,000 4 KB pages)
-PRAGMAS = ("PRAGMA busy_timeout=0", "PRAGMA foreign_keys=ON", "PRAGMA synchronous=NORMAL",
-           "PRAGMA wal_autocheckpoint=0")  # fmt: skip
+PRAGMAS = (*SQLITE_PRAGMAS, "PRAGMA busy_timeout=0", "PRAGMA wal_autocheckpoint=0")
 CHECKPOINT_EVERY = 100  # commits, whatever the WAL's size
 MAX_BODY_BYTES = 64 * 1024  # bigger requests write in a thread
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)

@@ -21,6 +21,9 @@ from app.models import Run
 from collapsewatch.contract import TERMINAL_STATUSES
 
 _RUNS: Any = Run.__table__
+# the statuses in which a run takes no write from any attempt (check_writable's 409s; the event
+# loop's one-statement and one-transaction epoch writes test the same set)
+NOT_WRITABLE_STATUSES = frozenset({*TERMINAL_STATUSES, "queued"})
 
 
 class Fenced(Protocol):

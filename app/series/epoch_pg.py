@@ -23,11 +23,12 @@ from sqlalchemy.dialects.postgresql import psycopg as sa_psycopg
 from app.db import json_text
 from app.driver_pool import AsyncDriverPool, PoolBusy
 from app.models import EPOCH_STAT_COLUMNS, RunEvent
-from collapsewatch.contract import TERMINAL_STATUSES, EpochIn
+from app.runs.fencing import NOT_WRITABLE_STATUSES
+from collapsewatch.contract import EpochIn
 
 FINAL_STATS = ("mean_sv", "sv_position", "effective_rank", "dead_dims")  # kept in the run's summary
 BEST_METRICS = ("val_acc", "recall_at_1")  # their best value is kept in the run's summary
-_NOT_WRITABLE = ", ".join(f"'{s}'" for s in sorted({*TERMINAL_STATUSES, "queued"}))
+_NOT_WRITABLE = ", ".join(f"'{s}'" for s in sorted(NOT_WRITABLE_STATUSES))
 _JSON_COLUMNS = ("metrics", "std_hist", "singular_values", "dim_std", "layers")
 _INT_COLUMNS = ("dead_dims",)
 

@@ -27,11 +27,10 @@ from sqlalchemy.engine import Dialect
 
 from app.loop_sqlite import LoopBusy, LoopSqlite
 from app.models import EPOCH_STAT_COLUMNS, Epoch, Run, RunEvent
-from app.runs.fencing import RunState
+from app.runs.fencing import NOT_WRITABLE_STATUSES, RunState
 from app.series.epochs import bumped_summary, epoch_values
-from collapsewatch.contract import TERMINAL_STATUSES, EpochIn
+from collapsewatch.contract import EpochIn
 
-_NOT_WRITABLE = frozenset({*TERMINAL_STATUSES, "queued"})
 _EPOCH_COLUMNS = ("run_id", "epoch", "attempt", "recorded_at", "metrics", *EPOCH_STAT_COLUMNS,
                   "std_hist", "singular_values", "dim_std", "layers")  # fmt: skip
 _STATE = "SELECT status, attempt, summary, last_epoch FROM runs WHERE id = ?"
@@ -84,9 +83,9 @@ def insert_new_epoch(
 
     def write(conn: sqlite3.Connection) -> int | None:
         found = conn.execute(_STATE, (run_id,)).fetchone()
-        if found is None or found[0] in _NOT_WRITABLE or found[1] != data.attempt:
+        if found is None or found[0] in NOT_WRITABLE_STATUSES or found[1] != data.attempt:
             return None
-        values = epoch_values(run_id, epoch, data) | {"recorded_at": now}
+        values = epoch_values(run_id, epoch, data, recorded_at=now)
         if conn.execute(_INSERT_EPOCH, codecs.epoch_row(values)).fetchone() is None:
             return None  # stored already: a replay, or a newer attempt superseding
         state = RunState(run_id, found[0], found[1], codecs.read_summary(found[2]) or {}, found[3])

@@ -14,6 +14,7 @@ everything else takes :func:`put_epoch`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -76,13 +77,14 @@ def epoch_public(row: Epoch) -> EpochPublic:
     )
 
 
-def epoch_values(run_id: int, epoch: int, data: EpochIn) -> dict[str, Any]:
+def epoch_values(run_id: int, epoch: int, data: EpochIn, *, recorded_at: datetime) -> dict[str, Any]:
+    """The epoch row's columns (Python values, before the columns' types encode them)."""
     values: dict[str, Any] = {
         "run_id": run_id,
         "epoch": epoch,
         "attempt": data.attempt,
         "metrics": data.metrics,
-        "recorded_at": utcnow(),
+        "recorded_at": recorded_at,
     }
     stats = data.stats
     for name in SCALAR_STATS:
@@ -172,7 +174,7 @@ def put_epoch(
     :func:`epoch_record`, when the caller made it already."""
     record = record or epoch_record(epoch, data)
     run = writable_state(session=session, run_id=run_id, attempt=data.attempt)
-    values = epoch_values(run_id, epoch, data) | {"recorded_at": record.recorded_at}
+    values = epoch_values(run_id, epoch, data, recorded_at=record.recorded_at)
     # a new epoch (the common case) in one statement; under the run's write lock nobody else writes
     # this (run, epoch) between the insert and the select below
     inserted = session.connection().execute(_insert_statement(session=session), values).first() is not None
