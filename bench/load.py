@@ -129,8 +129,8 @@ async def worker(
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             due += interval
             epoch += 1
-            body = epoch_body(rng, epoch)
-            body.pop("_epoch", None)
+            body = epoch_body(rng, run_id, epoch)
+            del body["_run"], body["_epoch"]  # the bench's bookkeeping, not part of the wire body
             response = await _call(
                 stats, "epoch PUT", client, "PUT", f"/api/v1/runs/{run_id}/epochs/{epoch}", json=body
             )
