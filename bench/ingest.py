@@ -173,7 +173,7 @@ def tokens(database_url: str) -> tuple[str, str]:
     from app.db import Database
     from app.settings import Settings
 
-    db = Database(Settings(database_url=database_url, _env_file=None))  # type: ignore[call-arg]
+    db = Database(Settings(database_url=database_url, _env_file=None))
     try:
         with db.transaction() as session:
             admin = ensure_admin(session=session, email="admin@localhost")
@@ -291,7 +291,7 @@ def series(
 ) -> list[float]:
     """Cold p50 of ``GET /api/v1/series`` (a distinct max_points each time: no cached body) and the loop's."""
     samples = []
-    params = {"run": runs, "key": "loss"}
+    params: dict[str, Any] = {"run": runs, "key": "loss"}
     with httpx.Client(base_url=url, timeout=60, headers={"Authorization": f"Bearer {user}"}) as http:
         for i in range(work.series_repeats + 2):
             t0 = time.perf_counter()

@@ -54,8 +54,8 @@ def metric_loop(connect: Callable[[], Any], sqlite: bool, batches: Sequence[Metr
         conn.close()
 
 
-STAT_SCALARS = ("mean_sv", "sv_lower", "sv_upper", "sv_position", "effective_rank", "dead_dims")
-STAT_SCALARS += ("cov_offdiag", "l2_std")
+STAT_SCALARS: tuple[str, ...] = ("mean_sv", "sv_lower", "sv_upper", "sv_position", "effective_rank")
+STAT_SCALARS += ("dead_dims", "cov_offdiag", "l2_std")
 
 
 def epoch_loop(connect: Callable[[], Any], sqlite: bool, bodies: Sequence[dict[str, Any]]) -> float:
@@ -64,8 +64,16 @@ def epoch_loop(connect: Callable[[], Any], sqlite: bool, bodies: Sequence[dict[s
     try:
         _tables(conn, sqlite)
         p = "?" if sqlite else "%s"
-        columns = ("run_id", "epoch", "attempt", *STAT_SCALARS, "metrics", "std_hist", "singular_values")
-        columns += ("dim_std",)
+        columns = (
+            "run_id",
+            "epoch",
+            "attempt",
+            *STAT_SCALARS,
+            "metrics",
+            "std_hist",
+            "singular_values",
+            "dim_std",
+        )
         sql = f"INSERT INTO bl_epochs ({', '.join(columns)}) VALUES ({', '.join([p] * len(columns))})"
         rows = []
         for body in bodies:

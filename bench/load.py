@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,7 +217,7 @@ async def drive(
 ) -> Stats:
     stats = Stats(warmup_s=warmup)
     end = time.monotonic() + warmup + seconds
-    tasks = [
+    tasks: list[Coroutine[Any, Any, object]] = [
         worker(stack.url, stack.worker_token, r, end, interval, stats, lockstep=lockstep) for r in run_ids
     ]
     tasks += [browser(stack.url, b, run_ids, end, stats, lockstep=lockstep) for b in range(browsers)]

@@ -68,7 +68,7 @@ def fill(database_url: str, *, runs: int, epochs: int, seed: int = 0) -> list[in
     from collapsewatch.contract import JobSpec
 
     rng = random.Random(seed)
-    db = Database(Settings(database_url=database_url, _env_file=None))  # type: ignore[call-arg]
+    db = Database(Settings(database_url=database_url, _env_file=None))
     upgrade(db.engine)
     grid = list(
         itertools.product(["none", "svmax", "vicreg_variance"], [16, 64, 256], [0.001, 0.01, 0.1], [0, 1])
@@ -84,7 +84,7 @@ def fill(database_url: str, *, runs: int, epochs: int, seed: int = 0) -> list[in
             reg, batch, lr, s = grid[i % len(grid)]
             config = JobSpec(regularizer=reg, batch_size=batch, lr=lr, seed=s, epochs=epochs).model_dump(
                 mode="json"
-            )  # type: ignore[arg-type]
+            )
             final = _stats(rng)
             summary = {k: final[k] for k in ("mean_sv", "sv_position", "effective_rank", "dead_dims")}
             summary |= {
@@ -188,10 +188,10 @@ def run_bench(workdir: Path, database_url: str | None, *, runs: int, epochs: int
     settings = Settings(
         database_url=url,
         artifact_dir=workdir / "artifacts",
-        secret_key="bench",  # type: ignore[arg-type]
+        secret_key="bench",
         local_autologin=True,
         maintenance_interval_seconds=0,
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
     )
     rng = random.Random(1)
     twenty = ",".join(str(i) for i in sorted(rng.sample(ids, 20)))

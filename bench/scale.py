@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             from app.migrate import upgrade
             from app.settings import Settings
 
-            db = Database(Settings(database_url=url, _env_file=None))  # type: ignore[call-arg]
+            db = Database(Settings(database_url=url, _env_file=None))
             upgrade(db.engine)  # new indexes of this checkout
             db.dispose()
         else:

@@ -86,7 +86,7 @@ def fill(url: str, size: Size, *, seed: int = 0, log: Any = print) -> dict[str, 
     from app.settings import Settings
 
     rng = random.Random(seed)
-    db = Database(Settings(database_url=url, _env_file=None))  # type: ignore[call-arg]
+    db = Database(Settings(database_url=url, _env_file=None))
     upgrade(db.engine)
     now = datetime.now(UTC).replace(microsecond=0)
     with db.transaction() as session:
@@ -130,7 +130,7 @@ def _runs(
     with conn.cursor().copy(f"COPY runs ({columns}) FROM STDIN") as copy:
         for i in range(size.runs):
             reg, batch, lr, s = GRID[i % len(GRID)]
-            config = JobSpec(regularizer=reg, batch_size=batch, lr=lr, seed=s, epochs=size.epochs)  # type: ignore[arg-type]
+            config = JobSpec(regularizer=reg, batch_size=batch, lr=lr, seed=s, epochs=size.epochs)
             rho = rng.random()
             summary = {
                 "mean_sv": lower + rho * (upper - lower),

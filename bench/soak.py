@@ -96,7 +96,7 @@ class Chaos:
         while not self.stop.wait(5.0):
             self._guard(
                 "rss", lambda: self.rss.append((time.monotonic() - started, rss_kib(self.stack.server.pid)))
-            )  # type: ignore[union-attr]
+            )
 
     def trajectory(self, points: int = 7) -> str:
         """RSS at evenly spaced moments, to tell a plateau (bounded caches filling) from a leak."""
