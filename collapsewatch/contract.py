@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from collapsewatch.contract_reads import MAX_ATTEMPT as MAX_ATTEMPT  # re-exported
+from collapsewatch.contract_reads import Attempt
 from collapsewatch.layers import HELP, MAX_LAYERS, LayerList, LayerName
 
 Dataset = Literal["digits", "gaussians", "npz"]
@@ -213,7 +215,7 @@ class ClaimPublic(BaseModel):
 class AttemptIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    attempt: int = Field(..., ge=1)
+    attempt: Attempt
 
 
 class HeartbeatPublic(BaseModel):
@@ -224,7 +226,7 @@ class HeartbeatPublic(BaseModel):
 class FinishIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    attempt: int = Field(..., ge=1)
+    attempt: Attempt
     status: FinalStatus
     error: str | None = Field(None, max_length=20_000)
 
@@ -302,7 +304,7 @@ class EpochIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    attempt: int = Field(..., ge=1)
+    attempt: Attempt
     metrics: dict[str, float | None] = Field(default_factory=dict, max_length=256)
     stats: CollapseStatsIn | None = None
     layers: dict[LayerName, CollapseStatsIn] = Field(default_factory=dict, max_length=MAX_LAYERS)
@@ -340,7 +342,7 @@ class MetricBatchIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    attempt: int = Field(..., ge=1)
+    attempt: Attempt
     points: list[MetricPoint] = Field(..., min_length=1, max_length=MAX_METRIC_POINTS)
 
 

@@ -4,11 +4,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["LogBatchIn", "LogLinePublic", "MetricBatchPublic", "SeriesPoint", "SeriesPublic"]
+__all__ = [
+    "MAX_ATTEMPT",
+    "Attempt",
+    "LogBatchIn",
+    "LogLinePublic",
+    "MetricBatchPublic",
+    "SeriesPoint",
+    "SeriesPublic",
+]
+
+MAX_ATTEMPT = 2**31 - 1  # attempts are 32-bit integers in the database
+# a writer's attempt (fencing): beyond MAX_ATTEMPT it is bad input (422) on every backend, not a stale
+# attempt (409) on one and a database error on another
+Attempt = Annotated[int, Field(ge=1, le=MAX_ATTEMPT)]
 
 
 class SeriesPoint(BaseModel):
@@ -38,7 +51,7 @@ class LogBatchIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    attempt: int = Field(..., ge=1)
+    attempt: Attempt
     lines: list[str] = Field(..., min_length=1, max_length=1000)
 
     @field_validator("lines")

@@ -23,6 +23,7 @@ from app.runs.artifacts import CheckpointStore, CheckpointTooLarge
 from app.runs.storage import NotStored
 from app.runs.store import get_run, writable_run
 from app.settings import Settings
+from collapsewatch.contract_reads import MAX_ATTEMPT
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/runs", tags=["checkpoints"])
@@ -60,7 +61,7 @@ async def put_checkpoint(
     _can: CanIngestRunDb,
     database: DatabaseDep,
     store: StoreDep,
-    attempt: Annotated[int, Query(ge=1, description="the uploading attempt (fencing)")],
+    attempt: Annotated[int, Query(ge=1, le=MAX_ATTEMPT, description="the uploading attempt (fencing)")],
     epoch: Annotated[int, Query(ge=0, le=10_000_000, description="the epoch the checkpoint follows")],
 ) -> JSONResponse:
     """Store the checkpoint of ``epoch`` for ``attempt`` (409 if that attempt is not current)."""
