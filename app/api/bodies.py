@@ -40,6 +40,13 @@ class MetricBatchRows(MetricBatchIn):
 # declared body model -> the cheaper subclass that app.api.fast_body parses a valid body into
 FASTER: dict[type[BaseModel], type[BaseModel]] = {MetricBatchIn: MetricBatchRows}
 
+# Bodies that, once valid, hold nothing the input guard refuses (app.web.input_guard): their only
+# number fields refuse non-finite values, their only strings match KEY_PATTERN (ASCII), every object
+# refuses unknown keys, and they nest three levels deep. ``app.api.fast_body`` validates them without
+# the guard's byte scans first (0.3 ms of a 1,000-point batch); tests/app/api/test_fast_body.py
+# throws the guard's hostile inputs at them.
+SELF_GUARDED: frozenset[type[BaseModel]] = frozenset({MetricBatchRows})
+
 
 def metric_columns(batch: MetricBatchIn) -> tuple[list[str], list[int], list[float]]:
     """The batch's keys, steps and values, from either shape."""

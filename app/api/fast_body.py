@@ -12,7 +12,9 @@ Only the plain success is taken this way. Anything else goes the usual way, unch
 error is the one FastAPI gave before (same 422s, same locations and messages): a body that is not
 declared JSON, has no Content-Length (a chunked body: the size limit is enforced as it is read, and
 a 413 comes from there), could hold a non-finite number or a too-deep nesting
-(``app.web.input_guard``, which then checks the parsed document), or does not validate.
+(``app.web.input_guard``, which then checks the parsed document), or does not validate. A model of
+``app.api.bodies.SELF_GUARDED`` refuses all of what the guard looks for by itself: its body is
+validated first and, when valid, spared the guard's scans.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
-from app.api.bodies import FASTER
-from app.web.input_guard import request_body_may_be_bad
+from app.api.bodies import FASTER, SELF_GUARDED
+from app.web.input_guard import body_is_harmless, request_body_may_be_bad
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -56,12 +58,15 @@ async def prevalidate(request: Request, model: type[BaseModel]) -> None:
         body = await request.body()  # kept by the request: FastAPI reads the same bytes
     except Exception:  # a disconnect: FastAPI meets it again and answers as before
         return
-    if not body or request_body_may_be_bad(request, body):
+    guarded = model in SELF_GUARDED  # valid means harmless: no scan first
+    if not body or (not guarded and request_body_may_be_bad(request, body)):
         return
     try:
         parsed = model.model_validate_json(body)
     except ValidationError:
         return
+    if guarded:
+        body_is_harmless(request, body)  # app.web.input_guard's check_input skips it too
     request._json = parsed  # Starlette's cache of the parsed body (Request.json returns it)
 
 

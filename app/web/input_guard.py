@@ -134,6 +134,12 @@ def request_body_may_be_bad(request: Request, body: bytes) -> bool:
     return bad
 
 
+def body_is_harmless(request: Request, body: bytes) -> None:
+    """Record that ``body`` holds nothing the guard refuses (a model that refuses all of it by itself
+    validated it: ``app.api.bodies.SELF_GUARDED``), so :func:`check_input` does not scan it."""
+    request.scope[_BODY_CHECKED] = (body, False)
+
+
 def may_be_bad(body: bytes) -> bool:
     """False when the raw bytes cannot hold a non-finite number, a too-deep nesting or a surrogate
     escape (``\\ud800``: valid JSON, a valid Python str, but not text that UTF-8 can store)."""
