@@ -40,7 +40,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Engine
+from sqlalchemy import ColumnElement, Engine
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
@@ -53,6 +53,7 @@ PRAGMAS = (*SQLITE_PRAGMAS, "PRAGMA busy_timeout=0", "PRAGMA wal_autocheckpoint=
 CHECKPOINT_EVERY = 100  # commits, whatever the WAL's size
 MAX_BODY_BYTES = 64 * 1024  # bigger requests write in a thread
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+Codec = Callable[[Any], Any]
 
 
 class LoopBusy(Exception):
@@ -192,3 +193,11 @@ def loop_sqlite_for(engine: Engine) -> LoopSqlite | None:
         return None
     args, kwargs = engine.dialect.create_connect_args(engine.url)
     return LoopSqlite(tuple(args), dict(kwargs), engine.dialect)
+
+
+def bind_processor(column: ColumnElement[Any], dialect: Dialect) -> Codec:
+    """The column's bind processor as SQLAlchemy runs it on ``dialect`` (the type adapted to the
+    dialect first: a DateTime's SQLite text format belongs to the adapted type), so that a value
+    written here is stored as the session would store it."""
+    found: Codec | None = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return found or (lambda value: value)

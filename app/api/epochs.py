@@ -17,10 +17,11 @@ from app.deps import RunId, SessionDep
 from app.driver_pool import AsyncDriverPool
 from app.loop_sqlite import MAX_BODY_BYTES as MAX_LOOP_BODY_BYTES
 from app.loop_sqlite import LoopSqlite
-from app.models import RunEvent
+from app.models import RunEvent, utcnow
 from app.runs import store
 from app.runs.events import publish, publish_from_loop
-from app.series import epoch_pg, epoch_sqlite, epochs, metrics
+from app.series import epoch_pg, epoch_sqlite, epochs, metrics, metrics_sqlite
+from app.series.chunks import as_batch
 from app.series.epochs import MAX_EPOCH
 from collapsewatch.contract import EpochIn, EpochPublic, MetricBatchIn, MetricBatchPublic
 
@@ -83,11 +84,32 @@ def _put_epoch(
 
 
 @router.post("/runs/{run_id}/metrics", response_model=MetricBatchPublic)
-def post_metrics(run_id: RunId, data: MetricBatchIn, session: IngestSession) -> Response:
+async def post_metrics(
+    run_id: RunId, data: MetricBatchIn, request: Request, session: IngestSession
+) -> Response:
     """Upsert up to 1000 (key, step, value) points; values must be finite."""
     keys, steps, values = metric_columns(data)  # points as dicts or models (app.api.bodies)
+    loop_db: LoopSqlite | None = getattr(request.app.state, "loop_sqlite", None)
+    small = _declared_size(request) <= MAX_LOOP_BODY_BYTES
+    if loop_db is not None and small and not session.in_transaction():  # access known: no thread
+        batch = as_batch(keys, steps, values)
+        now = utcnow()
+        accepted = metrics_sqlite.write_new_points(
+            db=loop_db, run_id=run_id, attempt=data.attempt, batch=batch, now=now
+        )
+        if accepted is not None:
+            await loop_db.checkpoint_if_due()
+            return model_response(MetricBatchPublic(run=run_id, accepted=accepted))
+    return await run_in_threadpool(_post_metrics, session, run_id, data.attempt, keys, steps, values)
+
+
+def _post_metrics(
+    session: Session, run_id: int, attempt: int, keys: list[str], steps: list[int], values: list[float]
+) -> Response:
+    """Everything else (PostgreSQL, a refusal, a caller's first write, a write lock held elsewhere): in
+    the request's session."""
     accepted = metrics.write_metrics(
-        session=session, run_id=run_id, attempt=data.attempt, keys=keys, steps=steps, values=values
+        session=session, run_id=run_id, attempt=attempt, keys=keys, steps=steps, values=values
     )
     session.commit()
     return model_response(MetricBatchPublic(run=run_id, accepted=accepted))

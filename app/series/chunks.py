@@ -11,13 +11,16 @@ grouping 10,000 rows, and buckets them with numpy (``app.series.arrays``).
 
 from __future__ import annotations
 
+import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import bindparam, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.models import Metric, MetricChunk
@@ -103,33 +106,67 @@ def write_chunks(*, session: Session, run_id: int, points: Mapping[tuple[str, in
 
 def write_batch(*, session: Session, run_id: int, batch: Batch) -> None:
     """Merge ``batch`` (already upserted into ``metrics``) into the run's chunks."""
-    n = len(batch.steps)
-    if not n:
+    if not len(batch.steps):
         return
-    chunk = batch.steps >> CHUNK_BITS
-    starts = np.flatnonzero((batch.key_index[1:] != batch.key_index[:-1]) | (chunk[1:] != chunk[:-1])) + 1
-    edges = [0, *starts.tolist(), n]
-    first = [int(i) for i in batch.key_index[edges[:-1]]]
-    groups = [
-        (batch.names[k], int(chunk[a]), a, b) for k, a, b in zip(first, edges[:-1], edges[1:], strict=True)
-    ]
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    old = _existing(session, run_id, batch.names, int(chunk.min()), int(chunk.max()), sqlite=sqlite)
-    rows = []
-    for key, c, a, b in groups:
-        s, v = _merge_new(old.get((key, c)), batch.steps[a:b], batch.values[a:b])
-        rows.append((run_id, key, c, len(s), *pack(s, v)))
-    if sqlite:
-        session.connection().exec_driver_sql(_SQLITE_UPSERT, rows)
+    if session.get_bind().dialect.name == "sqlite":  # the driver's own SQL, as app.series.metrics
+        with driver_connection(session) as conn:
+            write_batch_sqlite(conn, run_id=run_id, batch=batch)
         return
+    lo, hi = chunk_span(batch)
+    found = session.execute(_EXISTING, {"run_id": run_id, "keys": batch.names, "lo": lo, "hi": hi})
     names = ("run_id", "key", "chunk", "n", "steps", "vals")
     upsert(
         session=session,
         table=_TABLE,
-        rows=[dict(zip(names, row, strict=True)) for row in rows],
+        rows=[dict(zip(names, row, strict=True)) for row in merged_rows(run_id, batch, _unpacked(found))],
         conflict=["run_id", "key", "chunk"],
         update=["n", "steps", "vals"],
     )
+
+
+def write_batch_sqlite(conn: sqlite3.Connection, *, run_id: int, batch: Batch) -> None:
+    """:func:`write_batch` on SQLite's driver connection, inside the caller's write transaction:
+    building Core statements cost as much as running them."""
+    if not len(batch.steps):
+        return
+    lo, hi = chunk_span(batch)
+    sql = _SQLITE_EXISTING.format(marks=", ".join("?" * len(batch.names)))
+    old = _unpacked(conn.execute(sql, (run_id, lo, hi, *batch.names)))
+    conn.executemany(_SQLITE_UPSERT, merged_rows(run_id, batch, old))
+
+
+@contextmanager
+def driver_connection(session: Session) -> Iterator[sqlite3.Connection]:
+    """The sqlite3 connection under the session's, in its transaction (``app.db`` emits the BEGIN);
+    a driver error in the block comes out as SQLAlchemy's ``DBAPIError``, as the session's would."""
+    connection = session.connection()
+    try:
+        yield cast(sqlite3.Connection, connection.connection.driver_connection)
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(None, None, exc, sqlite3.Error, dialect=connection.dialect) from exc
+
+
+def chunk_span(batch: Batch) -> tuple[int, int]:
+    """The first and last chunk numbers the (non-empty) batch touches."""
+    return int(batch.steps.min()) >> CHUNK_BITS, int(batch.steps.max()) >> CHUNK_BITS
+
+
+def merged_rows(
+    run_id: int, batch: Batch, old: Mapping[tuple[str, int], Arrays]
+) -> list[tuple[int, str, int, int, bytes, bytes]]:
+    """The ``metric_chunks`` rows (run_id, key, chunk, n, steps, vals) of the chunks ``batch``
+    touches: the stored ones in ``old`` ((key, chunk) -> arrays) with the batch's points written over."""
+    n = len(batch.steps)
+    chunk = batch.steps >> CHUNK_BITS
+    starts = np.flatnonzero((batch.key_index[1:] != batch.key_index[:-1]) | (chunk[1:] != chunk[:-1])) + 1
+    edges = [0, *starts.tolist(), n]
+    first = [int(i) for i in batch.key_index[edges[:-1]]]
+    rows = []
+    for k, a, b in zip(first, edges[:-1], edges[1:], strict=True):
+        key, c = batch.names[k], int(chunk[a])
+        s, v = _merge_new(old.get((key, c)), batch.steps[a:b], batch.values[a:b])
+        rows.append((run_id, key, c, len(s), *pack(s, v)))
+    return rows
 
 
 def _merge_new(old: Arrays | None, steps: NDArray[np.int64], values: NDArray[np.float64]) -> Arrays:
@@ -141,20 +178,12 @@ def _merge_new(old: Arrays | None, steps: NDArray[np.int64], values: NDArray[np.
     return merge(old, steps, values)
 
 
-def _existing(
-    session: Session, run_id: int, keys: list[str], lo: int, hi: int, *, sqlite: bool
-) -> dict[tuple[str, int], Arrays]:
-    """The stored chunks of ``keys`` in chunks ``lo..hi`` (a superset of those the batch touches)."""
-    if sqlite:  # the driver's own SQL: building the Core statement cost as much as running it
-        marks = ", ".join("?" * len(keys))
-        sql = _SQLITE_EXISTING.format(marks=marks)
-        found: Any = session.connection().exec_driver_sql(sql, (run_id, lo, hi, *keys))
-    else:
-        found = session.execute(_EXISTING, {"run_id": run_id, "keys": keys, "lo": lo, "hi": hi})
+def _unpacked(found: Iterable[Any]) -> dict[tuple[str, int], Arrays]:
+    """Stored chunks (key, chunk, steps, vals) by (key, chunk)."""
     return {(k, int(c)): unpack(s, v) for k, c, s, v in found}
 
 
-_SQLITE_EXISTING = (
+_SQLITE_EXISTING = (  # a superset of the chunks the batch touches: its keys, between its first and last
     "SELECT key, chunk, steps, vals FROM metric_chunks WHERE run_id = ? AND chunk BETWEEN ? AND ? "
     "AND key IN ({marks})"
 )

@@ -17,15 +17,13 @@ another connection holds the write lock, the usual path waits for it as before.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement
 from sqlalchemy.engine import Dialect
 
-from app.loop_sqlite import LoopBusy, LoopSqlite
+from app.loop_sqlite import Codec, LoopBusy, LoopSqlite, bind_processor
 from app.models import EPOCH_STAT_COLUMNS, Epoch, Run, RunEvent
 from app.runs.fencing import NOT_WRITABLE_STATUSES, RunState
 from app.series.epochs import bumped_summary, epoch_values
@@ -40,14 +38,6 @@ _INSERT_EPOCH = (
 )
 _UPDATE_RUN = "UPDATE runs SET summary = ?, last_epoch = ?, updated_at = ? WHERE id = ?"
 _INSERT_EVENT = "INSERT INTO run_events (run_id, type, payload, created_at) VALUES (?, ?, ?, ?) RETURNING id"
-Codec = Callable[[Any], Any]
-
-
-def _bind(column: ColumnElement[Any], dialect: Dialect) -> Codec:
-    """The column's bind processor as SQLAlchemy runs it on ``dialect`` (the type adapted to the
-    dialect first: a DateTime's SQLite text format belongs to the adapted type)."""
-    found: Codec | None = column.type.dialect_impl(dialect).bind_processor(dialect)
-    return found or (lambda value: value)
 
 
 class _Codecs:
@@ -55,11 +45,11 @@ class _Codecs:
 
     def __init__(self, dialect: Dialect) -> None:
         epochs, runs, events = Epoch.__table__.c, Run.__table__.c, RunEvent.__table__.c
-        self.epoch = [_bind(epochs[name], dialect) for name in _EPOCH_COLUMNS]
-        self.summary = _bind(runs.summary, dialect)
-        self.updated_at = _bind(runs.updated_at, dialect)
-        self.payload = _bind(events.payload, dialect)
-        self.created_at = _bind(events.created_at, dialect)
+        self.epoch = [bind_processor(epochs[name], dialect) for name in _EPOCH_COLUMNS]
+        self.summary = bind_processor(runs.summary, dialect)
+        self.updated_at = bind_processor(runs.updated_at, dialect)
+        self.payload = bind_processor(events.payload, dialect)
+        self.created_at = bind_processor(events.created_at, dialect)
         read: Codec | None = runs.summary.type.dialect_impl(dialect).result_processor(dialect, None)
         self.read_summary = read or (lambda value: value)
 

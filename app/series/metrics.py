@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from itertools import chain, repeat
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.models import utcnow
 from app.runs.fencing import set_run_columns, writable_state
-from app.series.chunks import Batch, as_batch, write_batch
+from app.series.chunks import Batch, as_batch, driver_connection, write_batch, write_batch_sqlite
 
 # PostgreSQL: one statement over three arrays (psycopg's executemany sends 1000 statements)
 _PG_UPSERT = text(
@@ -48,23 +49,37 @@ def store_points(
 
 def store_batch(*, session: Session, run_id: int, batch: Batch, attempt: int) -> None:
     """Upsert ``batch`` into ``metrics`` and merge it into ``metric_chunks``."""
+    if not len(batch.steps):
+        return
+    if session.get_bind().dialect.name != "postgresql":
+        with driver_connection(session) as conn:
+            store_batch_sqlite(conn, run_id=run_id, batch=batch, attempt=attempt)
+        return
+    arrays = {"keys": batch.keys(), "steps": batch.steps.tolist(), "vals": _values(batch)}
+    session.execute(_PG_UPSERT, {"run_id": run_id, "attempt": attempt} | arrays)  # (key, step) are unique
+    write_batch(session=session, run_id=run_id, batch=batch)
+
+
+def store_batch_sqlite(conn: sqlite3.Connection, *, run_id: int, batch: Batch, attempt: int) -> None:
+    """:func:`store_batch` on SQLite's driver connection, inside the caller's write transaction (the
+    request's session, or the event loop's own connection: ``app.series.metrics_sqlite``)."""
     n = len(batch.steps)
     if not n:
         return
+    columns = (repeat(run_id, n), batch.keys(), batch.steps.tolist(), _values(batch), repeat(attempt, n))
+    flat = tuple(chain.from_iterable(zip(*columns, strict=True)))
+    for start in range(0, n, SQLITE_ROWS):
+        part = flat[5 * start : 5 * (start + SQLITE_ROWS)]
+        conn.execute(_sqlite_upsert(len(part) // 5), part)
+    write_batch_sqlite(conn, run_id=run_id, batch=batch)  # after the upsert: under the write lock it took
+
+
+def _values(batch: Batch) -> list[float | None]:
+    """The batch's values for the driver: NaN (which stands for NULL) as None."""
     values: list[float | None] = batch.values.tolist()
-    if np.isnan(batch.values).any():  # NaN stands for NULL
+    if np.isnan(batch.values).any():
         values = [None if v != v else v for v in values]
-    if session.get_bind().dialect.name == "postgresql":  # (key, step) are unique: no row is hit twice
-        arrays = {"keys": batch.keys(), "steps": batch.steps.tolist(), "vals": values}
-        session.execute(_PG_UPSERT, {"run_id": run_id, "attempt": attempt} | arrays)
-    else:
-        columns = (repeat(run_id, n), batch.keys(), batch.steps.tolist(), values, repeat(attempt, n))
-        flat = tuple(chain.from_iterable(zip(*columns, strict=True)))
-        conn = session.connection()
-        for start in range(0, n, SQLITE_ROWS):
-            part = flat[5 * start : 5 * (start + SQLITE_ROWS)]
-            conn.exec_driver_sql(_sqlite_upsert(len(part) // 5), part)
-    write_batch(session=session, run_id=run_id, batch=batch)  # after the upsert: under the write lock it took
+    return values
 
 
 def write_metrics(
