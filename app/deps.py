@@ -242,6 +242,21 @@ def _resolve_principal(request: Request) -> Principal:
     raise _unauthorized("authentication required: send 'Authorization: Bearer <token>'")
 
 
+def current_principal(request: Request) -> Principal | None:
+    """The caller as the auth backends resolve the request's credential now, or None when none does
+    (a token revoked, a browser session ended): what an open stream re-checks (``app.api.access``).
+    Not this request's remembered answer, and no rate limit. Blocking: call it in a thread."""
+    backends: list[AuthBackend] = request.app.state.auth_backends
+    for backend in backends:
+        try:
+            principal = backend(request)
+        except HTTPException:
+            return None
+        if principal is not None:
+            return principal
+    return None
+
+
 def _rate_limit(request: Request, principal: Principal) -> None:
     """429 once the caller's bucket is empty (``app.auth.ratelimit``): per API token, else per user."""
     limiter: Limiter | None = getattr(request.app.state, "rate_limiter", None)

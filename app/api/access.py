@@ -9,7 +9,9 @@ The ingestion routes take ``session: IngestSession`` instead: the session and th
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from functools import partial
 from typing import Annotated
 
@@ -27,10 +29,14 @@ from app.deps import (
     RunId,
     SessionDep,
     UserDep,
+    current_principal,
     get_database,
     get_principal,
     request_scoped_session,
 )
+
+# an open SSE stream re-checks its caller this often (app.auth.token_cache's freshness)
+ACCESS_RECHECK_S = 5.0
 
 
 async def get_actor(principal: PrincipalDep) -> roles.Actor:
@@ -133,23 +139,51 @@ def _readable(database: Database, actor: roles.Actor, run_id: int) -> bool:
         return bool(roles.readable_run_ids(session=session, actor=actor, run_ids=[run_id]))
 
 
-async def visible_frames(
-    database: Database, actor: roles.Actor, frames: AsyncIterator[bytes]
+async def guarded_frames(
+    request: Request,
+    actor: roles.Actor,
+    frames: AsyncGenerator[bytes, None],
+    *,
+    run_id: int | None = None,
 ) -> AsyncIterator[bytes]:
-    """Drop the SSE frames (``data: {..., "run_id": N}``) of runs the actor may not read."""
-    if actor.is_admin:
-        async for frame in frames:
-            yield frame
-        return
+    """An SSE stream's ``frames`` for as long as the caller may read them.
+
+    Access is checked when a stream opens, but a stream stays open for hours: every
+    ``ACCESS_RECHECK_S`` (before the next frame goes out: an event or a keep-alive) the caller is
+    resolved again from its credential, as a new request would be, and the stream ends once its
+    token is revoked, its browser session ended, or (``run_id``) the run is no longer readable to it:
+    a member removed, the run purged. EventSource then reconnects and gets the 401 or 404. On the
+    all-runs stream (no ``run_id``) the frames of runs the caller may not read are dropped (``data:
+    {..., "run_id": N}``), each run decided once per re-check."""
+    database: Database = request.app.state.db
     known: dict[int, bool] = {}
-    async for frame in frames:
-        run_id = _frame_run(frame)
-        if run_id is not None:
-            if run_id not in known:
-                known[run_id] = await run_in_threadpool(_readable, database, actor, run_id)
-            if not known[run_id]:
-                continue
-        yield frame
+    checked = time.monotonic()
+    async with aclosing(frames):
+        async for frame in frames:
+            if time.monotonic() - checked >= ACCESS_RECHECK_S:
+                current = await run_in_threadpool(_current_actor, request, actor)
+                if current is None:
+                    return
+                if run_id is not None and not await run_in_threadpool(_readable, database, current, run_id):
+                    return
+                actor, checked = current, time.monotonic()
+                known.clear()
+            if run_id is None and not actor.is_admin:
+                frame_run = _frame_run(frame)
+                if frame_run is not None:
+                    if frame_run not in known:
+                        known[frame_run] = await run_in_threadpool(_readable, database, actor, frame_run)
+                    if not known[frame_run]:
+                        continue
+            yield frame
+
+
+def _current_actor(request: Request, before: roles.Actor) -> roles.Actor | None:
+    """The caller as its credential resolves now (``before``'s user still), or None."""
+    principal = current_principal(request)
+    if principal is None or principal.user_id != before.user_id or principal.is_worker:
+        return None
+    return roles.Actor.of(principal)
 
 
 def _frame_run(frame: bytes) -> int | None:

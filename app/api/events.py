@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.api.access import CanReadRunDb, UserActorDep, visible_frames
+from app.api.access import CanReadRunDb, UserActorDep, guarded_frames
 from app.db import Database
 from app.deps import RunId
 from app.errors import NotFound
@@ -45,6 +45,7 @@ def _keepalive(request: Request) -> float:
 async def run_events(
     run_id: RunId,
     request: Request,
+    actor: UserActorDep,
     _can: CanReadRunDb,
     last_event_id_header: HeaderId = None,
     last_event_id: QueryId = None,
@@ -65,7 +66,7 @@ async def run_events(
     stream = sse.run_events(
         db, broker, run=run, newest=newest, last_event_id=resume, keepalive_s=_keepalive(request)
     )
-    return EventSourceResponse(stream, headers=SSE_HEADERS)
+    return EventSourceResponse(guarded_frames(request, actor, stream, run_id=run_id), headers=SSE_HEADERS)
 
 
 @router.get("/events", response_class=StreamingResponse)
@@ -80,5 +81,4 @@ async def all_events(
     broker: InProcessBroker = request.app.state.publisher
     resume = last_event_id_header if last_event_id_header is not None else last_event_id
     stream = sse.all_runs_events(db, broker, last_event_id=resume, keepalive_s=_keepalive(request))
-    stream = visible_frames(db, actor, stream)
-    return EventSourceResponse(stream, headers=SSE_HEADERS)
+    return EventSourceResponse(guarded_frames(request, actor, stream), headers=SSE_HEADERS)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from fastapi.sse import format_sse_event
@@ -185,7 +185,7 @@ async def run_events(
     newest: int,
     last_event_id: int | None,
     keepalive_s: float = KEEPALIVE_S,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The per-run stream (the route checked that the run exists and computed ``newest``)."""
     async with broker.subscribe(run.id) as sub:
         stream = _Stream(
@@ -213,7 +213,7 @@ async def run_events(
 
 async def all_runs_events(
     db: Database, broker: InProcessBroker, *, last_event_id: int | None, keepalive_s: float = KEEPALIVE_S
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Status changes of every run, forever."""
     async with broker.subscribe(ALL_RUNS) as sub:
         if last_event_id is None:

@@ -328,8 +328,9 @@ def test_revoked_project_worker_token_can_no_longer_ingest(team: Team) -> None:
 def test_all_runs_event_stream_drops_frames_of_unreadable_runs(team: Team) -> None:
     import asyncio
     from collections.abc import AsyncIterator
+    from types import SimpleNamespace
 
-    from app.api.access import visible_frames
+    from app.api.access import guarded_frames
     from app.auth.roles import Actor
 
     mine, theirs = team.job("team"), team.job("other")
@@ -340,7 +341,8 @@ def test_all_runs_event_stream_drops_frames_of_unreadable_runs(team: Team) -> No
             yield f'id: 1\nevent: status\ndata: {{"status":"queued","run_id":{run_id}}}\n\n'.encode()
 
     async def collect(actor: Actor) -> list[bytes]:
-        return [frame async for frame in visible_frames(team.db, actor, frames())]
+        request: Any = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(db=team.db)))
+        return [frame async for frame in guarded_frames(request, actor, frames())]
 
     viewer = asyncio.run(collect(Actor(team.user_ids["viewer"])))
     admin = asyncio.run(collect(Actor(team.user_ids["admin"], is_admin=True)))

@@ -244,6 +244,94 @@ def test_all_runs_stream_when_statuses_change_sends_them_with_run_id(live: Live)
             reader.close()
 
 
+def _member(live: Live, http: httpx.Client, email: str) -> tuple[int, dict[str, str]]:
+    """A new user, viewer of project "p", and a token of theirs."""
+    from app.auth.accounts import create_user
+
+    with live.app.state.db.transaction() as session:
+        user = create_user(session=session, email=email, password=None)
+        token = create_token(session=session, user=user, name="t").token
+        user_id = user.id
+    added = http.put("/api/v1/projects/p/members", json={"email": email, "role": "viewer"}, headers=live.user)
+    assert added.status_code == 200, added.text
+    return user_id, {"Authorization": f"Bearer {token}"}
+
+
+def _until_end(reader: Reader) -> list[Sse]:
+    """The events left on the stream, up to its end (a hang guard: WAIT_S per item)."""
+    out = []
+    while (event := reader.next()) is not None:
+        out.append(event)
+    return out
+
+
+@pytest.fixture
+def quick_recheck(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.api import access
+
+    monkeypatch.setattr(access, "ACCESS_RECHECK_S", 0.2)  # keep-alives every 0.3 s trigger re-checks
+
+
+def test_stream_ends_once_its_token_is_revoked_and_sends_nothing_after(
+    live: Live, quick_recheck: None
+) -> None:
+    with live.client() as http:
+        run = _new_run(live, http)
+        made = http.post("/api/v1/tokens", json={"name": "stream"}, headers=live.user)
+        assert made.status_code == 201, made.text
+        token = {"Authorization": f"Bearer {made.json()['token']}"}
+        reader = Reader(live, f"/api/v1/runs/{run}/events", token)
+        everything = Reader(live, "/api/v1/events", token)
+        try:
+            assert reader.take(1)[0].event == "status"
+            _epoch(live, http, run, 0)
+            assert reader.take(1)[0].data["epoch"] == 0
+            revoked = http.delete(f"/api/v1/tokens/{made.json()['id']}", headers=live.user)
+            assert revoked.status_code == 204, revoked.text
+            time.sleep(1.0)  # several keep-alives: a re-check after the revocation
+            _epoch(live, http, run, 1)
+            assert http.post(f"/api/v1/runs/{run}/cancel", headers=live.user).status_code == 200
+            assert _until_end(reader) == [] and _until_end(everything) == []
+            again = http.get(f"/api/v1/runs/{run}/events", headers=token)
+            assert again.status_code == 401
+        finally:
+            reader.close()
+            everything.close()
+
+
+def test_stream_of_a_member_removed_ends_and_the_all_runs_stream_drops_the_project(
+    live: Live, quick_recheck: None
+) -> None:
+    with live.client() as http:
+        _new_run(live, http)  # makes project "p"
+        carol_id, carol = _member(live, http, "carol@example.org")
+        everything = Reader(live, "/api/v1/events", carol)
+        try:
+            job = http.post("/api/v1/jobs", json={"project": "p"}, headers=live.user)
+            assert job.status_code == 201, job.text
+            run = int(job.json()[0]["id"])
+            [queued] = everything.take(1)  # readable: remembered for this run until the next re-check
+            assert (queued.data["run_id"], queued.data["status"]) == (run, "queued")
+            reader = Reader(live, f"/api/v1/runs/{run}/events", carol)
+            assert reader.take(1)[0].event == "status"
+            removed = http.delete(f"/api/v1/projects/p/members/{carol_id}", headers=live.user)
+            assert removed.status_code == 204, removed.text
+            time.sleep(1.0)
+            assert http.post(f"/api/v1/runs/{run}/claim", json={}, headers=live.worker).status_code == 200
+            _epoch(live, http, run, 0)
+            assert http.post(f"/api/v1/runs/{run}/cancel", headers=live.user).status_code == 200
+            assert _until_end(reader) == []
+            time.sleep(1.0)  # the claim's and the cancel's status events have gone out by now
+            sent = []
+            while not everything.events.empty():
+                sent.append(everything.events.get_nowait())
+            assert sent and all(isinstance(item, str) for item in sent), sent  # keep-alives only
+            assert http.get(f"/api/v1/runs/{run}/events", headers=carol).status_code == 404
+        finally:
+            reader.close()
+            everything.close()
+
+
 def test_stream_when_unknown_run_or_no_token_is_refused(live: Live) -> None:
     with live.client() as http:
         missing = http.get("/api/v1/runs/4242/events", headers=live.user)
