@@ -106,7 +106,8 @@ def list_members(name: NamePath, session: SessionDep, actor: UserActorDep) -> li
 
 @router.put("/projects/{name}/members", response_model=MemberPublic)
 def set_member(name: NamePath, data: MemberSet, session: SessionDep, actor: UserActorDep) -> MemberPublic:
-    """Add an existing user to the project or change their role (owners)."""
+    """Change a member's role (owners). Adding someone: invite them (``POST …/invitations``; they
+    join by accepting); only the server's admin adds an existing account directly (409 otherwise)."""
     project = _project(session, actor, name, "manage")
     row = projects.set_member(
         session=session, actor=actor, project_id=project.id, email=data.email, role=data.role
@@ -117,7 +118,8 @@ def set_member(name: NamePath, data: MemberSet, session: SessionDep, actor: User
 
 @router.delete("/projects/{name}/members/{user_id}", status_code=204)
 def remove_member(name: NamePath, user_id: IdPath, session: SessionDep, actor: UserActorDep) -> Response:
-    project = _project(session, actor, name, "manage")
+    """Remove a member (owners), or leave the project (your own user id; the last owner stays)."""
+    project = _project(session, actor, name, "read" if user_id == actor.user_id else "manage")
     projects.remove_member(session=session, actor=actor, project_id=project.id, user_id=user_id)
     session.commit()
     return Response(status_code=204)

@@ -91,7 +91,13 @@ def _owners(*, session: Session, project_id: int) -> int:
 
 
 def set_member(*, session: Session, actor: Actor, project_id: int, email: str, role: str) -> MemberRow:
-    """Add an existing user or change their role (owners only; the last owner stays an owner)."""
+    """Change a member's role (owners only; the last owner stays an owner), or add an existing user
+    (the server's admin only).
+
+    An owner does not add people without their consent: project names are global and the SDK logs
+    to "default" unless told otherwise, so an account that named its project "default" and added
+    others would receive their runs. Owners invite instead (``app.auth.invitations``): the invitee
+    joins by accepting with their own account."""
     check(
         session=session,
         actor=actor,
@@ -105,6 +111,13 @@ def set_member(*, session: Session, actor: Actor, project_id: int, email: str, r
     if user is None:
         raise NotFound(f"no user with email {email!r}; send them an invitation instead")
     member = session.get(ProjectMember, (project_id, user.id))
+    if member is None and not actor.is_admin:
+        project = session.get(Project, project_id)
+        name = project.name if project is not None else project_id
+        raise Conflict(
+            f"{user.email} is not a member of project {name!r}: invite them (the project page's invitation "
+            f"form, or POST /api/v1/projects/{name}/invitations); nobody joins a project without accepting"
+        )
     if member is None:
         session.add(ProjectMember(project_id=project_id, user_id=user.id, role=role, created_at=utcnow()))
     else:
@@ -121,11 +134,12 @@ def set_member(*, session: Session, actor: Actor, project_id: int, email: str, r
 
 
 def remove_member(*, session: Session, actor: Actor, project_id: int, user_id: int) -> None:
+    """Remove a member (owners), or leave the project (any member: ``user_id`` is the actor's own)."""
     check(
         session=session,
         actor=actor,
         project_id=project_id,
-        action="manage",
+        action="read" if user_id == actor.user_id else "manage",
         missing=f"project {project_id} does not exist",
     )
     member = session.get(ProjectMember, (project_id, user_id))

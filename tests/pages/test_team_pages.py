@@ -171,14 +171,59 @@ def test_expired_invitation_is_refused_with_410(site: TeamSite) -> None:
 
 def test_viewer_cannot_manage_members_and_owner_can(site: TeamSite) -> None:
     viewer = site.client("viewer@example.org")
-    form = {"email": "outsider@example.org", "role": "viewer", "csrf_token": page_csrf(viewer)}
+    form = {"email": "viewer@example.org", "role": "editor", "csrf_token": page_csrf(viewer)}
     assert viewer.post("/projects/team/members", data=form).status_code == 403
     owner = site.client("owner@example.org")
-    added = owner.post(
+    changed = owner.post(
         "/projects/team/members", data=form | {"csrf_token": page_csrf(owner)}, follow_redirects=False
     )
-    assert added.status_code == 303
-    assert site.client("outsider@example.org").get(f"/runs/{site.team_run}").status_code == 200
+    assert changed.status_code == 303
+    roles = {m["email"]: m["role"] for m in owner.get("/api/v1/projects/team/members").json()}
+    assert roles["viewer@example.org"] == "editor"
+
+
+def test_an_owner_cannot_add_an_account_without_its_consent(site: TeamSite) -> None:
+    """Project names are global and the SDK logs to "default" unless told otherwise: an owner who
+    could add anyone would receive their runs. The owner invites (the admin may add directly:
+    tests/app/auth/test_authz_routes.py's spare member)."""
+    owner = site.client("owner@example.org")
+    form = {"email": "outsider@example.org", "role": "editor", "csrf_token": page_csrf(owner)}
+    refused = owner.post("/projects/team/members", data=form, follow_redirects=False)
+    assert refused.status_code == 409 and "invite them" in refused.text
+    outsider = site.client("outsider@example.org")
+    assert outsider.get(f"/runs/{site.team_run}").status_code == 404
+    api = owner.put(
+        "/api/v1/projects/team/members",
+        json={"email": "outsider@example.org", "role": "editor"},
+        headers={"X-CSRF-Token": page_csrf(owner)},
+    )
+    assert api.status_code == 409 and "nobody joins a project without accepting" in api.json()["message"]
+    assert outsider.get(f"/runs/{site.team_run}").status_code == 404
+    invited = owner.post(
+        "/api/v1/projects/team/invitations",
+        json={"email": "outsider@example.org", "role": "editor"},
+        headers={"X-CSRF-Token": page_csrf(owner)},
+    )
+    assert invited.status_code == 201, invited.text  # the way in: the outsider accepts, or not
+
+
+def test_a_member_can_leave_a_project_but_its_last_owner_cannot(site: TeamSite) -> None:
+    viewer = site.client("viewer@example.org")
+    me = viewer.get("/api/v1/me").json()["id"]
+    csrf = {"X-CSRF-Token": page_csrf(viewer)}
+    others = [m for m in viewer.get("/api/v1/projects/team/members").json() if m["user_id"] != me]
+    assert (
+        viewer.delete(f"/api/v1/projects/team/members/{others[0]['user_id']}", headers=csrf).status_code
+        == 403
+    )
+    assert viewer.delete(f"/api/v1/projects/team/members/{me}", headers=csrf).status_code == 204
+    assert viewer.get(f"/runs/{site.team_run}").status_code == 404
+    owner = site.client("owner@example.org")
+    owner_id = owner.get("/api/v1/me").json()["id"]
+    last = owner.delete(
+        f"/api/v1/projects/team/members/{owner_id}", headers={"X-CSRF-Token": page_csrf(owner)}
+    )
+    assert last.status_code == 409 and "at least one owner" in last.json()["message"]
 
 
 def test_session_cookie_is_httponly_lax_and_secure_over_https(site: TeamSite) -> None:
