@@ -120,7 +120,8 @@ def runs_page(
 ) -> HTMLResponse:
     query = TableQuery(project, status, regularizer, objective, tag, sweep, sort, page, lifecycle)
     flashes = []
-    if done in DONE:  # after a bulk action (the words are ours, only the count comes from the URL)
+    if done in DONE and 0 <= n <= bulk.MAX_BULK_RUNS:  # after a bulk action (the words are ours, only
+        # the count comes from the URL, and only a count a bulk action can give)
         flashes.append({"kind": "ok", "text": f"{n} run{'s' if n != 1 else ''} {DONE[done]}."})
     return _page(request, browser, session, query, flashes=flashes, demo=demo)
 

@@ -53,6 +53,13 @@ def test_archive_from_the_page_hides_and_shows_again(site: TeamSite) -> None:
     assert site.team_run in listed(editor)
 
 
+def test_a_forged_done_link_shows_no_count_a_bulk_action_cannot_give(site: TeamSite) -> None:
+    editor = site.client("editor@example.org")
+    assert "3 runs deleted permanently." in editor.get("/runs?done=purge&n=3").text
+    for n in (-1, 1001, 10**9):
+        assert "deleted permanently" not in editor.get(f"/runs?done=purge&n={n}").text, n
+
+
 def test_page_refusals_show_the_reason_and_change_nothing(site: TeamSite) -> None:
     viewer = site.client("viewer@example.org")
     refused = act(viewer, "archive", [site.team_run])

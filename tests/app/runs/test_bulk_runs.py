@@ -165,12 +165,40 @@ def test_worker_tokens_are_refused(team: Team) -> None:
         ({"action": "tag", "run_ids": [1], "tags": ["x" * 65]}, "tags"),
         ({"action": "archive", "run_ids": ["one"]}, "run_ids"),
         ({"action": "archive", "run_ids": [1], "extra": 1}, "extra"),
+        ({"action": "archive", "run_ids": [2**31]}, "less than or equal to 2147483647"),
+        ({"action": "archive", "run_ids": [0]}, "greater than or equal to 1"),
+        ({"action": "archive", "run_ids": ["2_0"]}, "valid integer"),  # lax parsing read 20
+        ({"action": "archive", "run_ids": ["+2"]}, "valid integer"),
+        ({"action": "archive", "run_ids": [True]}, "valid integer"),
+        ({"action": "archive", "run_ids": [2.0]}, "valid integer"),
     ],
 )
 def test_bad_bulk_request_names_the_field(team: Team, body: dict[str, Any], field: str) -> None:
     response = team.call("editor", "POST", "/api/v1/run-actions", json=body)
     assert response.status_code == 422, response.text
     assert field in response.text
+
+
+def test_runs_purged_by_another_request_meanwhile_are_404_not_a_success(
+    team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another request purged the runs between the permission check and the row lock (PostgreSQL
+    reads the first without a lock): the answer is the 404 of a missing run, and nothing changes."""
+    from app.runs import bulk as bulk_module
+
+    a, b = finished(team), finished(team)
+    assert bulk(team, "editor", "delete", [a, b]).status_code == 200
+    real = bulk_module._authorize
+
+    def then_purged(*, session: Any, **kwargs: Any) -> None:
+        real(session=session, **kwargs)
+        bulk_module.purge(session=session, run_ids=[b])  # as the other request's committed purge
+
+    monkeypatch.setattr(bulk_module, "_authorize", then_purged)
+    answer = bulk(team, "owner", "restore", [a, b])
+    assert answer.status_code == 404 and f"run {b} does not exist" in answer.json()["message"], answer.text
+    monkeypatch.undo()
+    assert listed(team, lifecycle="trash") >= {a, b}  # nothing changed: both still in the trash
 
 
 def test_list_refuses_an_unknown_lifecycle(team: Team) -> None:
