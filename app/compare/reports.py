@@ -76,7 +76,12 @@ def _image_link(match: re.Match[str]) -> str:
 
 
 def _params(query_string: str) -> dict[str, list[str]]:
-    return parse_qs(query_string.lstrip("?"), keep_blank_values=False)
+    """The parameters of a compare view: its query string, with or without ``?``, or its address
+    (``/compare?…``, as the page's own form sends it)."""
+    text = query_string.strip()
+    if text.startswith("/compare"):
+        text = text.removeprefix("/compare")
+    return parse_qs(text.lstrip("?"), keep_blank_values=False)
 
 
 def project_compare(*, session: Session, query_string: str, project_id: int) -> CompareData:
@@ -119,8 +124,11 @@ def create_report(
     data = project_compare(session=session, query_string=query_string, project_id=found.id)
     if not data.runs:
         raise InvalidInput(["query"], f"the view has no runs of project {project!r}; pick runs first")
-    # the resolved view (grouping, axes, smoothing, log y): the report reproduces it as saved
-    canonical = data.view.url().removeprefix("/compare?")
+    # the resolved view (grouping, axes, smoothing, log y): the report reproduces it as saved. Of the
+    # runs it names, those of the project: a live report that later misses one knows it was purged
+    in_project = {run.id for run in data.runs}
+    named = [run_id for run_id in data.view.runs if run_id in in_project]
+    canonical = data.view.url(runs=named).removeprefix("/compare?")
     report = Report(
         project_id=found.id,
         title=title,
@@ -157,7 +165,7 @@ def view(*, session: Session, report: Report) -> ReportView:
     if stored is None:
         data = project_compare(session=session, query_string=report.query, project_id=report.project_id)
         stored = snapshot(data)
-    # pinned: the runs it saved; live: the runs its query names (some may never have been in the project)
+    # pinned: the runs it saved; live: the runs its query names (those of the project when saved)
     named = (
         [int(r["id"]) for r in stored["runs"]]
         if pinned
@@ -180,9 +188,10 @@ def view(*, session: Session, report: Report) -> ReportView:
 
 
 def gone_runs(*, session: Session, project_id: int, run_ids: Sequence[int], pinned: bool) -> list[str]:
-    """What a report says about the runs it names that were deleted since: in the trash, or (pinned
-    reports, which know their runs) purged. A pinned report still shows their saved data, a live one
-    no longer finds them."""
+    """What a report says about the runs it names that were deleted since: in the trash, or purged (a
+    report names only runs of its project: a pinned one its saved runs, a live one the runs its query
+    named that were in the project when it was saved). A pinned report still shows their saved
+    data, a live one no longer finds them."""
     ids = sorted(set(run_ids))
     if not ids:
         return []
@@ -191,9 +200,8 @@ def gone_runs(*, session: Session, project_id: int, run_ids: Sequence[int], pinn
     kept = "this report shows the data saved with it" if pinned else "this report no longer shows it"
     notes = []
     for run_id in ids:
-        if run_id not in found:
-            if pinned:  # a live report's query may name runs that never were in the project
-                notes.append(f"run #{run_id} was deleted permanently; {kept}")
+        if run_id not in found:  # it was in the project when the report was saved (create_report)
+            notes.append(f"run #{run_id} was deleted permanently; {kept}")
         elif found[run_id] is not None:
             when = found[run_id].strftime("%Y-%m-%d")
             notes.append(f"run #{run_id} was deleted on {when} (in the project's trash); {kept}")

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from teamsite import TeamSite, page_csrf, team_site
 
+from app.auth.models import Report
 from app.models import Run
 
 
@@ -106,11 +107,31 @@ def test_report_naming_a_deleted_run_stays_readable_and_says_so(site: TeamSite) 
     page = owner.get(f"/reports/{pinned}")
     assert page.status_code == 200 and f"run #{site.team_run} was deleted permanently" in page.text
     assert f'id="hist-{site.team_run}"' in page.text
-    live_page = owner.get(f"/reports/{live}")  # the live view no longer finds it, and says no more
+    live_page = owner.get(f"/reports/{live}")  # the live view no longer finds it, and says why
     assert live_page.status_code == 200 and "This report has no runs" in live_page.text
+    assert f"run #{site.team_run} was deleted permanently; this report no longer shows it" in live_page.text
     for report_id in (pinned, live):
         assert owner.get(f"/reports/{report_id}/export.html").status_code == 200
     assert owner.get(f"/runs/{site.team_run}").status_code == 404
+
+
+def test_a_live_report_names_only_its_projects_runs_so_a_missing_one_was_purged(site: TeamSite) -> None:
+    """Saved from a view that also names another project's run (and in the form the page sends, its
+    address): the report keeps only its project's runs, and claims nothing about the other one."""
+    owner = site.client("owner@example.org")
+    query = f"/compare?runs={site.team_run}%2C{site.other_run}&stat=mean_sv"
+    made = owner.post(
+        "/api/v1/reports",
+        json={"project": "team", "title": "mixed", "pinned": False, "query": query},
+        headers={"X-CSRF-Token": page_csrf(owner)},
+    )
+    assert made.status_code == 201, made.text
+    with site.db.session(write=False) as session:
+        saved = session.get(Report, made.json()["id"])
+        assert saved is not None
+        assert f"runs={site.team_run}&" in saved.query + "&" and str(site.other_run) not in saved.query
+    page = owner.get(f"/reports/{made.json()['id']}").text
+    assert f"run #{site.other_run}" not in page and "deleted" not in page
 
 
 def test_purge_from_the_page_removes_the_checkpoints(site: TeamSite) -> None:
