@@ -74,6 +74,8 @@ async def put_checkpoint(
     except CheckpointTooLarge as exc:
         return _too_large(exc.limit)
     except OSError as exc:  # disk full, read-only ARTIFACT_DIR, S3 unreachable: the server stays up
+        # unless the run finished or was purged meanwhile (its folder went with it): that is the answer
+        await run_in_threadpool(_check_writer, database, run_id, attempt)
         log.error("could not store a checkpoint of run %s: %s", run_id, exc)
         return _not_stored(exc)
     # Fenced again after the write: a newer attempt may have claimed the run meanwhile (its own

@@ -174,3 +174,31 @@ def test_checkpoint_routes_when_s3_is_unreachable_get_507_and_503_and_server_sta
         assert got.status_code == 503 and got.headers["Retry-After"] == "2", got.text
         assert "artifact store is unavailable" in got.json()["message"]
         assert client.get("/api/v1/runs", headers=user).status_code == 200
+
+
+def test_an_upload_whose_run_was_purged_meanwhile_is_404_not_a_full_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The run finished, went to the trash and was purged while its checkpoint streamed in: the
+    upload's folder went with it. The answer is the run's (404), with no disk-full alarm."""
+    from app.runs import bulk
+
+    app = _app(tmp_path)
+    with TestClient(app) as client:
+        user, worker = _headers(app)
+        [run] = client.post("/api/v1/jobs", json={"spec": {"epochs": 3}}, headers=user).json()
+        assert client.post(f"/api/v1/runs/{run['id']}/claim", json={}, headers=worker).status_code == 200
+
+        async def purged_meanwhile(self: Any, run_id: int, *args: Any) -> Any:
+            with app.state.db.transaction() as session:
+                bulk.purge(session=session, run_ids=[run_id])
+            raise FileNotFoundError(2, "No such file or directory", f"checkpoints/{run_id}/.upload-x")
+
+        monkeypatch.setattr(CheckpointStore, "write_stream", purged_meanwhile)
+        with caplog.at_level("ERROR"):
+            put = client.put(
+                f"/api/v1/runs/{run['id']}/checkpoint", params={"attempt": 1, "epoch": 1}, content=b"w",
+                headers=worker | {"Content-Type": "application/octet-stream"},
+            )  # fmt: skip
+        assert put.status_code == 404 and "does not exist" in put.json()["message"], put.text
+        assert not [r for r in caplog.records if "could not store a checkpoint" in r.getMessage()]
