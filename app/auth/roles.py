@@ -192,6 +192,20 @@ def check_new_runs(*, session: Session, actor: Actor, project_name: str) -> None
     )
 
 
+def highest_role(*, session: Session, actor: Actor) -> Role | None:
+    """The actor's highest role in any project (admins: owner): which actions a page offers at all."""
+    if actor.is_worker:
+        return None
+    if actor.is_admin:
+        return "owner"
+    found = session.scalars(select(ProjectMember.role).where(ProjectMember.user_id == actor.user_id))
+    best: Role | None = None
+    for role in found:
+        if role in RANK and (best is None or RANK[role] > RANK[best]):
+            best = role  # type: ignore[assignment]
+    return best
+
+
 def visible_project_ids(*, session: Session, actor: Actor) -> list[int] | None:
     """Projects the actor may read (None: all of them, for admins)."""
     if actor.is_admin and not actor.is_worker:

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from app.auth.roles import visible_project_ids
+from app.auth.roles import highest_role, visible_project_ids
 from app.demo import server as demo_server
 from app.deps import SessionDep
 from app.errors import DomainError
@@ -93,6 +93,8 @@ def _page(
         "choices": filter_choices(session=session, visible=visible),
         "show": SHOW,
         "back": urlencode(active | {"sort": query.sort, "page": table.page}),
+        # the bulk buttons a refusal would answer 403 are not offered (the rules stay the API's)
+        "role": highest_role(session=session, actor=browser.actor),
         "demos": [d for d in demos if d.total],
     }
     if flashes:

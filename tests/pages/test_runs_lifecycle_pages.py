@@ -61,6 +61,15 @@ def test_a_forged_done_link_shows_no_count_a_bulk_action_cannot_give(site: TeamS
         assert "deleted permanently" not in editor.get(f"/runs?done=purge&n={n}").text, n
 
 
+def test_the_page_offers_only_the_bulk_actions_the_callers_role_allows(site: TeamSite) -> None:
+    viewer, editor, owner = (site.client(f"{who}@example.org") for who in ("viewer", "editor", "owner"))
+    assert 'id="bulk-actions"' not in viewer.get("/runs").text  # a viewer anywhere: reading only
+    assert 'id="bulk-archive"' in editor.get("/runs").text
+    trash = editor.get("/runs?lifecycle=trash").text
+    assert 'id="bulk-restore"' in trash and 'id="bulk-purge"' not in trash  # purge: owners only
+    assert 'id="bulk-purge"' in owner.get("/runs?lifecycle=trash").text
+
+
 def test_page_refusals_show_the_reason_and_change_nothing(site: TeamSite) -> None:
     viewer = site.client("viewer@example.org")
     refused = act(viewer, "archive", [site.team_run])
