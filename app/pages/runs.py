@@ -128,6 +128,13 @@ def runs_page(
     return _page(request, browser, session, query, flashes=flashes, demo=demo)
 
 
+def _id_list(text: str) -> list[int | str]:
+    """``"1,2,3"`` as ids; a part that is not digits stays text, for the model to refuse by name."""
+    return [
+        int(part) if part.isascii() and part.isdigit() else part for part in text.split(",") if part.strip()
+    ]
+
+
 @router.get("/runs/bulk")
 def bulk_form_reloaded(_browser: BrowserDep) -> RedirectResponse:
     """The address a refused bulk action leaves in the browser: reloading it shows the runs again."""
@@ -141,19 +148,22 @@ def bulk_form(
     session: SessionDep,
     action: Annotated[str, Form(max_length=16)] = "",
     run: Annotated[list[int] | None, Form(max_length=bulk.MAX_BULK_RUNS)] = None,
+    runs: Annotated[str, Form(max_length=12 * bulk.MAX_BULK_RUNS)] = "",
     tags: Annotated[str, Form(max_length=2000)] = "",
     back: Annotated[str, Form(max_length=2000)] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     """The runs page's bulk actions: the same rules as ``POST /api/v1/run-actions``; a refusal shows
-    the list again with the reason (and its status), and changes nothing."""
+    the list again with the reason (and its status), and changes nothing. The page's script sends
+    the ticked ids as one field, ``runs=1,2,3`` (a form of 1,000 ``run`` fields would pass
+    Starlette's limit of 1,000 fields); ``run`` fields are read too."""
     check_csrf(request, browser, csrf_token)
     values = {k: v[-1] for k, v in parse_qs(back).items()}  # only the table's own parameters survive
     query = _query(values)
     try:
         data = bulk.RunsBulkIn(
             action=action,
-            run_ids=run or [],
+            run_ids=[*(run or []), *_id_list(runs)],
             tags=[t.strip() for t in tags.split(",") if t.strip()],
         )
     except ValidationError as exc:
@@ -182,9 +192,10 @@ def _error(text: str) -> dict[str, str]:
 
 def _problem(error: Any) -> str:
     where = ".".join(str(part) for part in error.get("loc", ()) if not isinstance(part, int)) or "form"
-    if where == "run_ids":
-        return "select runs first (at most 1,000)"
     message = str(error.get("msg", "not allowed")).removeprefix("Value error, ")
+    if where == "run_ids":  # the list (none ticked, too many), or one id of a hand-made form
+        item = any(isinstance(part, int) for part in error.get("loc", ()))
+        return f"runs: {message} (run ids)" if item else "select runs first (at most 1,000)"
     return message if where == "form" else f"{where}: {message}"
 
 

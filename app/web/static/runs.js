@@ -27,11 +27,9 @@
     const question = ev.submitter && ev.submitter.dataset.confirm;
     if (!ids.length || (question && !window.confirm(question))) { ev.preventDefault(); return; }
     actions.querySelectorAll("input.picked").forEach((el) => el.remove());
-    ids.forEach((id) => {
-      const input = document.createElement("input");
-      input.type = "hidden"; input.name = "run"; input.value = id; input.className = "picked";
-      actions.appendChild(input);
-    });
+    const input = document.createElement("input");  // one field: 1,000 ticked runs stay one field
+    input.type = "hidden"; input.name = "runs"; input.value = ids.join(","); input.className = "picked";
+    actions.appendChild(input);
   });
   // "Show" switches the list at once (active, with archived, archived only, the trash).
   const show = document.getElementById("show-lifecycle");
