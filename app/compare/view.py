@@ -87,6 +87,16 @@ def _select_runs(
     return runs[:MAX_RUNS], len(runs) > MAX_RUNS
 
 
+def _trashed(*, session: Session, named: set[int], visible: list[int] | None) -> list[int]:
+    """Of the runs a view names but does not show, those in the trash of a project the caller reads."""
+    if not named:
+        return []
+    stmt = select(Run.id).where(Run.id.in_(named), Run.deleted_at.is_not(None))
+    if visible is not None:
+        stmt = stmt.where(Run.project_id.in_(visible))
+    return sorted(session.scalars(stmt))
+
+
 def _final_rows(*, session: Session, runs: Sequence[Run]) -> tuple[dict[int, dict[str, Any]], list[str]]:
     """Each run's newest epoch: the statistic columns, the metrics and (under ``LAYERS``) its layers'
     statistics; and the names of the layers those epochs recorded statistics for."""
@@ -166,6 +176,12 @@ def build_compare(
     diff = config_diff(configs)
     known = {row.key for row in diff}
     problems: dict[str, str] = {}
+    trashed = _trashed(session=session, named=set(query.runs) - set(ids), visible=visible)
+    if trashed:
+        which = ", ".join(f"#{run_id}" for run_id in trashed)
+        problems["trash"] = (
+            f"run{'s' if len(trashed) > 1 else ''} {which} in the trash: not shown (restore to compare)"
+        )
     group = _resolve_keys(query.group, known, "group", problems)
     lines = _resolve_keys(query.line, known, "line", problems)
     x = query.x

@@ -163,6 +163,15 @@ def test_a_live_report_names_only_its_projects_runs_so_a_missing_one_was_purged(
     assert f"run #{site.other_run}" not in page and "deleted" not in page
 
 
+def test_compare_says_which_named_runs_it_leaves_out_for_the_trash(site: TeamSite) -> None:
+    editor = site.client("editor@example.org")
+    assert act(editor, "delete", [site.team_run]).status_code == 303
+    page = editor.get(f"/compare?runs={site.team_run}")
+    assert f"run #{site.team_run} in the trash: not shown (restore to compare)" in page.text
+    outsider = site.client("outsider@example.org")  # not theirs: not a word about it
+    assert f"#{site.team_run}" not in outsider.get(f"/compare?runs={site.team_run},{site.other_run}").text
+
+
 def test_purge_from_the_page_removes_the_checkpoints(site: TeamSite) -> None:
     from app.runs.artifacts import CheckpointStore
 
