@@ -80,7 +80,7 @@ def touch_token(*, session: Session, token_id: int) -> None:
 
 
 def revoke_token(*, session: Session, token_id: int) -> bool:
-    forget_all()  # cached tokens of this process are looked up again (app.auth.token_cache)
+    forget_all(session)  # cached tokens of this process are looked up again, now and at the commit
     result = session.execute(
         update(ApiToken)
         .where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))

@@ -98,6 +98,7 @@ def set_member(*, session: Session, actor: Actor, project_id: int, email: str, r
     to "default" unless told otherwise, so an account that named its project "default" and added
     others would receive their runs. Owners invite instead (``app.auth.invitations``): the invitee
     joins by accepting with their own account."""
+    _lock_members(session, project_id)
     check(
         session=session,
         actor=actor,
@@ -128,13 +129,22 @@ def set_member(*, session: Session, actor: Actor, project_id: int, email: str, r
         ):
             raise Conflict("a project keeps at least one owner; make someone else owner first")
         member.role = role
-        token_cache.forget_all()  # remembered accesses (app.auth.access_cache) are checked again
+        token_cache.forget_all(session)  # remembered accesses are checked again, now and at the commit
     session.flush()
     return MemberRow(user.id, user.email, role)
 
 
+def _lock_members(session: Session, project_id: int) -> None:
+    """Membership changes of one project one at a time (PostgreSQL: the project's row lock, taken
+    before anything is read; SQLite's writes are serialised already). Two owners leaving, removing
+    or demoting each other at once would otherwise both count two owners and leave none, and a role
+    change racing a leave would update a row that is gone."""
+    session.execute(select(Project.id).where(Project.id == project_id).with_for_update())
+
+
 def remove_member(*, session: Session, actor: Actor, project_id: int, user_id: int) -> None:
     """Remove a member (owners), or leave the project (any member: ``user_id`` is the actor's own)."""
+    _lock_members(session, project_id)
     check(
         session=session,
         actor=actor,
@@ -148,7 +158,7 @@ def remove_member(*, session: Session, actor: Actor, project_id: int, user_id: i
     if member.role == "owner" and _owners(session=session, project_id=project_id) <= 1:
         raise Conflict("a project keeps at least one owner; make someone else owner first")
     session.delete(member)
-    token_cache.forget_all()  # remembered accesses (app.auth.access_cache) are checked again
+    token_cache.forget_all(session)  # remembered accesses are checked again, now and at the commit
     session.flush()
 
 

@@ -17,6 +17,9 @@ import threading
 import time
 from typing import Generic, TypeVar
 
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
 from app.auth.tokens import Principal
 
 TTL_S = 5.0
@@ -31,11 +34,21 @@ def generation() -> int:
     return _generation
 
 
-def forget_all() -> None:
+def forget_all(session: Session | None = None) -> None:
     """Drop every cached token and remembered access (``app.auth.access_cache``) of every cache in
-    this process (a token was revoked, a member's role changed or was removed)."""
+    this process (a token was revoked, a member's role changed or was removed).
+
+    With the ``session`` whose transaction makes that change: again once it commits. A lookup that
+    ran in between read the old rows (the change was not committed yet) and would keep what it
+    found for ``TTL_S`` seconds under the new generation."""
     global _generation
     _generation += 1
+    if session is not None:
+        event.listen(session, "after_commit", _forget_after_commit, once=True)
+
+
+def _forget_after_commit(_session: Session) -> None:
+    forget_all()
 
 
 class GenerationalCache(Generic[K, V]):

@@ -50,6 +50,23 @@ def test_token_when_revoked_through_the_server_is_refused_at_once(api: Api) -> N
     assert api.client.get("/api/v1/runs", headers=api.user).status_code == 401
 
 
+def test_a_lookup_while_the_revoke_was_not_committed_yet_is_not_kept_past_the_commit(api: Api) -> None:
+    """Another request looked the token up after the revoke began but before it committed: it read
+    the token as still valid and cached it. The commit forgets it again."""
+    for _ in range(2):
+        assert api.client.get("/api/v1/runs", headers=api.user).status_code == 200
+    with api.db.transaction() as session:
+        assert revoke_token(session=session, token_id=_token_id(api, api.user_token))
+        since = token_cache.generation()  # the other request's lookup, between the two
+        assert api.client.get("/api/v1/runs", headers=api.user).status_code == 200  # not committed yet
+        cache: TokenCache = api.client.app.state.token_cache
+        principal = Principal(user_id=1, kind="user", token_id=_token_id(api, api.user_token))
+        cache.put(hash_token(api.user_token), principal, fresh_for_s=60, since=since)
+        assert _cached(api, api.user_token) is not None
+    assert _cached(api, api.user_token) is None
+    assert api.client.get("/api/v1/runs", headers=api.user).status_code == 401
+
+
 def test_token_when_revoked_elsewhere_is_refused_once_the_entry_expires(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
