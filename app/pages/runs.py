@@ -129,7 +129,8 @@ def runs_page(
 
 
 def _id_list(text: str) -> list[int | str]:
-    """``"1,2,3"`` as ids; a part that is not digits stays text, for the model to refuse by name."""
+    """``"1,2,3"`` as ids; a part that is not ASCII digits (``545_0``, ``+545``, ``545.0``) stays
+    text, for the model's strict integers to refuse by name."""
     return [
         int(part) if part.isascii() and part.isdigit() else part for part in text.split(",") if part.strip()
     ]
@@ -147,7 +148,7 @@ def bulk_form(
     browser: BrowserDep,
     session: SessionDep,
     action: Annotated[str, Form(max_length=16)] = "",
-    run: Annotated[list[int] | None, Form(max_length=bulk.MAX_BULK_RUNS)] = None,
+    run: Annotated[list[str] | None, Form(max_length=bulk.MAX_BULK_RUNS)] = None,
     runs: Annotated[str, Form(max_length=12 * bulk.MAX_BULK_RUNS)] = "",
     tags: Annotated[str, Form(max_length=2000)] = "",
     back: Annotated[str, Form(max_length=2000)] = "",
@@ -163,7 +164,7 @@ def bulk_form(
     try:
         data = bulk.RunsBulkIn(
             action=action,
-            run_ids=[*(run or []), *_id_list(runs)],
+            run_ids=[*_id_list(",".join(run or [])), *_id_list(runs)],
             tags=[t.strip() for t in tags.split(",") if t.strip()],
         )
     except ValidationError as exc:

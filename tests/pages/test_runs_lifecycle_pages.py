@@ -80,6 +80,11 @@ def test_a_thousand_ticked_runs_go_as_one_field(site: TeamSite) -> None:
     assert refused.status_code == 404 and "runs 10001, 10002" in refused.text  # read: all 1,000 ids
     bad = editor.post("/runs/bulk", data=form | {"runs": f"{site.team_run},x"}, follow_redirects=False)
     assert bad.status_code == 422 and "runs: Input should be a valid integer (run ids)" in bad.text
+    for loose in (f"{site.team_run}.0", f"+{site.team_run}", f" {site.team_run}", "1_0"):  # lax ints
+        for field in ("runs", "run"):
+            sent = {k: v for k, v in form.items() if k != "runs"} | {field: loose}
+            answer = editor.post("/runs/bulk", data=sent, follow_redirects=False)
+            assert answer.status_code == 422 and "(run ids)" in answer.text, (field, loose)
     done = editor.post("/runs/bulk", data=form | {"runs": str(site.team_run)}, follow_redirects=False)
     assert done.status_code == 303 and site.team_run not in listed(editor)
 

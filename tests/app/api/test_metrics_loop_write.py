@@ -80,10 +80,13 @@ def test_a_batch_is_written_by_the_event_loop_and_stores_what_the_usual_path_sto
     _warm(api, loop_run)
     _warm(api, thread_run)
     assert spied and spied[-1] == 1  # warm: the event loop writes
+    by_loop = []
     for batch in BATCHES:
         response = _post(api, loop_run, batch)
-        assert response.status_code == 200 and spied[-1] is not None
+        assert response.status_code == 200
         assert response.json() == {"run": loop_run, "accepted": len({(k, s) for k, s, _ in batch})}
+        by_loop.append(spied[-1] is not None)
+    assert by_loop == [True, True, False, True]  # the third spans 10**15 steps: the usual path
     state = api.client.app.state
     loop_db, state.loop_sqlite = state.loop_sqlite, None  # the usual path, in a thread
     calls = len(spied)
@@ -172,6 +175,32 @@ def test_a_big_or_chunked_batch_is_written_in_a_thread(api: Api, spied: list[Any
     assert chunked.status_code == 200 and len(spied) == calls
     assert _post(api, run["id"], [("loss", 1, 1.0)]).status_code == 200 and len(spied) == calls + 1
     assert len(_stored(api, run["id"])[0]) == 1000 + 1 + 1 + 3
+
+
+def test_a_batch_spanning_many_chunks_is_written_in_a_thread(api: Api, spied: list[Any]) -> None:
+    """Two points a million steps apart: the merge reads every chunk between them, which grows with
+    the series, so it is not the event loop's work."""
+    from app.series.chunks import CHUNK
+    from app.series.metrics_sqlite import MAX_LOOP_CHUNKS
+
+    run = api.sdk_run()
+    _warm(api, run["id"])
+    calls = len(spied)
+    assert (
+        _post(api, run["id"], [("loss", 0, 1.0), ("loss", MAX_LOOP_CHUNKS * CHUNK, 2.0)]).status_code == 200
+    )
+    assert len(spied) == calls + 1 and spied[-1] is None  # declined: the usual path wrote it
+    near = _post(api, run["id"], [("loss", 1, 1.0), ("loss", (MAX_LOOP_CHUNKS - 1) * CHUNK, 2.0)])
+    assert near.status_code == 200 and spied[-1] == 2
+    series = api.client.get(
+        "/api/v1/series", params={"run": [run["id"]], "key": "loss", "max_points": 10_000}, headers=api.user
+    ).json()
+    assert [p["x"] for p in series[0]["points"]] == [
+        0,
+        1,
+        (MAX_LOOP_CHUNKS - 1) * CHUNK,
+        MAX_LOOP_CHUNKS * CHUNK,
+    ]
 
 
 def test_a_driver_error_on_the_event_loop_writes_nothing(
