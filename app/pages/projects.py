@@ -59,6 +59,7 @@ def _project_page(
         "project": project,
         "role": role,
         "is_owner": owner,
+        "me": actor.user_id,
         "members": projects.members(session=session, project_id=project.id),
         "reports": reports.project_reports(session=session, project_id=project.id),
         "worker_tokens": projects.project_worker_tokens(session=session, actor=actor, project_id=project.id)
@@ -137,6 +138,22 @@ def remove_member(
         ),
         lambda _: redirect(request, f"/projects/{name}"),
     )  # fmt: skip
+
+
+@router.post("/projects/{name}/leave", response_model=None)
+def leave(
+    name: str, request: Request, browser: BrowserDep, session: SessionDep, csrf_token: CsrfForm = ""
+) -> Response:
+    """Leave the project (any member; the last owner stays): back to the list of projects."""
+    check_csrf(request, browser, csrf_token)
+    actor = actor_of(browser)
+    project = roles.project_named(session=session, actor=actor, name=name, action="read")
+    try:
+        projects.remove_member(session=session, actor=actor, project_id=project.id, user_id=actor.user_id)
+    except DomainError as exc:
+        return _project_page(request, browser, session, name, error=exc.message, status_code=exc.status_code)
+    session.commit()
+    return redirect(request, "/projects")
 
 
 @router.post("/projects/{name}/invitations", response_model=None)

@@ -207,6 +207,19 @@ def test_an_owner_cannot_add_an_account_without_its_consent(site: TeamSite) -> N
     assert invited.status_code == 201, invited.text  # the way in: the outsider accepts, or not
 
 
+def test_leaving_from_the_project_page(site: TeamSite) -> None:
+    viewer = site.client("viewer@example.org")
+    page = viewer.get("/projects/team").text
+    assert 'id="leave-form"' in page and ">Remove<" not in page  # a viewer removes nobody else
+    left = viewer.post("/projects/team/leave", data={"csrf_token": page_csrf(viewer)}, follow_redirects=False)
+    assert left.status_code == 303 and left.headers["location"].endswith("/projects")
+    assert viewer.get(f"/runs/{site.team_run}").status_code == 404
+    owner = site.client("owner@example.org")
+    assert owner.post("/projects/team/leave", data={}, follow_redirects=False).status_code == 403  # no CSRF
+    last = owner.post("/projects/team/leave", data={"csrf_token": page_csrf(owner)}, follow_redirects=False)
+    assert last.status_code == 409 and "at least one owner" in last.text
+
+
 def test_a_member_can_leave_a_project_but_its_last_owner_cannot(site: TeamSite) -> None:
     viewer = site.client("viewer@example.org")
     me = viewer.get("/api/v1/me").json()["id"]
