@@ -85,3 +85,18 @@ class Api:
     def put_epoch(self, run_id: int, epoch: int, attempt: int = 1, **body: Any) -> Any:
         payload = {"attempt": attempt, "metrics": {"val_acc": 0.5}, "stats": STATS} | body
         return self.client.put(f"/api/v1/runs/{run_id}/epochs/{epoch}", json=payload, headers=self.worker)
+
+
+def spy_on(monkeypatch: Any, module: Any, name: str) -> list[Any]:
+    """Replace ``module.name`` (an event-loop write) by a wrapper that records what each call
+    returned (None: it wrote nothing, the usual path answered)."""
+    calls: list[Any] = []
+    real = getattr(module, name)
+
+    def spy(**kwargs: Any) -> Any:
+        found = real(**kwargs)
+        calls.append(found)
+        return found
+
+    monkeypatch.setattr(module, name, spy)
+    return calls

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import pytest
-from apikit import Api
+from apikit import Api, spy_on
 from sqlalchemy import select
 
 from app.models import Epoch
@@ -21,16 +21,7 @@ from app.series import epoch_sqlite
 def spied(api: Api, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     if api.db.engine.dialect.name != "sqlite":
         pytest.skip("SQLite's event-loop write")
-    calls: list[Any] = []
-    real = epoch_sqlite.insert_new_epoch
-
-    def spy(**kwargs: Any) -> Any:
-        found = real(**kwargs)
-        calls.append(found)
-        return found
-
-    monkeypatch.setattr(epoch_sqlite, "insert_new_epoch", spy)
-    return calls
+    return spy_on(monkeypatch, epoch_sqlite, "insert_new_epoch")
 
 
 def _stored(api: Api, run_id: int) -> list[int]:

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 import pytest
-from apikit import Api
+from apikit import Api, spy_on
 from sqlalchemy import text
 
 from app.series import metrics_sqlite
@@ -23,16 +23,7 @@ from app.series import metrics_sqlite
 def spied(api: Api, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     if api.db.engine.dialect.name != "sqlite":
         pytest.skip("SQLite's event-loop write")
-    calls: list[Any] = []
-    real = metrics_sqlite.write_new_points
-
-    def spy(**kwargs: Any) -> Any:
-        found = real(**kwargs)
-        calls.append(found)
-        return found
-
-    monkeypatch.setattr(metrics_sqlite, "write_new_points", spy)
-    return calls
+    return spy_on(monkeypatch, metrics_sqlite, "write_new_points")
 
 
 def _post(api: Api, run_id: int, points: list[tuple[str, int, float]], attempt: int = 1) -> Any:
