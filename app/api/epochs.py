@@ -59,16 +59,19 @@ async def _new_epoch(
     pool: AsyncDriverPool | None = getattr(request.app.state, "driver_pool", None)
     if pool is not None:
         return await epoch_pg.insert_new_epoch(pool=pool, run_id=run_id, epoch=epoch, data=data, now=now)
-    loop_db: LoopSqlite | None = getattr(request.app.state, "loop_sqlite", None)
-    if loop_db is not None and _declared_size(request) <= MAX_LOOP_BODY_BYTES:
+    loop_db = _loop_writer(request)
+    if loop_db is not None:
         return epoch_sqlite.insert_new_epoch(db=loop_db, run_id=run_id, epoch=epoch, data=data, now=now)
     return None
 
 
-def _declared_size(request: Request) -> int:
-    """The body's Content-Length (a chunked body counts as too big for the event loop)."""
+def _loop_writer(request: Request) -> LoopSqlite | None:
+    """SQLite's event-loop connection, when there is one and the request's body is small enough for
+    the event loop to write (a Content-Length within ``MAX_BODY_BYTES``: a chunked body is not)."""
+    loop_db: LoopSqlite | None = getattr(request.app.state, "loop_sqlite", None)
     declared = request.headers.get("content-length", "")
-    return int(declared) if declared.isdigit() else MAX_LOOP_BODY_BYTES + 1
+    small = declared.isdigit() and int(declared) <= MAX_LOOP_BODY_BYTES
+    return loop_db if small else None
 
 
 def _put_epoch(
@@ -89,9 +92,8 @@ async def post_metrics(
 ) -> Response:
     """Upsert up to 1000 (key, step, value) points; values must be finite."""
     keys, steps, values = metric_columns(data)  # points as dicts or models (app.api.bodies)
-    loop_db: LoopSqlite | None = getattr(request.app.state, "loop_sqlite", None)
-    small = _declared_size(request) <= MAX_LOOP_BODY_BYTES
-    if loop_db is not None and small and not session.in_transaction():  # access known: no thread
+    loop_db = _loop_writer(request)
+    if loop_db is not None and not session.in_transaction():  # access known: no thread
         batch = as_batch(keys, steps, values)
         now = utcnow()
         accepted = metrics_sqlite.write_new_points(

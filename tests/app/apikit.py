@@ -100,3 +100,23 @@ def spy_on(monkeypatch: Any, module: Any, name: str) -> list[Any]:
 
     monkeypatch.setattr(module, name, spy)
     return calls
+
+
+def under_write_lock(api: Api, send: Any, hold_s: float = 0.5) -> tuple[Any, float]:
+    """``send()`` while another SQLite connection holds the write lock for ``hold_s`` seconds; its
+    answer and the seconds it took."""
+    import sqlite3
+    import threading
+    import time
+
+    holder = sqlite3.connect(str(api.db.engine.url.database), isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(hold_s, lambda: holder.execute("ROLLBACK"))
+    release.start()
+    try:
+        started = time.monotonic()
+        response = send()
+        return response, time.monotonic() - started
+    finally:
+        release.join()
+        holder.close()

@@ -4,13 +4,10 @@ waits its turn instead of failing or stalling the event loop."""
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-import time
 from typing import Any
 
 import pytest
-from apikit import Api, spy_on
+from apikit import Api, spy_on, under_write_lock
 from sqlalchemy import select
 
 from app.models import Epoch
@@ -49,17 +46,7 @@ def test_an_epoch_put_while_another_connection_holds_the_write_lock_waits_its_tu
     for epoch in (0, 1, 2):
         assert api.put_epoch(run["id"], epoch).status_code == 200
     assert spied and spied[-1] is not None  # warm: new epochs go to the event loop's connection
-    holder = sqlite3.connect(str(api.db.engine.url.database), isolation_level=None, check_same_thread=False)
-    holder.execute("BEGIN IMMEDIATE")
-    release = threading.Timer(0.5, lambda: holder.execute("ROLLBACK"))
-    release.start()
-    try:
-        started = time.monotonic()
-        response = api.put_epoch(run["id"], 3)
-        waited = time.monotonic() - started
-    finally:
-        release.join()
-        holder.close()
+    response, waited = under_write_lock(api, lambda: api.put_epoch(run["id"], 3))
     assert response.status_code == 200, response.text
     assert spied[-1] is None and waited >= 0.4  # not by the event loop: in a thread, after the lock
     assert _stored(api, run["id"]) == [0, 1, 2, 3]

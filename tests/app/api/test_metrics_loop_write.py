@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import threading
 import time
 from typing import Any
 
 import pytest
-from apikit import Api, spy_on
+from apikit import Api, spy_on, under_write_lock
 from sqlalchemy import text
 
 from app.series import metrics_sqlite
@@ -130,17 +129,9 @@ def test_a_batch_while_another_connection_holds_the_write_lock_waits_its_turn(
 ) -> None:
     run = api.sdk_run()
     _warm(api, run["id"])
-    holder = sqlite3.connect(str(api.db.engine.url.database), isolation_level=None, check_same_thread=False)
-    holder.execute("BEGIN IMMEDIATE")
-    release = threading.Timer(0.5, lambda: holder.execute("ROLLBACK"))
-    release.start()
-    try:
-        started = time.monotonic()
-        response = _post(api, run["id"], [("loss", s, 0.5) for s in range(1000)])
-        waited = time.monotonic() - started
-    finally:
-        release.join()
-        holder.close()
+    response, waited = under_write_lock(
+        api, lambda: _post(api, run["id"], [("loss", s, 0.5) for s in range(1000)])
+    )
     assert response.status_code == 200, response.text
     assert spied[-1] is None and waited >= 0.4  # not by the event loop: in a thread, after the lock
     assert len(_stored(api, run["id"])[0]) == 1003
